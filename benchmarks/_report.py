@@ -1,0 +1,37 @@
+"""Shared by the benchmark scripts: the machine line and writing one section of docs/benchmarks.md.
+
+Each script owns one section, between ``<!-- begin:NAME -->`` and ``<!-- end:NAME -->``, so the
+scripts can be rerun one at a time without touching each other's results.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+HEADER = "# Benchmarks\n\nEvery number here was written by a script in `benchmarks/`; rerun it to refresh its section.\n"
+
+
+def machine_line(threads: int) -> str:
+    from shipyard.build.package import machine_description
+
+    m = machine_description()
+    return (f"Machine: {m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags']) or 'none'}; "
+            f"{threads} thread(s) for every backend; run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
+
+
+def write_section(name: str, markdown: str) -> None:
+    """Replace (or append) the section called ``name`` in docs/benchmarks.md."""
+    text = DOC.read_text() if DOC.exists() else HEADER
+    block = f"<!-- begin:{name} -->\n{markdown.strip()}\n<!-- end:{name} -->"
+    pattern = re.compile(rf"<!-- begin:{re.escape(name)} -->.*?<!-- end:{re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])

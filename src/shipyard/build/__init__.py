@@ -1,0 +1,1 @@
+"""Build: plan candidates, make their artifacts, verify, time, choose, package."""

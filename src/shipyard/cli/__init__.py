@@ -1,0 +1,1 @@
+"""The ``shipyard`` command: thin verbs over the library."""

@@ -1,0 +1,84 @@
+"""Terminal output: progress while a build works, the candidate table at the end."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from shipyard.records import Candidate
+
+if TYPE_CHECKING:
+    from shipyard.build.pipeline import BuildResult
+
+import sys
+
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(stderr=True, highlight=False, width=_WIDTH)
+out = Console(highlight=False, width=_WIDTH)
+
+
+class ConsoleReporter:
+    """Shows each stage of a build on stderr as it starts, with elapsed time."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._clock = time.perf_counter
+        self._start = self._clock()
+
+    def stage(self, text: str) -> None:
+        console.print(f"[dim]{self._clock() - self._start:6.1f}s[/dim] {text}")
+
+    def candidate(self, candidate: Candidate) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        console.print(f"[yellow]note:[/yellow] {text}")
+
+
+def candidate_table(result: BuildResult) -> Table:
+    table = Table(title=f"{result.source.name}: candidates ({result.metric}, batch-1 latency, "
+                        f"{result.threads} threads)", title_justify="left")
+    for column in ("candidate", "passed", result.metric, "drop", "p50 ms", "p99 ms", "speed-up",
+                   "thru/s", "MB", "why not"):
+        table.add_column(column, justify="left" if column in ("candidate", "why not") else "right",
+                         overflow="fold")
+    for candidate in result.candidates:
+        table.add_row(*_cells(result, candidate), style=_style(result, candidate))
+    return table
+
+
+def _cells(result: BuildResult, c: Candidate) -> list[str]:
+    v, t = c.verification, c.timing
+    timed = t is not None and t.calls > 0
+    speed = result.speedup(c) if timed else None
+    mark = "★ " if c is result.chosen else ""
+    return [mark + c.key, "yes" if c.passed else "no", f"{v.value:.2f}" if v else "–",
+            f"{v.drop:+.2f}" if v else "–", f"{t.p50_ms:.3f}" if timed else "–", f"{t.p99_ms:.3f}" if timed else "–",
+            f"{speed:.2f}×" if speed else "–", f"{t.throughput:.0f}" if timed else "–",
+            f"{t.size_mb:.1f}" if t and t.size_mb else "–", _short(c.why_failed)]
+
+
+def _short(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _style(result: BuildResult, c: Candidate) -> str:
+    if c is result.chosen:
+        return "bold green"
+    return "" if c.passed else "dim"
+
+
+def print_result(result: BuildResult) -> None:
+    out.print(candidate_table(result))
+    chosen = result.chosen
+    if chosen is None:
+        out.print("[red]No candidate stayed inside the accuracy budget; nothing was packaged.[/red]")
+        return
+    speed = result.speedup(chosen)
+    baseline = f" — {speed:.2f}× faster than {result.baseline.key}" if speed and result.baseline else ""
+    out.print(f"chosen: [bold]{chosen.key}[/bold] ({chosen.recipe}){baseline}")
+    if result.package:
+        out.print(f"package: {result.package}  (report: {result.package / 'report.html'})")

@@ -1,0 +1,71 @@
+"""Running a package: ``shipyard.load(DIR).run({name: array}) -> {name: array}``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shipyard.errors import DataError
+from shipyard.records import Artifact, Signature
+
+
+class Predictor:
+    """A loaded package. ``signature`` is what clients send and receive.
+
+    Text packages take a ``text`` BYTES input and tokenise it with the tokenizer packaged beside
+    the model; every other package passes its feed straight to the runtime after validation.
+    """
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], threads: int | None = None) -> None:
+        from shipyard.backends import get_backend
+        from shipyard.build.package import public_signature
+
+        self.folder = folder
+        self.manifest = manifest
+        self.name: str = manifest["name"]
+        self.version = str(manifest.get("version", 1))
+        self.backend: str = manifest["backend"]
+        model_signature = Signature.from_json(manifest.get("model_signature") or manifest)
+        self.signature = public_signature(model_signature, manifest.get("text"))
+        artifact = Artifact(folder / manifest["model_file"], manifest["artifact_format"], model_signature)
+        self.session = get_backend(self.backend).load(artifact, threads or int(manifest.get("threads", 1)))
+        self._tokenizer = self._make_tokenizer(manifest.get("text"))
+
+    def _make_tokenizer(self, text: dict[str, Any] | None):
+        if text is None:
+            return None
+        from shipyard.sources.base import TextFrontend
+        from shipyard.text import Tokenizer
+
+        return Tokenizer(TextFrontend(self.folder / text["tokenizer"], int(text["max_length"]),
+                                      tuple(text["input_names"])))
+
+    @property
+    def max_batch_size(self) -> int:
+        return int(self.manifest.get("max_batch_size", 64))
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validate ``inputs`` against the package's inputs and run the model."""
+        if self._tokenizer is None:
+            return self.session.run(inputs)
+        from shipyard.text import TEXT_INPUT, decode_texts
+
+        if set(inputs) != {TEXT_INPUT}:
+            raise DataError(f"inputs {sorted(inputs)} do not match the model: expected ['{TEXT_INPUT}'] (BYTES)")
+        texts = decode_texts(inputs[TEXT_INPUT])
+        if not texts:
+            raise DataError(f"input {TEXT_INPUT!r} is empty; expected at least one text")
+        return self.session.run(self._tokenizer(texts))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def load(folder: str | Path, threads: int | None = None) -> Predictor:
+    """Load the package in ``folder``; ``threads`` defaults to the count the build timed with."""
+    from shipyard.build.package import read_manifest
+
+    path = Path(folder)
+    return Predictor(path, read_manifest(path), threads)

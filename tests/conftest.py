@@ -1,0 +1,116 @@
+"""Shared fixtures and markers: ``backend("name")`` skips when a runtime is missing, ``gpu`` without a GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_BACKEND_MODULES = {"torch": "torch", "torchscript": "torch", "onnxruntime": "onnxruntime",
+                    "openvino": "openvino", "nncf": "nncf", "ncnn": "ncnn", "mnn": "MNN", "tvm": "tvm",
+                    "tensorrt": "tensorrt", "ray": "ray", "tritonclient": "tritonclient"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker in item.iter_markers("backend"):
+            name = marker.args[0]
+            module = _BACKEND_MODULES.get(name, name)
+            if importlib.util.find_spec(module) is None:
+                item.add_marker(pytest.mark.skip(reason=f"backend {name!r} not installed"))
+        if item.get_closest_marker("gpu") and shutil.which("nvidia-smi") is None:
+            item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_dir(tmp_path_factory):
+    """Keep the example-weights cache between runs but reference caches per test session."""
+    os.environ.setdefault("SHIPYARD_CACHE", str(Path.home() / ".cache" / "shipyard"))
+    yield
+
+
+SMALL_CNN = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+    class SmallCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 4))
+
+        def forward(self, image):
+            return self.head(self.features(image))
+
+    def make():
+        return SmallCNN()
+
+    def broken():
+        raise RuntimeError("cannot build this model")
+
+    def not_a_module():
+        return 42
+''')
+
+
+@pytest.fixture(scope="session")
+def small_cnn(tmp_path_factory) -> dict[str, Path]:
+    """A small CNN the tool never saw: factory file, trained safetensors weights, labelled .npz.
+
+    The task (which quadrant of a 16×16 image is brightest) is learnt in a few seconds, so
+    accuracy is real and held-out.
+    """
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("small_cnn")
+    model_file = folder / "model.py"
+    model_file.write_text(SMALL_CNN)
+    namespace: dict = {}
+    exec(compile(SMALL_CNN, str(model_file), "exec"), namespace)
+    images, labels = quadrant_data(1200, seed=1)
+    model = namespace["make"]()
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, y = torch.from_numpy(images[:800]), torch.from_numpy(labels[:800])
+    for _ in range(6):
+        for batch in torch.randperm(len(x)).split(32):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimizer.step()
+    model.eval()
+    weights = folder / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    data = folder / "data.npz"
+    np.savez(data, image=images[800:], labels=labels[800:])
+    return {"model": model_file, "weights": weights, "data": data, "folder": folder}
+
+
+def quadrant_data(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images = rng.normal(0, 0.3, size=(count, 3, 16, 16)).astype(np.float32)
+    labels = rng.integers(0, 4, size=count)
+    for image, label in zip(images, labels):
+        row, col = divmod(int(label), 2)
+        image[:, row * 8:(row + 1) * 8, col * 8:(col + 1) * 8] += 0.8
+    return images, labels.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def digits_package(tmp_path_factory) -> Path:
+    """A package of example:digits built once per test session (ONNX Runtime, FP32)."""
+    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.bench import BenchConfig
+
+    out = tmp_path_factory.mktemp("pkgs") / "digits"
+    build(BuildOptions("example:digits", out=out, backends=["onnxruntime"],
+                       bench=BenchConfig(rounds=1, block_seconds=0.05)))
+    return out
