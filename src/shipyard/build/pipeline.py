@@ -25,6 +25,7 @@ from shipyard.build.inputs import hints_from_npz, load_build_data
 from shipyard.build.plan import plan_candidates
 from shipyard.dataset import Dataset, ImageOptions, split
 from shipyard.errors import ShipyardError, UsageError
+from shipyard.optimize import apply_model_transforms
 from shipyard.records import Candidate, Timing
 from shipyard.sources import InputHint, Source, load_source
 from shipyard.verify import choose_metric, reference_outputs, run_batched, trim_padding, verify_outputs
@@ -78,6 +79,23 @@ class BuildOptions:
     throughput_batch: int = 16
     bench: BenchConfig = field(default_factory=BenchConfig)
     cache_dir: Path | None = None
+    # quantisation (shipyard.quantize)
+    time_budget: float | None = None
+    """Seconds the accuracy-aware search may spend; None = no limit."""
+    calibration_size: int = 300
+    # model-level optimisation (shipyard.optimize)
+    lossless: bool = True
+    """Fold BN and re-parameterise multi-branch blocks (exact up to float rounding)."""
+    prune: float | None = None
+    prune_criterion: str = "l2"
+    protect: list[str] = field(default_factory=list)
+    distill_into: str | None = None
+    sparsity: str | None = None
+    qat: bool = False
+    # targets (cpu, gpu, edge)
+    target: str = "cpu"
+    # pre/post-processing declared for the package
+    preprocess: Path | None = None
 
     def check(self) -> None:
         if not self.max_drop >= 0:
@@ -145,6 +163,7 @@ def _build_in(work: Path, source: Source, options: BuildOptions, reporter: Repor
     notes = _data_notes(dataset, parts.calibration, evaluation)
     for note in notes:
         reporter.note(note)
+    source = apply_model_transforms(source, options, parts, reporter)
     plans, skipped = plan_candidates(source, options.backends, options.precisions)
     if not plans:
         raise UsageError("no candidate can be built: " + ("; ".join(c.error for c in skipped) or

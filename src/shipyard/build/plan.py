@@ -19,7 +19,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 ONNX = Recipe().then("export", format="onnx")
 Planner = Callable[[Source, str], list[Candidate]]
 PRECISION_PLANNERS: dict[str, Planner] = {}
-PLANNER_MODULES: dict[str, str] = {}
+PLANNER_MODULES: dict[str, str] = {"int8": "shipyard.quantize.plan", "fp16": "shipyard.quantize.plan"}
 """Precision → module that registers its planner in ``PRECISION_PLANNERS`` when imported."""
 
 

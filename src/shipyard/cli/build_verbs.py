@@ -30,6 +30,20 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration/evaluation split")
     parser.add_argument("--optimize-for", default="latency", choices=["latency", "throughput"])
     parser.add_argument("--force", action="store_true", help="replace --out if it already holds something")
+    parser.add_argument("--time-budget", type=positive_float, help="seconds the accuracy-aware search may spend")
+    parser.add_argument("--calibration-size", type=positive_int, default=300,
+                        help="at most this many calibration samples (default 300)")
+    parser.add_argument("--no-fuse", action="store_true", help="skip BN folding and re-parameterisation")
+    parser.add_argument("--prune", type=positive_float, metavar="RATIO", help="structured pruning ratio, e.g. 0.3")
+    parser.add_argument("--prune-criterion", default="l2", help="pruning importance: l1, l2, taylor, random")
+    parser.add_argument("--protect", action="append", default=[], metavar="MODULE",
+                        help="module path pruning must leave alone (repeatable)")
+    parser.add_argument("--distill-into", metavar="FILE.py:FUNCTION", help="train this smaller student from the model")
+    parser.add_argument("--sparsity", help="semi-structured sparsity pattern, e.g. 2:4")
+    parser.add_argument("--qat", action="store_true", help="quantisation-aware training when PTQ misses the budget")
+    parser.add_argument("--target", default="cpu", choices=["cpu", "gpu", "edge"],
+                        help="which backends and precisions to try by default")
+    parser.add_argument("--preprocess", type=Path, help="pre/post-processing config (JSON) to package with the model")
 
 
 
@@ -64,7 +78,10 @@ def build_options(args: argparse.Namespace):
         metric=args.metric, eval_fraction=args.eval_fraction, seed=args.seed,
         input_hints=[parse_input_shape(s) for s in args.input_shape],
         output_names=[n.strip() for n in args.output_names.split(",")] if args.output_names else None,
-        image=_image_options(args), optimize_for=args.optimize_for)
+        image=_image_options(args), optimize_for=args.optimize_for, time_budget=args.time_budget,
+        calibration_size=args.calibration_size, lossless=not args.no_fuse, prune=args.prune,
+        prune_criterion=args.prune_criterion, protect=args.protect, distill_into=args.distill_into,
+        sparsity=args.sparsity, qat=args.qat, target=args.target, preprocess=args.preprocess)
     if args.threads:
         options.threads = args.threads
     return options
