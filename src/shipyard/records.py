@@ -221,10 +221,14 @@ class Candidate:
     verification: Verification | None = None
     timing: Timing | None = None
     error: str = ""
+    name: str = ""
+    """A label that replaces the derived key (the baseline's)."""
 
     @property
     def key(self) -> str:
         """A short unique label, e.g. ``onnxruntime/fp32+onnxslim``."""
+        if self.name:
+            return self.name
         extras = [_step_label(s) for s in self.recipe.steps[1:] if s.name != "convert"]
         return f"{self.backend}/{self.precision}" + "".join(f"+{e}" for e in extras)
 

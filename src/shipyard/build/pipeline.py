@@ -26,7 +26,7 @@ from shipyard.build.plan import plan_candidates
 from shipyard.dataset import Dataset, ImageOptions, split
 from shipyard.errors import ShipyardError, UsageError
 from shipyard.optimize import apply_model_transforms
-from shipyard.records import Candidate, Timing
+from shipyard.records import Candidate, Recipe, Timing
 from shipyard.sources import InputHint, Source, load_source
 from shipyard.verify import choose_metric, reference_outputs, run_batched, trim_padding, verify_outputs
 
@@ -163,26 +163,28 @@ def _build_in(work: Path, source: Source, options: BuildOptions, reporter: Repor
     notes = _data_notes(dataset, parts.calibration, evaluation)
     for note in notes:
         reporter.note(note)
-    source = apply_model_transforms(source, options, parts, reporter)
+    original = source
+    source = apply_model_transforms(original, options, parts, reporter)
     plans, skipped = plan_candidates(source, options.backends, options.precisions)
     if not plans:
         raise UsageError("no candidate can be built: " + ("; ".join(c.error for c in skipped) or
                          f"no backend in {options.backends} runs a {source.kind} model"))
     workshop = Workshop(source, work / "artifacts", parts.calibration)
     reporter.stage("running the source model for reference outputs")
-    reference_session = _reference_session(source, options.threads)
+    reference_session = _reference_session(original, options.threads)
     cache = options.cache_dir or _default_cache()
-    reference = reference_outputs(reference_session, source.content_hash, evaluation, cache)
-    sessions = _make_and_verify(plans, workshop, source, reference_session, reference, evaluation,
+    reference = reference_outputs(reference_session, original.content_hash, evaluation, cache)
+    baseline = _baseline(original, reference, evaluation, metric, options.max_drop)
+    own_session = reference_session if source is original else None
+    sessions = _make_and_verify(plans, workshop, source, own_session, reference, evaluation,
                                 metric, options, reporter)
-    reporter.stage(f"timing {len(sessions)} candidates in alternating blocks")
-    _time_candidates(plans, sessions, evaluation, options)
-    for session in sessions.values():
+    reporter.stage(f"timing {len(sessions)} candidates and the baseline in alternating blocks")
+    _time_candidates([baseline, *plans], {BASELINE: reference_session, **sessions}, evaluation, options)
+    for session in {id(s): s for s in (reference_session, *sessions.values())}.values():
         session.close()
     candidates = plans + skipped
     for candidate in candidates:
         reporter.candidate(candidate)
-    baseline = next((c for c in plans if c.timing and c.backend == ("torch" if source.kind == "torch" else "onnxruntime")), None)
     result = BuildResult(source, metric, candidates, _choose(plans, options.optimize_for), baseline,
                          len(parts.calibration), len(evaluation), dataset.description, dataset.synthetic,
                          options.threads, notes + [n for ns in workshop.notes.values() for n in ns])
@@ -210,6 +212,18 @@ def _default_cache() -> Path:
     return Path(os.environ.get("SHIPYARD_CACHE", Path.home() / ".cache" / "shipyard")) / "reference"
 
 
+BASELINE = "baseline"
+
+
+def _baseline(source: Source, reference: dict, evaluation: Dataset, metric: str, max_drop: float) -> Candidate:
+    """The source model as given, run eagerly (or by ONNX Runtime for ONNX sources): the yardstick."""
+    backend = "onnxruntime" if source.kind == "onnx" else "torch"
+    baseline = Candidate(backend, "fp32", Recipe(), name=f"{BASELINE}: " + ("torch eager" if backend == "torch" else "source on onnxruntime"))
+    baseline.verification = verify_outputs(metric, reference, reference, evaluation.labels, max_drop)
+    baseline.timing = Timing(0, 0, 0, 0, 0)
+    return baseline
+
+
 def _reference_session(source: Source, threads: int) -> Session:
     if source.kind in ("torch", "torchscript"):
         return get_backend("torch").session_for_module(source.module, source.signature, threads)
@@ -218,14 +232,14 @@ def _reference_session(source: Source, threads: int) -> Session:
     return get_backend("onnxruntime").load(Artifact(source.path, "onnx", source.signature), threads)
 
 
-def _make_and_verify(plans: list[Candidate], workshop: Workshop, source: Source, reference_session: Session,
+def _make_and_verify(plans: list[Candidate], workshop: Workshop, source: Source, own_session: Session | None,
                      reference: dict, evaluation: Dataset, metric: str, options: BuildOptions,
                      reporter: Reporter) -> dict[str, Session]:
     sessions: dict[str, Session] = {}
     for index, candidate in enumerate(plans, start=1):
         reporter.stage(f"[{index}/{len(plans)}] {candidate.backend}/{candidate.precision}: {candidate.recipe}")
         try:
-            session = _load_candidate(candidate, workshop, source, reference_session, options.threads)
+            session = _load_candidate(candidate, workshop, source, own_session, options.threads)
             outputs = run_batched(session, evaluation)
             candidate.verification = verify_outputs(metric, reference, outputs, evaluation.labels, options.max_drop)
             sessions[candidate.key] = session
@@ -236,12 +250,13 @@ def _make_and_verify(plans: list[Candidate], workshop: Workshop, source: Source,
     return sessions
 
 
-def _load_candidate(candidate: Candidate, workshop: Workshop, source: Source, reference_session: Session,
+def _load_candidate(candidate: Candidate, workshop: Workshop, source: Source, own_session: Session | None,
                     threads: int) -> Session:
+    """A session for the candidate; torch candidates run the (possibly transformed) module itself."""
     memory_before = rss_mb()
     start = time.perf_counter()
     if candidate.backend == "torch":
-        session = reference_session
+        session = own_session or get_backend("torch").session_for_module(source.module, source.signature, threads)
     else:
         candidate.artifact = workshop.make(candidate.recipe)
         session = get_backend(candidate.backend).load(candidate.artifact, threads)
@@ -253,18 +268,22 @@ def _load_candidate(candidate: Candidate, workshop: Workshop, source: Source, re
 
 def _time_candidates(plans: list[Candidate], sessions: dict[str, Session], evaluation: Dataset,
                      options: BuildOptions) -> None:
-    timed = [c for c in plans if c.key in sessions]
+    timed = [c for c in plans if _timing_key(c) in sessions]
     one = trim_padding(next(evaluation.batches(1)))
     many = trim_padding(_batch_feed(evaluation, options.throughput_batch))
     latency = time_sessions(sessions, one, options.bench)
     batched = time_sessions(sessions, many, BenchConfig(rounds=2, block_seconds=options.bench.block_seconds, max_block=10))
     size = len(next(iter(many.values())))
     for candidate in timed:
-        stats, stats_many = latency[candidate.key], batched[candidate.key]
+        stats, stats_many = latency[_timing_key(candidate)], batched[_timing_key(candidate)]
         old = candidate.timing
         candidate.timing = Timing(stats.p50_ms, stats.p90_ms, stats.p99_ms, stats.mean_ms, stats.calls,
                                   throughput=size / (stats_many.p50_ms / 1000), throughput_batch=size,
                                   load_ms=old.load_ms, peak_rss_mb=old.peak_rss_mb, size_mb=old.size_mb)
+
+
+def _timing_key(candidate: Candidate) -> str:
+    return BASELINE if candidate.name.startswith(BASELINE) else candidate.key
 
 
 def _batch_feed(evaluation: Dataset, size: int) -> dict:

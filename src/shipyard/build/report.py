@@ -64,7 +64,8 @@ def _table(result: BuildResult) -> str:
     head = ("<tr><th>candidate</th><th>recipe</th><th>passed</th><th>metric</th><th>drop</th><th>p50 ms</th>"
             "<th>p90 ms</th><th>p99 ms</th><th>speed-up</th><th>throughput/s</th><th>size MB</th>"
             "<th>load ms</th><th>memory MB</th><th>why it failed</th></tr>")
-    return "<table>" + head + "".join(_row(result, c) for c in result.candidates) + "</table>"
+    rows = ([result.baseline] if result.baseline else []) + result.candidates
+    return "<table>" + head + "".join(_row(result, c) for c in rows) + "</table>"
 
 
 def _row(result: BuildResult, candidate: Candidate) -> str:
@@ -83,7 +84,8 @@ def _row(result: BuildResult, candidate: Candidate) -> str:
 
 
 def _plot(result: BuildResult, width: int = 720, height: int = 360) -> str:
-    points = [(c, c.timing.p50_ms, c.verification.value) for c in result.candidates
+    rows = ([result.baseline] if result.baseline else []) + result.candidates
+    points = [(c, c.timing.p50_ms, c.verification.value) for c in rows
               if c.timing and c.timing.calls and c.verification]
     if not points:
         return ""

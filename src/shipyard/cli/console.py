@@ -45,6 +45,8 @@ def candidate_table(result: BuildResult) -> Table:
                    "thru/s", "MB", "why not"):
         table.add_column(column, justify="left" if column in ("candidate", "why not") else "right",
                          overflow="fold")
+    if result.baseline:
+        table.add_row(*_cells(result, result.baseline), style="italic")
     for candidate in result.candidates:
         table.add_row(*_cells(result, candidate), style=_style(result, candidate))
     return table
