@@ -24,7 +24,7 @@ from shipyard.build.artifacts import Workshop
 from shipyard.build.inputs import hints_from_npz, load_build_data
 from shipyard.build.plan import plan_candidates
 from shipyard.dataset import Dataset, ImageOptions, split
-from shipyard.errors import ShipyardError, UsageError
+from shipyard.errors import ShipyardError, SourceError, UsageError
 from shipyard.optimize import apply_model_transforms
 from shipyard.records import Candidate, Recipe, Timing
 from shipyard.sources import InputHint, Source, load_source
@@ -173,7 +173,7 @@ def _build_in(work: Path, source: Source, options: BuildOptions, reporter: Repor
     reporter.stage("running the source model for reference outputs")
     reference_session = _reference_session(original, options.threads)
     cache = options.cache_dir or _default_cache()
-    reference = reference_outputs(reference_session, original.content_hash, evaluation, cache)
+    reference = _source_outputs(reference_session, original, evaluation, cache)
     baseline = _baseline(original, reference, evaluation, metric, options.max_drop)
     own_session = reference_session if source is original else None
     sessions = _make_and_verify(plans, workshop, source, own_session, reference, evaluation,
@@ -229,7 +229,20 @@ def _reference_session(source: Source, threads: int) -> Session:
         return get_backend("torch").session_for_module(source.module, source.signature, threads)
     from shipyard.records import Artifact
 
-    return get_backend("onnxruntime").load(Artifact(source.path, "onnx", source.signature), threads)
+    try:
+        return get_backend("onnxruntime").load(Artifact(source.path, "onnx", source.signature), threads)
+    except Exception as exc:
+        raise SourceError(f"ONNX Runtime cannot load the source model {source.path}: {str(exc)[:300]}") from exc
+
+
+def _source_outputs(session: Session, source: Source, evaluation: Dataset, cache: Path) -> dict:
+    """The reference outputs; the source failing on the user's own data is the user's error to see."""
+    try:
+        return reference_outputs(session, source.content_hash, evaluation, cache)
+    except ShipyardError:
+        raise
+    except Exception as exc:
+        raise SourceError(f"the source model fails on the data: {type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
 def _make_and_verify(plans: list[Candidate], workshop: Workshop, source: Source, own_session: Session | None,

@@ -80,7 +80,7 @@ def print_result(result: BuildResult) -> None:
         out.print("[red]No candidate stayed inside the accuracy budget; nothing was packaged.[/red]")
         return
     speed = result.speedup(chosen)
-    baseline = f" — {speed:.2f}× faster than {result.baseline.key}" if speed and result.baseline else ""
+    baseline = f" — {speed:.2f}× the speed of the {result.baseline.key}" if speed and result.baseline else ""
     out.print(f"chosen: [bold]{chosen.key}[/bold] ({chosen.recipe}){baseline}")
     if result.package:
         out.print(f"package: {result.package}  (report: {result.package / 'report.html'})")
