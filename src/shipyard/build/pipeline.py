@@ -97,6 +97,12 @@ class BuildOptions:
     # pre/post-processing declared for the package
     preprocess: Path | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("weights", "data", "out", "cache_dir", "preprocess"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                setattr(self, name, Path(value))
+
     def check(self) -> None:
         if not self.max_drop >= 0:
             raise UsageError(f"--max-drop {self.max_drop}: expected a number of points ≥ 0")

@@ -29,6 +29,7 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-fraction", type=float, default=0.5, help="share of the data held out for evaluation")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration/evaluation split")
     parser.add_argument("--optimize-for", default="latency", choices=["latency", "throughput"])
+    parser.add_argument("--throughput-batch", type=positive_int, default=16, help="batch size for throughput (default 16)")
     parser.add_argument("--force", action="store_true", help="replace --out if it already holds something")
     parser.add_argument("--time-budget", type=positive_float, help="seconds the accuracy-aware search may spend")
     parser.add_argument("--calibration-size", type=positive_int, default=300,
@@ -78,8 +79,8 @@ def build_options(args: argparse.Namespace):
         metric=args.metric, eval_fraction=args.eval_fraction, seed=args.seed,
         input_hints=[parse_input_shape(s) for s in args.input_shape],
         output_names=[n.strip() for n in args.output_names.split(",")] if args.output_names else None,
-        image=_image_options(args), optimize_for=args.optimize_for, time_budget=args.time_budget,
-        calibration_size=args.calibration_size, lossless=not args.no_fuse, prune=args.prune,
+        image=_image_options(args), optimize_for=args.optimize_for, throughput_batch=args.throughput_batch,
+        time_budget=args.time_budget, calibration_size=args.calibration_size, lossless=not args.no_fuse, prune=args.prune,
         prune_criterion=args.prune_criterion, protect=args.protect, distill_into=args.distill_into,
         sparsity=args.sparsity, qat=args.qat, target=args.target, preprocess=args.preprocess)
     if args.threads:
