@@ -1,6 +1,7 @@
 """FP32 on every CPU backend, through `shipyard build` itself: torch eager (the baseline),
 TorchScript, ONNX Runtime (plain, onnxslim, ORT-optimised) and OpenVINO, on example:digits,
-example:minilm and a torchvision ResNet-50 with random weights.
+example:minilm, a small CNN none of the tools was written for, and a torchvision ResNet-50
+(both with random weights: speed only).
 
     python benchmarks/fp32_backends.py [--models digits,minilm,resnet50] [--threads N]
 
@@ -27,6 +28,8 @@ from shipyard.sources import InputHint  # noqa: E402
 MODELS = {
     "digits": dict(model="example:digits"),
     "minilm": dict(model="example:minilm"),
+    "small_cnn": dict(model=f"{HERE / 'models.py'}:small_cnn", input_hints=[InputHint("image", "float32", (3, 32, 32))],
+                      output_names=["logits"]),
     "resnet50": dict(model=f"{HERE / 'models.py'}:resnet50", input_hints=[InputHint("image", "float32", (3, 224, 224))],
                      output_names=["logits"]),
 }
@@ -59,7 +62,8 @@ def main() -> None:
     write_section("fp32-backends", "## FP32 across CPU backends (`benchmarks/fp32_backends.py`)\n\n"
                   + machine_line(args.threads) + "\n\n" + table + "\n\nQuality is against the source model: "
                   "digits accuracy on held-out digits; MiniLM mean cosine × 100 on the built-in sentences; "
-                  "ResNet-50 has random weights, so only top-1 agreement with the source on synthetic inputs.")
+                  "the small CNN and ResNet-50 have random weights, so only top-1 agreement with the source on "
+                  "synthetic inputs.")
 
 
 if __name__ == "__main__":
