@@ -43,7 +43,8 @@ def dataset_hash(dataset: Dataset) -> str:
 def reference_outputs(session: Session, source_hash: str, dataset: Dataset,
                       cache_dir: Path | None) -> dict[str, np.ndarray]:
     """The source's outputs on ``dataset``, read from ``cache_dir`` when computed before."""
-    cache = cache_dir / f"reference-{source_hash}-{dataset_hash(dataset)}.npz" if cache_dir else None
+    outputs_key = hashlib.sha256(",".join(session.signature.output_names).encode()).hexdigest()[:8]
+    cache = cache_dir / f"reference-{source_hash}-{dataset_hash(dataset)}-{outputs_key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as stored:
             return {k: stored[k] for k in stored.files}
