@@ -41,7 +41,8 @@ def parse_input_shape(text: str) -> InputHint:
 def load_build_data(path: Path | None, source: Source, image: ImageOptions) -> Dataset:
     """The data set for a build; without ``--data``, the example's own data or a synthetic set."""
     if path is None:
-        dataset = source.example_data or _default_text_data(source) or synthetic(source.signature)
+        dataset = next((d for d in (source.example_data, _default_text_data(source)) if d is not None), None)
+        dataset = dataset if dataset is not None else synthetic(source.signature)
     elif not path.exists():
         raise DataError(f"data path {str(path)!r} does not exist; expected an .npz, a .txt or a folder of images")
     elif path.is_dir():
