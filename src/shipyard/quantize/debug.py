@@ -1,0 +1,71 @@
+"""Root cause on demand: quantise a model and show, layer by layer, where its error appears.
+
+Example::
+
+    >>> from shipyard.quantize.debug import debug_precision
+    >>> report = debug_precision("model.py:make", data=Path("data.npz"), weights=Path("w.safetensors"))  # doctest: +SKIP
+    >>> report.layers[0].node                                                                              # doctest: +SKIP
+    'node_Conv_28'
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shipyard.errors import UsageError
+from shipyard.quantize.layerwise import LayerError
+from shipyard.records import Candidate, Recipe, Step
+
+BACKEND_METHODS = {"onnxruntime": ("static-qdq", "dynamic"), "openvino": ("nncf",)}
+
+
+@dataclass
+class PrecisionReport:
+    candidate: str
+    backend: str
+    samples: int
+    layers: list[LayerError] = field(default_factory=list)
+    """Layers that add error, worst first."""
+    output_cosine: float | None = None
+
+
+def debug_precision(model: str, data: Path | None, weights: Path | None = None, backend: str = "onnxruntime",
+                    method: str | None = None, calibration: str = "minmax", samples: int = 16,
+                    calibration_size: int = 300) -> PrecisionReport:
+    """Quantise ``model`` for ``backend`` on ``data`` and compare it with FP32 layer by layer."""
+    from shipyard.build.artifacts import Workshop
+    from shipyard.build.inputs import hints_from_npz, load_build_data
+    from shipyard.dataset import ImageOptions
+    from shipyard.quantize.calibration import calibration_set
+    from shipyard.quantize.fallback import responsible_layers
+    from shipyard.quantize.plan import int8_plans
+    from shipyard.sources import load_source
+
+    if backend not in BACKEND_METHODS:
+        raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKEND_METHODS)}")
+    source = load_source(model, weights, hints_from_npz(data), None)
+    dataset = load_build_data(data, source, ImageOptions())
+    candidate = _candidate(int8_plans(source, backend), backend, method, calibration)
+    with tempfile.TemporaryDirectory(prefix="shipyard-debug-") as work:
+        workshop = Workshop(source, Path(work), calibration_set(dataset, None, calibration_size).dataset)
+        candidate.artifact = workshop.make(candidate.recipe)
+        diagnosis = responsible_layers(candidate, workshop, samples)
+    first = diagnosis.outputs.get(source.signature.output_names[0])
+    return PrecisionReport(candidate.key, backend, min(samples, len(dataset)), diagnosis.layers,
+                           first.cosine if first else None)
+
+
+def _candidate(plans: list[Candidate], backend: str, method: str | None, calibration: str) -> Candidate:
+    if method is not None and method not in BACKEND_METHODS[backend]:
+        raise UsageError(f"--method {method!r} does not run on {backend}; expected one of "
+                         f"{', '.join(BACKEND_METHODS[backend])}")
+    plan = plans[0]
+    last = plan.recipe.steps[-1]
+    options = {**last.options, "method": method or last.options["method"]}
+    if options["method"] == "static-qdq":
+        options["calibration"] = calibration
+    if options["method"] == "dynamic":
+        options.pop("calibration", None)
+    return Candidate(backend, "int8", Recipe(plan.recipe.steps[:-1] + (Step("quantize", options),)))
