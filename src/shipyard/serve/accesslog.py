@@ -1,0 +1,50 @@
+"""Structured access logs: one JSON line per request on the ``shipyard.access`` logger."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+LOGGER_NAME = "shipyard.access"
+
+
+def log_access(**fields: Any) -> None:
+    """Log one request; fields are e.g. protocol, method, path, model, status, ms, bytes_in."""
+    logger = logging.getLogger(LOGGER_NAME)  # looked up per call: Ray, for one, rebuilds the logger tree
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(json.dumps({"ts": round(time.time(), 3), **fields}, default=str))
+
+
+class AccessLogMiddleware:
+    """ASGI middleware logging method, path, status, duration and body sizes of HTTP requests."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        seen = {"status": 500, "bytes_out": 0, "bytes_in": 0}
+
+        async def counting_receive() -> dict:
+            message = await receive()
+            seen["bytes_in"] += len(message.get("body", b""))
+            return message
+
+        async def capturing_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                seen["bytes_out"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, capturing_send)
+        finally:
+            client = scope.get("client") or ("", 0)
+            log_access(protocol="http", method=scope["method"], path=scope["path"], client=client[0],
+                       ms=round((time.perf_counter() - started) * 1000, 3), **seen)

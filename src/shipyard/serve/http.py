@@ -1,0 +1,202 @@
+"""KServe v2 HTTP/REST front end (Starlette), with Triton's binary tensor data extension.
+
+Routes: ``/v2/health/live``, ``/v2/health/ready``, ``/v2``, ``/v2/models/{m}[/versions/{v}]``
+(metadata), ``…/ready``, ``…/infer``, and ``/metrics`` for Prometheus. Every failure is a JSON
+body ``{"error": "..."}`` with the status of its :mod:`shipyard.serve.errors` class.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from shipyard.serve import tensors
+from shipyard.serve.accesslog import AccessLogMiddleware
+from shipyard.serve.errors import BadRequest, RequestTooLarge, ServeError
+from shipyard.serve.repository import ModelFace, ServedModel
+from shipyard.serve.state import ServerState
+
+HEADER_LENGTH = "inference-header-content-length"
+
+
+def make_app(state: ServerState) -> Any:
+    """The ASGI application serving ``state.repository``."""
+    async def live(request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def ready(request: Request) -> Response:
+        return JSONResponse({"ready": state.ready}, status_code=200 if state.ready else 503)
+
+    async def server_metadata(request: Request) -> Response:
+        return JSONResponse(state.server_metadata())
+
+    async def model_metadata(request: Request) -> Response:
+        return await _guard(lambda: JSONResponse(_model(state, request).metadata()))
+
+    async def model_ready(request: Request) -> Response:
+        return await _guard(lambda: JSONResponse({"name": _model(state, request).name, "ready": state.ready},
+                                                 status_code=200 if state.ready else 503))
+
+    async def infer(request: Request) -> Response:
+        return await _infer(state, request)
+
+    async def metrics(request: Request) -> Response:
+        return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+    routes = [Route("/v2/health/live", live), Route("/v2/health/ready", ready), Route("/v2", server_metadata),
+              Route("/metrics", metrics)]
+    for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+        routes += [Route(prefix, model_metadata), Route(prefix + "/ready", model_ready),
+                   Route(prefix + "/infer", infer, methods=["POST"])]
+    return AccessLogMiddleware(Starlette(routes=routes))
+
+
+async def _guard(make: Any) -> Response:
+    try:
+        return make()
+    except ServeError as exc:
+        return _error(exc)
+
+
+def _error(exc: ServeError) -> Response:
+    return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+
+def _model(state: ServerState, request: Request) -> ServedModel:
+    return state.repository.get(request.path_params["model"], request.path_params.get("version"))
+
+
+async def _infer(state: ServerState, request: Request) -> Response:
+    started = time.perf_counter()
+    name = request.path_params["model"]
+    try:
+        model = _model(state, request)
+        body = await read_body(request, state.options.max_request_bytes)
+        header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
+        inputs, outputs = decode_request(model, header, binary, state.options.max_request_bytes)
+        results = await model.infer(inputs, client_timeout_s(header))
+        response = encode_response(model, header, results, outputs)
+        status = 200
+    except ServeError as exc:
+        response, status = _error(exc), exc.status
+    except Exception as exc:  # noqa: BLE001 - never let one request take the server down
+        response, status = _error(ServeError(f"internal error: {type(exc).__name__}: {exc}")), 500
+    if name in state.repository.models:  # unknown names stay out of the labels: bounded cardinality
+        state.metrics.observe_request(name, "http", time.perf_counter() - started, status)
+    return response
+
+
+def client_timeout_s(header: dict[str, Any]) -> float | None:
+    """The ``timeout`` request parameter (microseconds, as tritonclient sends it) in seconds."""
+    value = (header.get("parameters") or {}).get("timeout")
+    return value / 1e6 if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise RequestTooLarge(f"request body is {length} bytes; expected at most {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"request body is over {limit} bytes; expected at most {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    return body if encoding == "identity" else _decompress(body, encoding, limit)
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    if encoding not in ("gzip", "deflate"):
+        raise BadRequest(f"content-encoding {encoding!r} is not supported; expected gzip, deflate or none")
+    inflater = zlib.decompressobj(31 if encoding == "gzip" else 15)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"request body is not valid {encoding} data: {exc}") from exc
+    if len(data) > limit:
+        raise RequestTooLarge(f"request body inflates to over {limit} bytes; expected at most {limit}")
+    return data
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
+    size = len(body)
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > size:
+            raise BadRequest(f"Inference-Header-Content-Length is {header_length!r}; expected a byte count "
+                             f"of at most the body's {size} bytes")
+        size = int(header_length)
+    try:
+        header = json.loads(body[:size])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request JSON is malformed: {exc}; expected a KServe v2 inference request") from exc
+    if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
+        raise BadRequest("request JSON has no 'inputs' list; expected {\"inputs\": [{\"name\", \"datatype\", "
+                         "\"shape\", \"data\"}...]}")
+    return header, memoryview(body)[size:]
+
+
+def decode_request(model: ModelFace, header: dict[str, Any], binary: memoryview, max_bytes: int
+                    ) -> tuple[dict[str, np.ndarray], list[dict[str, Any]] | None]:
+    entries = header["inputs"]
+    if not all(isinstance(e, dict) for e in entries):
+        raise BadRequest("request 'inputs' holds a non-object; expected objects with name, datatype, shape")
+    model.check_input_names([e.get("name") for e in entries])
+    inputs, offset = {}, 0
+    for entry in entries:
+        spec = model.input_spec(entry["name"])
+        shape = tensors.check_header(spec, entry.get("datatype"), entry.get("shape"), max_bytes)
+        size = (entry.get("parameters") or {}).get("binary_data_size")
+        if size is None:
+            inputs[spec.name] = tensors.from_json_data(spec, shape, entry.get("data"))
+            continue
+        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            raise BadRequest(f"input {spec.name!r} declares binary_data_size {size!r}; expected a byte count "
+                             f"within the {len(binary) - offset} binary bytes left in the body")
+        inputs[spec.name] = tensors.from_raw(spec, shape, binary[offset:offset + size])
+        offset += size
+    if offset != len(binary):
+        raise BadRequest(f"request body has {len(binary)} bytes of binary data after the JSON header; "
+                         f"expected {offset} as the inputs' binary_data_size declare")
+    outputs = header.get("outputs")
+    if outputs is not None:
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+            raise BadRequest("request 'outputs' is not a list of objects; expected [{\"name\": ...}]")
+        model.check_output_names([o.get("name") for o in outputs])
+    return inputs, outputs
+
+
+def encode_response(model: ModelFace, header: dict[str, Any], results: dict[str, np.ndarray],
+                     outputs: list[dict[str, Any]] | None) -> Response:
+    params = header.get("parameters") or {}
+    all_binary = bool(params.get("binary_data_output", False))
+    wanted = outputs if outputs is not None else [{"name": n} for n in model.signature.output_names]
+    entries, blobs = [], []
+    for request in wanted:
+        spec = model.output_spec(request["name"])
+        array = results[spec.name]
+        entry: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype, "shape": list(array.shape)}
+        if (request.get("parameters") or {}).get("binary_data", all_binary):
+            blob = tensors.to_raw(array, spec.datatype)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = tensors.to_json_data(array, spec.datatype)
+        entries.append(entry)
+    body: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": entries}
+    if "id" in header:
+        body["id"] = header["id"]
+    text = json.dumps(body).encode()
+    if not blobs:
+        return Response(text, media_type="application/json")
+    return Response(b"".join([text, *blobs]), media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(len(text))})

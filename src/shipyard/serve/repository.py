@@ -1,0 +1,171 @@
+"""The model repository: packages → served models by manifest ``name`` and ``version``.
+
+Each served model owns its predictors (one per instance) and its batcher, and checks requests
+against the package's public signature before they reach the queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shipyard.errors import UsageError
+from shipyard.records import Signature, TensorSpec
+from shipyard.serve.batcher import BatchConfig, Batcher
+from shipyard.serve.errors import BadRequest, ModelNotFound
+from shipyard.serve.metrics import Metrics
+
+
+@dataclass
+class ServeOptions:
+    """What every served model shares: batching, limits, threads per instance."""
+
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    max_request_bytes: int = 64 * 1024 * 1024
+    threads: int | None = None
+
+
+class ModelFace:
+    """What clients see of a model: its name, version and signature, and the checks of a request.
+
+    The HTTP/gRPC front ends and the Ray Serve deployment check requests through this.
+    """
+
+    def __init__(self, name: str, version: str, backend: str, signature: Signature, max_batch: int) -> None:
+        self.name, self.version, self.backend, self.signature = name, version, backend, signature
+        self.batched = all(spec.batched for spec in signature.inputs)
+        self.max_batch = max_batch if self.batched else 0
+        self._inputs = {s.name: s for s in signature.inputs}
+        self._outputs = {s.name: s for s in signature.outputs}
+
+    def input_spec(self, name: Any) -> TensorSpec:
+        if name not in self._inputs:
+            raise BadRequest(f"input {name!r} is not an input of model {self.name!r}; expected "
+                             f"{self.signature.input_names}")
+        return self._inputs[name]
+
+    def check_input_names(self, names: list[Any]) -> None:
+        seen = set()
+        for name in names:
+            self.input_spec(name)
+            if name in seen:
+                raise BadRequest(f"input {name!r} appears twice; expected each of "
+                                 f"{self.signature.input_names} once")
+            seen.add(name)
+        missing = [n for n in self.signature.input_names if n not in seen]
+        if missing:
+            raise BadRequest(f"inputs {missing} are missing; expected model {self.name!r}'s inputs "
+                             f"{self.signature.input_names}")
+
+    def check_output_names(self, names: list[Any]) -> None:
+        unknown = [n for n in names if n not in self._outputs]
+        if unknown:
+            raise BadRequest(f"outputs {unknown} are not outputs of model {self.name!r}; expected some of "
+                             f"{self.signature.output_names}")
+        if len(set(names)) != len(names):
+            raise BadRequest(f"outputs {names} name an output twice; expected each at most once")
+
+    def output_spec(self, name: str) -> TensorSpec:
+        return self._outputs[name]
+
+    def batch_size(self, inputs: dict[str, np.ndarray]) -> int:
+        if not self.batched:
+            return 1
+        sizes = {name: a.shape[0] for name, a in inputs.items()}
+        if len(set(sizes.values())) != 1:
+            raise BadRequest(f"inputs have different batch sizes {sizes}; expected one batch size for all")
+        size = next(iter(sizes.values()))
+        if not 1 <= size <= self.max_batch:
+            raise BadRequest(f"batch size {size} is outside what model {self.name!r} accepts; expected "
+                             f"1 to {self.max_batch} (max_batch_size)")
+        return size
+
+    def metadata(self) -> dict[str, Any]:
+        return {"name": self.name, "versions": [self.version], "platform": f"shipyard_{self.backend}",
+                "inputs": [_tensor_meta(s) for s in self.signature.inputs],
+                "outputs": [_tensor_meta(s) for s in self.signature.outputs]}
+
+
+
+class ServedModel(ModelFace):
+    """One package behind a batcher."""
+
+    def __init__(self, predictors: list[Any], options: ServeOptions, metrics: Metrics) -> None:
+        first = predictors[0]
+        super().__init__(first.name, first.version, first.backend, first.signature,
+                         min(options.batch.max_batch_size, first.max_batch_size))
+        self.predictors = predictors
+        config = BatchConfig(**{**options.batch.__dict__, "max_batch_size": max(self.max_batch, 1)})
+        self.batcher = Batcher(self.name, [p.run for p in predictors], config,
+                               metrics.for_model(self.name), self.batched)
+
+    async def infer(self, inputs: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """Queue checked inputs for a batch; returns every output of the package.
+
+        ``timeout_s`` (the client's own timeout) can only shorten the server's per-request timeout.
+        """
+        limit = self.batcher.config.timeout_s
+        timeout = limit if timeout_s is None or timeout_s <= 0 else min(limit, timeout_s)
+        return await self.batcher.submit(inputs, self.batch_size(inputs), timeout)
+
+    def close(self) -> None:
+        for predictor in self.predictors:
+            predictor.close()
+
+
+def _tensor_meta(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": spec.kserve_shape}
+
+
+class Repository:
+    """Every served model by name and version; the highest version answers when none is asked."""
+
+    def __init__(self, models: list[ServedModel]) -> None:
+        self.models: dict[str, dict[str, ServedModel]] = {}
+        for model in models:
+            versions = self.models.setdefault(model.name, {})
+            if model.version in versions:
+                raise UsageError(f"two packages are model {model.name!r} version {model.version}; "
+                                 f"expected one package per name and version")
+            versions[model.version] = model
+
+    @classmethod
+    def load(cls, folders: list[str | Path], options: ServeOptions, metrics: Metrics) -> Repository:
+        """Load every package in ``folders`` with ``options.batch.instances`` predictors each."""
+        from shipyard.predictor import load
+
+        models = []
+        for folder in folders:
+            predictors = [load(folder, options.threads) for _ in range(max(options.batch.instances, 1))]
+            models.append(ServedModel(predictors, options, metrics))
+        return cls(models)
+
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        if name not in self.models:
+            raise ModelNotFound(f"model {name!r} is not served here; expected one of {sorted(self.models)}")
+        versions = self.models[name]
+        if not version:
+            return versions[max(versions, key=_version_key)]
+        if version not in versions:
+            raise ModelNotFound(f"model {name!r} has no version {version!r}; expected one of "
+                                f"{sorted(versions, key=_version_key)}")
+        return versions[version]
+
+    def all(self) -> list[ServedModel]:
+        return [m for versions in self.models.values() for m in versions.values()]
+
+    def start(self) -> None:
+        for model in self.all():
+            model.batcher.start()
+
+    async def stop(self) -> None:
+        for model in self.all():
+            await model.batcher.stop()
+            model.close()
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (-1, version)

@@ -1,0 +1,73 @@
+"""``shipyard export triton``: the repository parses as Triton's own ModelConfig and holds the model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import shipyard
+from shipyard.backends.fake import write_fake_package
+from shipyard.cli.main import main
+from shipyard.errors import UsageError
+from shipyard.export.triton import TritonOptions, export_triton
+
+pytestmark = pytest.mark.backend("tritonclient")
+
+
+def parse_config(folder):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+
+@pytest.mark.backend("onnxruntime")
+def test_onnx_package_exports_a_repository_triton_accepts(digits_package, tmp_path):
+    import onnxruntime as ort
+
+    assert main(["export", "triton", str(digits_package), "--out", str(tmp_path / "repo"), "--max-batch-size", "16",
+                 "--instances", "2", "--max-queue-delay-ms", "3"]) == 0
+    folder = tmp_path / "repo" / "digits"
+    config = parse_config(folder)
+    assert (config.name, config.backend, config.platform) == ("digits", "onnxruntime", "onnxruntime_onnx")
+    assert config.max_batch_size == 16 and config.dynamic_batching.max_queue_delay_microseconds == 3000
+    assert config.instance_group[0].count == 2 and config.instance_group[0].kind == config.instance_group[0].KIND_CPU
+    from tritonclient.grpc import model_config_pb2
+
+    fp32 = model_config_pb2.DataType.Value("TYPE_FP32")
+    assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [("image", fp32, [1, 8, 8])]
+    assert [(t.name, list(t.dims)) for t in config.output] == [("logits", [10])]
+    session = ort.InferenceSession(str(folder / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32)
+    np.testing.assert_allclose(session.run(None, {"image": x})[0], shipyard.load(digits_package).run({"image": x})["logits"],
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.backend("openvino")
+def test_openvino_package_exports_xml_and_bin(digits_package, tmp_path):
+    import openvino as ov
+
+    package = tmp_path / "digits_ov"
+    shutil.copytree(digits_package, package)
+    manifest = json.loads((package / "manifest.json").read_text())
+    ov.save_model(ov.convert_model(str(package / manifest["model_file"])), str(package / "model" / "model.xml"),
+                  compress_to_fp16=False)
+    manifest.update(backend="openvino", artifact_format="openvino", model_file="model/model.xml")
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    folder = export_triton(package, tmp_path / "repo", TritonOptions(max_batch_size=8))
+    config = parse_config(folder)
+    assert config.backend == "openvino" and config.default_model_filename == "model.xml"
+    assert {p.name for p in (folder / "1").iterdir()} == {"model.xml", "model.bin"}
+    compiled = ov.Core().compile_model(str(folder / "1" / "model.xml"), "CPU",
+                                        {"INFERENCE_PRECISION_HINT": "f32"})
+    x = np.random.default_rng(1).random((2, 1, 8, 8), dtype=np.float32)
+    np.testing.assert_allclose(compiled(x)[0], shipyard.load(digits_package).run({"image": x})["logits"],
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_formats_triton_cannot_load_are_refused(tmp_path):
+    with pytest.raises(UsageError, match="Triton cannot load"):
+        export_triton(write_fake_package(tmp_path / "fake"), tmp_path / "repo")

@@ -1,0 +1,177 @@
+"""The dynamic batcher on the fake backend: joins along the batch axis, splits, protects."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+import shipyard
+from shipyard.backends.fake import write_fake_package
+from shipyard.serve.batcher import BatchConfig, Batcher
+from shipyard.serve.errors import BadRequest, NotReady, Overloaded, RequestTimeout, ServeError
+from shipyard.serve.metrics import Metrics
+
+
+def make_batcher(tmp_path, config: BatchConfig, **fake) -> tuple[Batcher, list]:
+    predictors = [shipyard.load(write_fake_package(tmp_path / f"p{i}", **fake)) for i in range(config.instances)]
+    batcher = Batcher("fake", [p.run for p in predictors], config, Metrics().for_model("fake"))
+    return batcher, predictors
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_are_joined_and_split_per_request(tmp_path):
+    batcher, (predictor,) = make_batcher(tmp_path, BatchConfig(max_batch_size=16, max_queue_delay_ms=50),
+                                         delay_ms=20)
+    feeds = [np.full((n, 4), i, np.float32) for i, n in enumerate([1, 3, 2, 1, 4, 1], start=1)]
+
+    async def main():
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit({"x": f}, len(f)) for f in feeds))
+        await batcher.stop()
+        return results
+
+    results = run(main())
+    for feed, result in zip(feeds, results):
+        np.testing.assert_array_equal(result["y"], feed.sum(axis=1, keepdims=True))
+    assert predictor.session.calls[0] == sum(len(f) for f in feeds)  # one batch of all 12 samples
+
+
+def test_batches_never_exceed_max_batch_size_and_mismatched_shapes_are_not_mixed(tmp_path):
+    batcher, (predictor,) = make_batcher(tmp_path, BatchConfig(max_batch_size=4, max_queue_delay_ms=30),
+                                         delay_ms=5)
+
+    async def main():
+        batcher.start()
+        feeds = [{"x": np.ones((1, 4), np.float32)} for _ in range(9)]
+        results = await asyncio.gather(*(batcher.submit(f, 1) for f in feeds))
+        await batcher.stop()
+        return results
+
+    results = run(main())
+    assert all(r["y"].tolist() == [[4.0]] for r in results)
+    assert max(predictor.session.calls) <= 4 and sum(predictor.session.calls) == 9
+    assert max(predictor.session.calls) > 1
+
+
+def test_overloaded_queue_is_refused_and_timeouts_are_reported(tmp_path):
+    batcher, _ = make_batcher(tmp_path, BatchConfig(max_batch_size=1, max_queue=2, timeout_s=0.15), delay_ms=100)
+
+    async def main():
+        batcher.start()
+        tasks = [asyncio.ensure_future(batcher.submit({"x": np.ones((1, 4), np.float32)}, 1)) for _ in range(4)]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await batcher.stop()
+        return results
+
+    results = run(main())
+    kinds = [type(r) for r in results]
+    assert Overloaded in kinds, kinds
+    assert RequestTimeout in kinds, kinds
+    assert "queued" in str(next(r for r in results if isinstance(r, Overloaded)))
+
+
+def test_a_failing_request_fails_alone_and_the_batcher_keeps_serving(tmp_path):
+    batcher, _ = make_batcher(tmp_path, BatchConfig(max_batch_size=8, max_queue_delay_ms=30), fail_on=7.0)
+
+    async def main():
+        batcher.start()
+        good = [np.full((1, 4), 1, np.float32), np.full((2, 4), 2, np.float32)]
+        bad = np.full((1, 4), 7, np.float32)
+        results = await asyncio.gather(*(batcher.submit({"x": f}, len(f)) for f in [good[0], bad, good[1]]),
+                                       return_exceptions=True)
+        after = await batcher.submit({"x": good[0]}, 1)
+        await batcher.stop()
+        return results, after
+
+    (first, failed, second), after = run(main())
+    assert first["y"].tolist() == [[4.0]] and second["y"].tolist() == [[8.0], [8.0]]
+    assert type(failed) is ServeError and "fake failure" in str(failed)
+    assert after["y"].tolist() == [[4.0]]
+
+
+def test_data_errors_from_the_model_are_bad_requests(tmp_path):
+    batcher, _ = make_batcher(tmp_path, BatchConfig(max_batch_size=4))
+
+    async def main():
+        batcher.start()
+        try:
+            return await batcher.submit({"x": np.ones((1, 3), np.float32)}, 1)
+        finally:
+            await batcher.stop()
+
+    with pytest.raises(BadRequest, match="axis 1"):
+        run(main())
+
+
+def test_stop_finishes_queued_requests_then_refuses_new_ones(tmp_path):
+    batcher, _ = make_batcher(tmp_path, BatchConfig(max_batch_size=1), delay_ms=30)
+
+    async def main():
+        batcher.start()
+        tasks = [asyncio.ensure_future(batcher.submit({"x": np.ones((1, 4), np.float32)}, 1)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        await batcher.stop()
+        done = await asyncio.gather(*tasks)
+        with pytest.raises(NotReady):
+            await batcher.submit({"x": np.ones((1, 4), np.float32)}, 1)
+        return done
+
+    assert [r["y"].tolist() for r in run(main())] == [[[4.0]]] * 3
+
+
+def test_latency_target_shrinks_a_delay_that_would_miss_it(tmp_path):
+    config = BatchConfig(max_batch_size=64, max_queue_delay_ms=40, latency_target_ms=20)
+    batcher, _ = make_batcher(tmp_path, config, delay_ms=2)
+
+    async def main():
+        batcher.start()
+        for _ in range(8):  # one request at a time: every batch waits the whole delay
+            await batcher.submit({"x": np.ones((1, 4), np.float32)}, 1)
+        await batcher.stop()
+
+    run(main())
+    assert batcher.delay_s <= 0.010, batcher.delay_s  # 40 ms → 20 → 10: the 2 ms model now fits in 20 ms
+
+
+def test_instances_run_batches_in_parallel(tmp_path):
+    batcher, predictors = make_batcher(tmp_path, BatchConfig(max_batch_size=1, instances=2), delay_ms=50)
+
+    async def main():
+        batcher.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.gather(*(batcher.submit({"x": np.ones((1, 4), np.float32)}, 1) for _ in range(4)))
+        elapsed = loop.time() - started
+        await batcher.stop()
+        return elapsed
+
+    elapsed = run(main())
+    assert all(p.session.calls for p in predictors)
+    assert elapsed < 0.19  # 4 × 50 ms on one instance would take 200 ms
+
+
+def test_requests_taken_from_the_middle_of_the_queue_keep_the_batcher_alive(tmp_path):
+    # While the instance is busy, sizes 3, 2, 2, 1 queue up; the next batch is 3 + the 1 behind two 2s.
+    batcher, (predictor,) = make_batcher(tmp_path, BatchConfig(max_batch_size=4, max_queue_delay_ms=0, timeout_s=5),
+                                         delay_ms=50)
+
+    async def main():
+        batcher.start()
+        feeds = [np.full((n, 4), n, np.float32) for n in (1, 3, 2, 2, 1)]
+        tasks = []
+        for feed in feeds:
+            tasks.append(asyncio.ensure_future(batcher.submit({"x": feed}, len(feed))))
+            await asyncio.sleep(0.005)
+        results = await asyncio.gather(*tasks)
+        await batcher.stop()
+        return feeds, results
+
+    feeds, results = run(main())
+    for feed, result in zip(feeds, results):
+        np.testing.assert_array_equal(result["y"], feed.sum(axis=1, keepdims=True))
+    assert predictor.session.calls == [1, 4, 4]
