@@ -1,0 +1,205 @@
+"""Quantisation-aware training (``--qat``): fake-quant fine-tuning, exported as INT8 Q/DQ ONNX.
+
+The recipe step ``qat`` takes the (already transformed) PyTorch source, inserts fake quantisers
+(``shipyard.optimize.fakequant``), calibrates their ranges on the calibration data (this alone is
+post-training quantisation with min/max ranges), fine-tunes weights and ranges with the original
+as teacher (plus labels when there are any), and exports ONNX with QuantizeLinear /
+DequantizeLinear. ONNX Runtime runs that as INT8; ``convert(openvino)`` after it gives an INT8 IR.
+
+For the build: ``qat_candidates(source, backends)`` plans the INT8 QAT candidates (the pipeline
+adds them when ``--qat`` is given, and the accuracy-aware search can call it when post-training
+INT8 misses the budget and real training data exists: see ``qat_worth_trying``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shipyard.build.artifacts import Workshop, step
+from shipyard.dataset import Dataset
+from shipyard.errors import ConversionError
+from shipyard.records import Artifact, Candidate, Recipe, Step
+
+if TYPE_CHECKING:
+    from shipyard.optimize.train import TrainConfig, TrainResult
+    from shipyard.sources.base import Source
+
+QAT_EPOCHS = 8
+QAT_STEP = Step("qat", {"epochs": QAT_EPOCHS})
+"""Weights INT8 per output channel (symmetric), activations UINT8 per tensor with learnt ranges."""
+QAT_BACKENDS = ("onnxruntime", "openvino")
+ONNX_OPSET = 17
+CALIBRATION_SAMPLES = 256
+SCALE_LR = 0.05
+"""Learning rate of the activation log-scales: a range can move by e^±1 in about 20 steps."""
+QAT_LR = 5e-4
+
+
+def qat_candidates(source: Source, backends: list[str] | None = None) -> list[Candidate]:
+    """INT8 candidates made by QAT for each backend that runs Q/DQ ONNX (PyTorch sources only)."""
+    from shipyard.backends import get_backend
+
+    if source.kind != "torch":
+        return []
+    recipe = Recipe((*source.steps, QAT_STEP))
+    plans = []
+    for backend in backends or list(QAT_BACKENDS):
+        if backend not in QAT_BACKENDS or not get_backend(backend).available()[0]:
+            continue
+        if backend == "onnxruntime":
+            plans.append(Candidate("onnxruntime", "int8", recipe))
+        elif backend == "openvino":
+            plans.append(Candidate("openvino", "int8", recipe.then("convert", format="openvino")))
+    return plans
+
+
+def qat_worth_trying(source: Source, calibration: Dataset) -> bool:
+    """True when QAT can run: a PyTorch source and real (not synthetic) data to train on."""
+    return source.kind == "torch" and not calibration.synthetic and len(calibration) >= 20
+
+
+def qat_fallback(plans: list[Candidate], workshop: Workshop, verify: Any) -> list[Candidate]:
+    """QAT candidates when every post-training INT8 candidate missed the budget; else nothing.
+
+    ``verify(candidates)`` makes, verifies and opens sessions for new candidates (the pipeline's
+    ``_make_and_verify`` closure, the same one the mixed-precision search uses). Returns the QAT
+    candidates tried, for the caller to add to its plans.
+    """
+    int8 = [c for c in plans if c.precision == "int8"]
+    if not int8 or any(c.passed for c in int8) or any(QAT_STEP.name in (s.name for s in c.recipe.steps) for c in int8):
+        return []
+    if workshop.calibration is None or not qat_worth_trying(workshop.source, workshop.calibration):
+        return []
+    more = qat_candidates(workshop.source, sorted({c.backend for c in int8}))
+    if more:
+        workshop.notes.setdefault("qat", []).append("post-training INT8 missed the budget: trying quantisation-aware training")
+        verify(more)
+    return more
+
+
+@dataclass
+class QatResult:
+    module: Any
+    train: TrainResult | None
+    quantizers: int
+
+
+def quantization_aware(module: Any, data: Dataset, config: TrainConfig | None = None, teacher: Any = None,
+                       train: bool = True, progress: Any = None) -> QatResult:
+    """A fake-quantised copy of ``module``: ranges calibrated on ``data``, then fine-tuned (``train``)."""
+    import copy
+
+    from shipyard.optimize import fakequant
+    from shipyard.optimize.train import TrainConfig, fit, tensors
+
+    quantized = copy.deepcopy(module).eval()
+    quantizers = fakequant.insert_quantizers(quantized)
+    if not quantizers:
+        raise ConversionError("QAT found no Conv2d or Linear layer to quantise")
+    sample = data.take(np.arange(min(len(data), CALIBRATION_SAMPLES)))
+    fakequant.calibrate(quantized, quantizers, [tensors(f) for f in sample.batches(64)])
+    result = None
+    if train:
+        config = config or TrainConfig(lr=QAT_LR, epochs=QAT_EPOCHS)
+        extra = [{"params": [q.log_scale for q in quantizers], "lr": SCALE_LR, "weight_decay": 0.0}]
+        result = fit(quantized, data, config, teacher=teacher if teacher is not None else module,
+                     progress=progress, extra_parameters=extra)
+    return QatResult(quantized.eval(), result, len(quantizers))
+
+
+def export_qdq_onnx(module: Any, source: Source, path: Path) -> Artifact:
+    """Export a fake-quantised module to ONNX with QuantizeLinear/DequantizeLinear (legacy exporter)."""
+    import warnings
+
+    import torch
+
+    from shipyard.convert.onnx_export import _dynamic_axes, check_onnx, spec_example
+
+    args = tuple(torch.from_numpy(spec_example(s)) for s in source.signature.inputs)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), args, str(path), input_names=source.signature.input_names,
+                              output_names=source.signature.output_names, opset_version=ONNX_OPSET,
+                              dynamic_axes=_dynamic_axes(source.signature), dynamo=False, do_constant_folding=True)
+        fold_weight_quantization(path)
+        check_onnx(path)
+    except Exception as exc:
+        raise ConversionError(f"exporting the QAT model to ONNX failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
+    return Artifact(path, "onnx", source.signature)
+
+
+def fold_weight_quantization(path: Path) -> int:
+    """Store quantised weights as INT8 initializers: ``QuantizeLinear(constant)`` → its result.
+
+    The exporter leaves FP32 weights behind a QuantizeLinear; folded, the file is ~4× smaller and
+    ONNX Runtime sees the DQ(int8) → Conv pattern it fuses into integer kernels.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    constants.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                      if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    folded = []
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in constants:  # the exporter's shared weights
+            constants[node.output[0]] = constants[node.input[0]]
+        if node.op_type == "QuantizeLinear" and all(name in constants for name in node.input):
+            folded.append(node)
+            graph.initializer.append(numpy_helper.from_array(_quantize(node, constants), node.output[0]))
+    for node in folded:
+        graph.node.remove(node)
+    _drop_dead_constants(graph)
+    onnx.save(model, str(path))
+    return len(folded)
+
+
+def _drop_dead_constants(graph: Any) -> None:
+    outputs = {o.name for o in graph.output}
+    for node in reversed(list(graph.node)):  # consumers come after producers
+        used = {name for n in graph.node for name in n.input} | outputs
+        if node.op_type in ("Constant", "Identity") and node.output[0] not in used:
+            graph.node.remove(node)
+    used = {name for n in graph.node for name in n.input} | outputs
+    for initializer in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(initializer)
+
+
+def _quantize(node: Any, constants: dict[str, np.ndarray]) -> np.ndarray:
+    x, scale = constants[node.input[0]], constants[node.input[1]]
+    zero = constants[node.input[2]] if len(node.input) > 2 else np.zeros((), np.uint8)
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+    if scale.ndim == 1:
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        scale, zero_b = scale.reshape(shape), zero.reshape(shape)
+    else:
+        zero_b = zero
+    info = np.iinfo(zero.dtype)
+    return np.clip(np.rint(x / scale) + zero_b.astype(np.int32), info.min, info.max).astype(zero.dtype)
+
+
+@step("qat")
+def _qat_step(workshop: Workshop, previous: Artifact | None, epochs: int = QAT_EPOCHS, **options: Any) -> Artifact:
+    from shipyard.optimize.steps import train_config
+
+    source = workshop.source
+    data = workshop.calibration
+    if source.kind != "torch" or source.module is None:
+        raise ConversionError(f"QAT needs a PyTorch model; this source is {source.kind}")
+    if data is None or len(data) < 20:
+        raise ConversionError("QAT needs at least 20 calibration samples to train on")
+    config = train_config(source)
+    config.lr, config.epochs = QAT_LR, epochs
+    result = quantization_aware(source.module, data, config)
+    workshop.notes.setdefault("qat", []).append(
+        f"QAT: {result.quantizers} quantised layers, fine-tuned {result.train.epochs} epochs "
+        f"({'labels+distill' if data.labels is not None else 'distill'}), validation {result.train.best_score:.1f}")
+    return export_qdq_onnx(result.module, source, workshop.new_path(".onnx"))
