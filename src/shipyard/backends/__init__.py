@@ -13,9 +13,17 @@ _MODULES = {
     "onnxruntime": "shipyard.backends.onnxruntime",
     "openvino": "shipyard.backends.openvino",
     "fake": "shipyard.backends.fake",
+    "ncnn": "shipyard.backends.ncnn",
+    "mnn": "shipyard.backends.mnn",
+    "tvm": "shipyard.backends.tvm",
+    "aoti": "shipyard.backends.aoti",
+    "tensorrt": "shipyard.backends.tensorrt",
+    "onnxruntime-cuda": "shipyard.backends.onnxruntime_gpu",
+    "onnxruntime-trt": "shipyard.backends.onnxruntime_trt",
+    "split": "shipyard.split.session",
 }
 
-CPU_BACKENDS = ("torch", "torchscript", "onnxruntime", "openvino")
+CPU_BACKENDS = ("torch", "torchscript", "onnxruntime", "openvino", "split")
 """The backends a CPU build tries by default, baseline first."""
 
 

@@ -1,40 +1,39 @@
-"""``shipyard doctor``: which backends work here and what the machine is."""
+"""``shipyard doctor``: which backends work here (version, why not, how to get them) and the machine."""
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
+import json
+from dataclasses import asdict
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     doctor = sub.add_parser("doctor", help="which backends work here, and the machine")
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
     doctor.set_defaults(run=run_doctor)
 
 
-_PACKAGES = {"torch": "torch", "torchscript": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
-
-
 def run_doctor(args: argparse.Namespace) -> int:
+    from shipyard.doctor import backend_statuses, machine_status
+
+    backends, machine = backend_statuses(), machine_status()
+    if args.json:
+        print(json.dumps({"backends": [asdict(b) for b in backends], "machine": asdict(machine)}, indent=2))
+        return 0
     from rich.table import Table
 
-    from shipyard.backends import get_backend
-    from shipyard.build.package import machine_description
     from shipyard.cli.console import out
 
     table = Table(title="backends")
-    for column in ("backend", "available", "version", "how to get it"):
+    for column in ("backend", "available", "version", "why not / how to get it"):
         table.add_column(column)
-    for name, package in _PACKAGES.items():
-        ok, why = get_backend(name).available()
-        table.add_row(name, "yes" if ok else "no", _version(package), "" if ok else why)
+    for status in backends:
+        table.add_row(status.name, "yes" if status.available else "no", status.version or "–",
+                      "; ".join(([status.reason] if status.reason else []) + status.notes))
     out.print(table)
-    machine = machine_description()
-    out.print(f"machine: {machine['cpu']}, {machine['cores']} cores, flags {', '.join(machine['cpu_flags']) or 'none'}")
+    flags = ", ".join(f"{name} {'yes' if present else 'no'}" for name, present in machine.flags.items())
+    out.print(f"CPU: {machine.cpu}; {machine.cores} cores ({machine.usable_cores} usable by this process)")
+    out.print(f"CPU features: {flags}")
+    out.print("GPU: " + ("; ".join(machine.gpus) if machine.gpus else "none found (no nvidia-smi or no NVIDIA GPU)"))
+    out.print(f"Python {machine.python} on {machine.platform}")
     return 0
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "–"

@@ -1,0 +1,72 @@
+"""ncnn (Tencent) on the CPU, from a pnnx-converted ``.param`` graph + ``.bin`` weights.
+
+ncnn has no batch axis: a session runs the samples of a batch one by one, each with a fresh
+extractor, and stacks the results. Inputs and outputs are matched to the signature by position
+(pnnx names them ``in0, in1…`` and ``out0, out1…``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shipyard.backends.base import Session, ensure_available, require_module
+from shipyard.errors import BackendUnavailable, DataError
+from shipyard.records import Artifact
+
+
+class NcnnSession(Session):
+    def __init__(self, artifact: Artifact, threads: int, fp16: bool = False) -> None:
+        super().__init__(artifact.signature)
+        import ncnn
+
+        self._ncnn = ncnn
+        self._net = ncnn.Net()
+        options = self._net.opt
+        options.num_threads = threads
+        # ncnn's OpenMP workers otherwise spin 20 ms after each call and starve whatever runs next.
+        options.openmp_blocktime = 0
+        # FP32 artifacts stay FP32: ncnn would otherwise store and compute in fp16/bf16 where it can.
+        for flag in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):
+            setattr(options, flag, fp16 and flag != "use_bf16_storage")
+        weights = artifact.path.with_suffix(".bin")
+        if self._net.load_param(str(artifact.path)) != 0 or self._net.load_model(str(weights)) != 0:
+            raise BackendUnavailable(f"ncnn could not read {artifact.path.name} / {weights.name}; "
+                                     "expected a .param graph and its .bin weights side by side")
+        self._inputs = list(zip(artifact.signature.input_names, self._net.input_names()))
+        self._outputs = list(zip(artifact.signature.output_names, self._net.output_names()))
+
+    def _run_impl(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sizes = {len(v) for v in inputs.values()}
+        if len(sizes) != 1:
+            raise DataError(f"inputs have different batch sizes {sorted(sizes)}; expected one batch size")
+        rows = [self._run_one({n: inputs[n][i] for n in inputs}) for i in range(sizes.pop())]
+        return {name: np.stack([row[name] for row in rows]) for name, _ in self._outputs}
+
+    def _run_one(self, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ncnn = self._ncnn
+        extractor = self._net.create_extractor()
+        for name, blob in self._inputs:
+            extractor.input(blob, ncnn.Mat(np.ascontiguousarray(sample[name], dtype=np.float32)))
+        result = {}
+        for name, blob in self._outputs:
+            status, mat = extractor.extract(blob)
+            if status != 0:
+                raise DataError(f"ncnn could not compute output {name!r} (blob {blob}, status {status})")
+            result[name] = np.array(mat, copy=True)
+        return result
+
+
+class NcnnBackend:
+    name = "ncnn"
+    formats = ("ncnn",)
+    package = "ncnn"
+
+    def available(self) -> tuple[bool, str]:
+        return require_module("ncnn", "ncnn")
+
+    def load(self, artifact: Artifact, threads: int) -> Session:
+        ensure_available(self)
+        return NcnnSession(artifact, threads)
+
+
+BACKEND = NcnnBackend()
