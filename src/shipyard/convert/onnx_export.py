@@ -33,6 +33,7 @@ def export_onnx(source: Source, path: Path) -> OnnxExport:
     import torch
 
     args = tuple(torch.from_numpy(spec_example(s)) for s in source.signature.inputs)
+    _refuse_unknown_ops(source, args)
     errors = []
     attempts = [("legacy", LEGACY_OPSET)] if source.kind == "torchscript" else [
         ("dynamo", DYNAMO_OPSET), ("legacy", LEGACY_OPSET)]
@@ -57,9 +58,33 @@ def _export(source: Source, args: tuple, path: Path, exporter: str, opset: int) 
             source.module, args, None if exporter == "dynamo" else str(path),
             input_names=signature.input_names, output_names=signature.output_names,
             opset_version=opset, dynamic_axes=dynamic_axes, dynamo=exporter == "dynamo",
-            **({"optimize": True, "verbose": False} if exporter == "dynamo" else {"do_constant_folding": True}))
+            **({"optimize": True, "verbose": False, "custom_translation_table": _translations(source)}
+               if exporter == "dynamo" else {"do_constant_folding": True}))
     if program is not None:
         program.save(str(path), external_data=_too_big_for_one_file(source))
+
+
+def _refuse_unknown_ops(source: Source, args: tuple) -> None:
+    """Name the custom ops no exporter can write before trying (and failing slowly) to export."""
+    if source.kind != "torch":
+        return
+    from shipyard.split.detect import find_unknown_ops
+
+    try:
+        unknown = [op for op in find_unknown_ops(source.module, args) if not op.translated]
+    except Exception:  # the exporters will say what is wrong with this model
+        return
+    if unknown:
+        raise ConversionError("ONNX export cannot write " + "; ".join(op.describe() for op in unknown)
+                              + ". The split candidate runs it in PyTorch between ONNX Runtime parts; or "
+                              "register an ONNX translation (shipyard.split.register_translation)")
+
+
+def _translations(source: Source) -> dict | None:
+    """The model's own ONNX translations of its custom ops (``onnx_translation_table``), if any."""
+    from shipyard.split.detect import translation_table
+
+    return translation_table(source.module) or None
 
 
 def _dynamic_axes(signature: Signature) -> dict[str, dict[int, str]]:

