@@ -32,6 +32,11 @@ class Predictor:
         artifact = Artifact(folder / manifest["model_file"], manifest["artifact_format"], model_signature)
         self.session = get_backend(self.backend).load(artifact, threads or int(manifest.get("threads", 1)))
         self._tokenizer = self._make_tokenizer(manifest.get("text"))
+        from shipyard.processing.runtime import load_processing
+
+        self._processing = load_processing(folder, manifest, model_signature, threads or int(manifest.get("threads", 1)))
+        if self._processing is not None:  # image bytes in, labels / boxes / unit embeddings out
+            self.signature = self._processing.signature
 
     def _make_tokenizer(self, text: dict[str, Any] | None):
         if text is None:
@@ -48,6 +53,8 @@ class Predictor:
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate ``inputs`` against the package's inputs and run the model."""
+        if self._processing is not None:
+            return self._processing.run(inputs, self.session)
         if self._tokenizer is None:
             return self.session.run(inputs)
         from shipyard.text import TEXT_INPUT, decode_texts

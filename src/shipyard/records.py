@@ -122,7 +122,7 @@ class Artifact:
         """Every file that belongs to the artifact (weights beside an ONNX graph, an IR's .bin)."""
         if self.path.is_dir():
             return sorted(p for p in self.path.rglob("*") if p.is_file())
-        if self.format == "openvino":
+        if self.format in ("openvino", "ncnn"):
             return [self.path, self.path.with_suffix(".bin")]
         if self.format == "onnx":
             import onnx
@@ -229,7 +229,9 @@ class Candidate:
         """A short unique label, e.g. ``onnxruntime/fp32+onnxslim``."""
         if self.name:
             return self.name
-        extras = [_step_label(s) for s in self.recipe.steps[1:] if s.name != "convert"]
+        steps = self.recipe.steps
+        made = next((i for i, s in enumerate(steps) if s.name in ("export", "qat")), 0)  # after model-level steps
+        extras = [_step_label(s) for s in steps[made:] if s.name not in ("convert", "export")]
         return f"{self.backend}/{self.precision}" + "".join(f"+{e}" for e in extras)
 
     @property

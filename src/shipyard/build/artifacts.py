@@ -20,7 +20,7 @@ from shipyard.sources.base import Source
 
 StepFunction = Callable[..., Artifact]
 STEPS: dict[str, StepFunction] = {}
-STEP_MODULES: dict[str, str] = {}
+STEP_MODULES: dict[str, str] = {"quantize": "shipyard.quantize.steps", "qat": "shipyard.optimize.qat"}
 """Step name → module that registers it with ``@step`` when imported (kept out of start-up)."""
 
 
@@ -46,7 +46,9 @@ class Workshop:
 
     def make(self, recipe: Recipe) -> Artifact:
         artifact: Artifact | None = None
-        for count in range(1, len(recipe.steps) + 1):
+        applied = self.source.steps  # model-level steps the source module already carries
+        done = len(applied) if recipe.steps[:len(applied)] == applied else 0
+        for count in range(done + 1, len(recipe.steps) + 1):
             prefix = Recipe(recipe.steps[:count])
             key = str(prefix)
             if key not in self._made:
@@ -106,7 +108,9 @@ def _optimize(workshop: Workshop, previous: Artifact | None, optimizer: str) -> 
 @step("convert")
 def _convert(workshop: Workshop, previous: Artifact | None, format: str, **options) -> Artifact:
     if format != "openvino":
-        raise ConversionError(f"unknown conversion target {format!r}; expected openvino")
+        from shipyard.convert.targets import convert_for_target
+
+        return convert_for_target(workshop, previous, format, **options)
     from shipyard.convert.openvino_ir import convert_to_openvino
 
     return convert_to_openvino(_need(previous, "onnx"), workshop.new_path(".xml"), **options)

@@ -46,6 +46,10 @@ def write_package(result: BuildResult, options: BuildOptions, out: Path, work: P
         files = _copy_artifact(artifact, staging / "model")
         text = _copy_tokenizer(result, staging)
         manifest = manifest_for(result, options, chosen, artifact, files, text)
+        from shipyard.processing.package import add_to_manifest, attach_processing
+
+        config = options.preprocess or getattr(result.source, "processing_config", None)  # examples bring one
+        add_to_manifest(manifest, attach_processing(config, artifact.signature, staging))
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         (staging / "candidates.json").write_text(json.dumps([c.to_json() for c in result.candidates], indent=2))
         from shipyard.build.report import write_report
@@ -123,9 +127,16 @@ def manifest_for(result: BuildResult, options: BuildOptions, chosen: Candidate, 
                  "metric": result.metric, "max_drop": options.max_drop},
         "machine": machine_description(),
         "notes": result.notes,
+        "cpp_loading": _cpp_note(artifact.format),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "shipyard_version": __version__,
     }
+
+
+def _cpp_note(format: str) -> str | None:
+    from shipyard.convert.aoti import LIBTORCH_NOTE
+
+    return LIBTORCH_NOTE.get(format)
 
 
 def _metrics(result: BuildResult, chosen: Candidate) -> dict[str, Any]:

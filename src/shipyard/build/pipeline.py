@@ -141,6 +141,9 @@ def build(options: BuildOptions, reporter: Reporter | None = None) -> BuildResul
     """Run the whole road for ``options``; writes a package when ``options.out`` is set."""
     reporter = reporter or QuietReporter()
     options.check()
+    from shipyard.build.targets import resolve_target
+
+    options.backends, options.precisions = resolve_target(options.target, options.backends, options.precisions)
     if options.out is not None:
         from shipyard.build.package import check_out_dir
 
@@ -172,10 +175,14 @@ def _build_in(work: Path, source: Source, options: BuildOptions, reporter: Repor
     original = source
     source = apply_model_transforms(original, options, parts, reporter)
     plans, skipped = plan_candidates(source, options.backends, options.precisions)
+    if options.qat:  # INT8 by quantisation-aware training (shipyard.optimize.qat)
+        from shipyard.optimize.qat import qat_candidates
+
+        plans += qat_candidates(source, options.backends)
     if not plans:
         raise UsageError("no candidate can be built: " + ("; ".join(c.error for c in skipped) or
                          f"no backend in {options.backends} runs a {source.kind} model"))
-    workshop = Workshop(source, work / "artifacts", parts.calibration)
+    workshop = Workshop(source, work / "artifacts", _calibration(parts.calibration, evaluation, options, reporter))
     reporter.stage("running the source model for reference outputs")
     reference_session = _reference_session(original, options.threads)
     cache = options.cache_dir or _default_cache()
@@ -184,6 +191,8 @@ def _build_in(work: Path, source: Source, options: BuildOptions, reporter: Repor
     own_session = reference_session if source is original else None
     sessions = _make_and_verify(plans, workshop, source, own_session, reference, evaluation,
                                 metric, options, reporter)
+    plans += _accuracy_aware_search(plans, sessions, lambda more: _make_and_verify(
+        more, workshop, source, own_session, reference, evaluation, metric, options, reporter), workshop, options, reporter)
     reporter.stage(f"timing {len(sessions)} candidates and the baseline in alternating blocks")
     _time_candidates([baseline, *plans], {BASELINE: reference_session, **sessions}, evaluation, options)
     for session in {id(s): s for s in (reference_session, *sessions.values())}.values():
@@ -197,6 +206,36 @@ def _build_in(work: Path, source: Source, options: BuildOptions, reporter: Repor
     if result.chosen is None:
         reporter.note("no candidate stayed inside the accuracy budget; nothing was packaged")
     return result
+
+
+def _calibration(calibration: Dataset, evaluation: Dataset, options: BuildOptions, reporter: Reporter) -> Dataset:
+    """At most ``--calibration-size`` samples, with a note when they are too few or unlike the evaluation set."""
+    from shipyard.quantize.calibration import calibration_set
+
+    chosen = calibration_set(calibration, evaluation, options.calibration_size, options.seed)
+    for note in chosen.notes if "int8" in (options.precisions or []) else []:
+        reporter.note(note)
+    chosen.dataset.notes.extend(chosen.notes)
+    return chosen.dataset
+
+
+def _accuracy_aware_search(plans: list[Candidate], sessions: dict[str, Session], verify, workshop: Workshop,
+                           options: BuildOptions, reporter: Reporter) -> list[Candidate]:
+    """For INT8 candidates that missed the budget: mixed precision (shipyard.quantize.fallback), then,
+    when every INT8 variant still misses and there is real data to train on, quantisation-aware training."""
+    if not any(c.precision == "int8" for c in plans):
+        return []
+    from shipyard.optimize.qat import qat_fallback
+    from shipyard.quantize.fallback import rescue
+
+    tried = rescue(plans, sessions, workshop, verify, options, reporter)
+
+    def verify_and_keep(more: list[Candidate]) -> dict[str, Session]:
+        opened = verify(more)
+        sessions.update(opened)
+        return opened
+
+    return tried + qat_fallback(plans + tried, workshop, verify_and_keep)
 
 
 def _capped(dataset: Dataset, limit: int, seed: int) -> Dataset:

@@ -35,7 +35,13 @@ def fp32_plans(source: Source, backend: str) -> list[Candidate]:
                 Candidate("onnxruntime", "fp32", ONNX.then("optimize", optimizer="ort"))]
     if backend == "openvino":
         return [Candidate("openvino", "fp32", ONNX.then("convert", format="openvino"))]
-    return []
+    if backend == "split":  # only for models with operators no exporter knows
+        from shipyard.split.plan import split_plans
+
+        return split_plans(source)
+    from shipyard.build.targets import target_fp32_plans
+
+    return target_fp32_plans(source, backend)
 
 
 PRECISION_PLANNERS["fp32"] = fp32_plans
@@ -72,6 +78,7 @@ def plan_candidates(source: Source, backends: list[str] | None, precisions: list
         for name in wanted_backends:
             ok, why = get_backend(name).available()
             for candidate in planner(source, name):
+                candidate.recipe = Recipe(source.steps + candidate.recipe.steps)
                 if not ok:
                     candidate.error = f"backend unavailable: {why}"
                     skipped.append(candidate)

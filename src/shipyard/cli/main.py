@@ -8,7 +8,7 @@ import sys
 
 from shipyard.errors import ShipyardError
 
-VERB_MODULES = ("build_verbs", "doctor_verb")
+VERB_MODULES = ("build_verbs", "doctor_verb", "serve_verbs", "quantize_verbs", "inspect_verb")
 """Modules under ``shipyard.cli`` with ``register(subparsers)``; each sets ``run`` on its parsers."""
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipyard.records import Signature
+from shipyard.records import Signature, Step
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Source:
     example_data: Any = None
     """A ``Dataset`` that comes with the model (built-in examples), used when ``--data`` is absent."""
     notes: list[str] = field(default_factory=list)
+    steps: tuple[Step, ...] = ()
+    """Model-level steps already applied to ``module`` (fold-bn, prune…); every recipe starts with them."""
 
 
 def hash_files(*paths: Path, extra: str = "") -> str:
