@@ -60,29 +60,11 @@ def run_model(label: str, options: BuildOptions, rows: list[list[str]]) -> objec
 
 def small_cnn(folder: Path) -> tuple[Path, Path, Path]:
     """The tests' small CNN (tests/conftest.py), trained the same way: a model the tool never saw."""
-    import numpy as np
-    import torch
-    from safetensors.torch import save_file
-
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from conftest import SMALL_CNN, quadrant_data
+    from conftest import write_small_cnn
 
-    namespace: dict = {}
-    exec(SMALL_CNN, namespace)
-    images, labels = quadrant_data(1200, seed=1)
-    net = namespace["make"]()
-    torch.manual_seed(0)
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    x, y = torch.from_numpy(images[:800]), torch.from_numpy(labels[:800])
-    for _ in range(6):
-        for batch in torch.randperm(len(x)).split(32):
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
-            optimizer.step()
-    (folder / "cnn.py").write_text(SMALL_CNN)
-    save_file({k: v.contiguous() for k, v in net.eval().state_dict().items()}, str(folder / "cnn.safetensors"))
-    np.savez(folder / "cnn.npz", image=images[800:], labels=labels[800:])
-    return folder / "cnn.py", folder / "cnn.safetensors", folder / "cnn.npz"
+    files = write_small_cnn(folder)
+    return files["model"], files["weights"], files["data"]
 
 
 def minilm_end_to_end(package: Path) -> str:

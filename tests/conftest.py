@@ -63,15 +63,20 @@ SMALL_CNN = textwrap.dedent('''
 
 @pytest.fixture(scope="session")
 def small_cnn(tmp_path_factory) -> dict[str, Path]:
-    """A small CNN the tool never saw: factory file, trained safetensors weights, labelled .npz.
+    """A small CNN the tool never saw: factory file, trained safetensors weights, labelled .npz."""
+    pytest.importorskip("torch")
+    return write_small_cnn(tmp_path_factory.mktemp("small_cnn"))
+
+
+def write_small_cnn(folder: Path) -> dict[str, Path]:
+    """Write the small CNN's factory file, trained weights and held-out data into ``folder``.
 
     The task (which quadrant of a 16×16 image is brightest) is learnt in a few seconds, so
-    accuracy is real and held-out.
+    accuracy is real and held-out. Benchmarks import this too.
     """
-    torch = pytest.importorskip("torch")
+    import torch
     from safetensors.torch import save_file
 
-    folder = tmp_path_factory.mktemp("small_cnn")
     model_file = folder / "model.py"
     model_file.write_text(SMALL_CNN)
     namespace: dict = {}

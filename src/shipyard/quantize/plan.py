@@ -8,6 +8,7 @@ weight-only INT8 on OpenVINO. Which one is fastest here is measured by the build
 from __future__ import annotations
 
 from shipyard.build.plan import ONNX, PRECISION_PLANNERS
+from shipyard.build.targets import target_precision_plans
 from shipyard.records import Candidate
 from shipyard.sources.base import Source
 
@@ -26,7 +27,7 @@ def int8_plans(source: Source, backend: str) -> list[Candidate]:
         if text:
             plans.append(Candidate("openvino", "int8", OPENVINO.then("quantize", method="nncf-weights")))
         return plans
-    return []
+    return target_precision_plans(source, backend, "int8")
 
 
 def fp16_plans(source: Source, backend: str) -> list[Candidate]:
@@ -34,7 +35,7 @@ def fp16_plans(source: Source, backend: str) -> list[Candidate]:
         return [Candidate("onnxruntime", "fp16", ONNX.then("quantize", method="fp16"))]
     if backend == "openvino":
         return [Candidate("openvino", "fp16", ONNX.then("convert", format="openvino", compress_to_fp16=True))]
-    return []
+    return target_precision_plans(source, backend, "fp16")
 
 
 PRECISION_PLANNERS["int8"] = int8_plans
