@@ -7,6 +7,9 @@ unquantised; the search keeps the worst 1, 2, 4, … tensors' layers in FP32, ea
 candidate of its own (precision ``mixed``, the layers named in its recipe), and stops at the first
 that passes, when the time budget is spent, or when the family cannot pass (every quantised
 layer would be FP32 again, or the attempts run out).
+
+An OpenVINO NNCF candidate of a tensor model first gets one ``nncf.quantize_with_accuracy_control``
+attempt (``shipyard.quantize.accuracy_control``); the layer-wise search runs only if that misses too.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from shipyard.errors import ShipyardError
+from shipyard.quantize import accuracy_control
 from shipyard.quantize.layerwise import Graph, LayerError, onnx_intermediates, openvino_intermediates, rank_layers
 from shipyard.records import Candidate, Recipe, Step
 
@@ -62,6 +66,10 @@ def rescue(plans: list[Candidate], sessions: dict, workshop: Workshop, verify: V
         if search.out_of_time():
             search.note(f"time budget of {options.time_budget:g} s spent; {candidate.key} was not rescued")
             break
+        if accuracy_control.fits(candidate, workshop.calibration):
+            tried.append(_accuracy_control(candidate, sessions, search))
+            if tried[-1].passed:
+                continue
         reporter.stage(f"{candidate.key} missed the budget: finding the layers responsible")
         try:
             diagnosis = responsible_layers(candidate, workshop)
@@ -70,6 +78,17 @@ def rescue(plans: list[Candidate], sessions: dict, workshop: Workshop, verify: V
             continue
         tried += _attempts(candidate, diagnosis, sessions, search)
     return tried
+
+
+def _accuracy_control(candidate: Candidate, sessions: dict, search: Search) -> Candidate:
+    """One NNCF accuracy-control attempt for ``candidate``, verified on the evaluation set like the rest."""
+    attempt = accuracy_control.attempt(candidate, candidate.verification.metric, search.options.max_drop)
+    search.reporter.stage(f"{attempt.key}: NNCF reverting layers until the drop is within {search.options.max_drop:g}")
+    sessions.update(search.verify([attempt]))
+    outcome = (f"passes ({attempt.verification.metric} drop {attempt.verification.drop:.2f})" if attempt.passed
+               else f"misses too ({attempt.why_failed})")
+    search.note(f"{candidate.key} missed the budget; nncf.quantize_with_accuracy_control {outcome}")
+    return attempt
 
 
 def _rescuable(candidate: Candidate) -> bool:

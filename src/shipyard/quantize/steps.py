@@ -5,6 +5,8 @@
     fp16           ONNX FP16 with FP32 inputs and outputs
     nncf           OpenVINO NNCF post-training INT8 (``transformer=True`` for transformer models)
     nncf-weights   OpenVINO NNCF INT8 weight-only compression
+    nncf-accuracy-control  OpenVINO NNCF INT8 reverting layers to FP32 until the build's ``metric``
+                   drops at most ``max_drop`` points on held-out calibration samples
 
 ``keep_fp32`` lists ONNX node names left in FP32 (mixed precision). Every artifact is cached by
 source content hash, recipe and calibration data (``shipyard.quantize.cache``).
@@ -16,7 +18,7 @@ from shipyard.build.artifacts import Workshop, step
 from shipyard.errors import ConversionError
 from shipyard.records import Artifact
 
-METHODS = ("static-qdq", "dynamic", "fp16", "nncf", "nncf-weights")
+METHODS = ("static-qdq", "dynamic", "fp16", "nncf", "nncf-weights", "nncf-accuracy-control")
 
 
 @step("quantize")
@@ -50,6 +52,11 @@ def _make(workshop: Workshop, previous: Artifact, path, method: str, options: di
         from shipyard.quantize.fp16 import convert_fp16
 
         return convert_fp16(previous, path)
+    if method == "nncf-accuracy-control":
+        from shipyard.quantize.accuracy_control import quantize_accuracy_control
+
+        return quantize_accuracy_control(previous, path, _calibration(workshop), options.get("metric", "agreement"),
+                                         float(options.get("max_drop", 1.0)))
     from shipyard.quantize.openvino_int8 import quantize_nncf
 
     return quantize_nncf(previous, path, None if method == "nncf-weights" else _calibration(workshop), bool(options.get("transformer", False)), keep,
