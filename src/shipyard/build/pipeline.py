@@ -228,7 +228,10 @@ def _accuracy_aware_search(plans: list[Candidate], sessions: dict[str, Session],
     from shipyard.optimize.qat import qat_fallback
     from shipyard.quantize.fallback import rescue
 
+    started = time.monotonic()
     tried = rescue(plans, sessions, workshop, verify, options, reporter)
+    if options.time_budget is not None and time.monotonic() - started >= options.time_budget:
+        return tried  # the rescue has said the budget is spent; QAT would overrun it
 
     def verify_and_keep(more: list[Candidate]) -> dict[str, Session]:
         opened = verify(more)
