@@ -36,7 +36,8 @@ class Reporter(Protocol):
 
     def stage(self, text: str) -> None: ...
 
-    def candidate(self, candidate: Candidate) -> None: ...
+    def candidate(self, candidate: Candidate) -> None:
+        """A candidate has been made and verified (or has failed)."""
 
     def note(self, text: str) -> None: ...
 
@@ -198,8 +199,6 @@ def _build_in(work: Path, source: Source, options: BuildOptions, reporter: Repor
     for session in {id(s): s for s in (reference_session, *sessions.values())}.values():
         session.close()
     candidates = plans + skipped
-    for candidate in candidates:
-        reporter.candidate(candidate)
     result = BuildResult(source, metric, candidates, _choose(plans, options.optimize_for), baseline,
                          len(parts.calibration), len(evaluation), dataset.description, dataset.synthetic,
                          options.threads, notes + [n for ns in workshop.notes.values() for n in ns])
@@ -308,6 +307,7 @@ def _make_and_verify(plans: list[Candidate], workshop: Workshop, source: Source,
             candidate.error = str(exc)
         except Exception as exc:  # a runtime's own failure on this model is a result, not a crash
             candidate.error = f"{type(exc).__name__}: {str(exc)[:400]}"
+        reporter.candidate(candidate)
     return sessions
 
 

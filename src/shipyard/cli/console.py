@@ -32,7 +32,11 @@ class ConsoleReporter:
         console.print(f"[dim]{self._clock() - self._start:6.1f}s[/dim] {text}")
 
     def candidate(self, candidate: Candidate) -> None:
-        pass
+        check = candidate.verification
+        if candidate.passed and check:
+            console.print(f"         [green]✓[/green] {check.metric} {check.value:.2f} (drop {check.drop:+.2f})")
+        else:
+            console.print(f"         [red]✗[/red] {_short(candidate.why_failed, 140)}")
 
     def note(self, text: str) -> None:
         console.print(f"[yellow]note:[/yellow] {text}")
