@@ -94,9 +94,9 @@ def test_sparsity_two_four_end_to_end(tmp_path):
     weights = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     sparse = 0
     for node in graph.node:
-        if node.op_type in ("Conv", "Gemm", "MatMul") and node.input[1] in weights:
+        if node.op_type in ("Conv", "FusedConv", "Gemm", "MatMul") and node.input[1] in weights:
             w = weights[node.input[1]]
-            w = w if node.op_type == "Conv" else (w.T if node.op_type == "MatMul" else w)
+            w = w if "Conv" in node.op_type else (w.T if node.op_type == "MatMul" else w)
             if w.ndim >= 2 and w.shape[1] % 4 == 0:
                 grouped = np.moveaxis(w, 1, -1).reshape(*np.moveaxis(w, 1, -1).shape[:-1], -1, 4)
                 assert ((grouped != 0).sum(-1) <= 2).all(), node.name
