@@ -190,10 +190,12 @@ def _build_in(work: Path, source: Source, options: BuildOptions, reporter: Repor
     reference = _source_outputs(reference_session, original, evaluation, cache)
     baseline = _baseline(original, reference, evaluation, metric, options.max_drop)
     own_session = reference_session if source is original else None
-    sessions = _make_and_verify(plans, workshop, source, own_session, reference, evaluation,
-                                metric, options, reporter)
-    plans += _accuracy_aware_search(plans, sessions, lambda more: _make_and_verify(
-        more, workshop, source, own_session, reference, evaluation, metric, options, reporter), workshop, options, reporter)
+
+    def verify(more: list[Candidate]) -> dict[str, Session]:
+        return _make_and_verify(more, workshop, source, own_session, reference, evaluation, metric, options, reporter)
+
+    sessions = verify(plans)
+    plans += _accuracy_aware_search(plans, sessions, verify, workshop, options, reporter)
     reporter.stage(f"timing {len(sessions)} candidates and the baseline in alternating blocks")
     _time_candidates([baseline, *plans], {BASELINE: reference_session, **sessions}, evaluation, options)
     for session in {id(s): s for s in (reference_session, *sessions.values())}.values():
