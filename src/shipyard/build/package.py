@@ -48,7 +48,7 @@ def write_package(result: BuildResult, options: BuildOptions, out: Path, work: P
         manifest = manifest_for(result, options, chosen, artifact, files, text)
         from shipyard.processing.package import add_to_manifest, attach_processing
 
-        config = options.preprocess or getattr(result.source, "processing_config", None)  # examples bring one
+        config = options.preprocess or result.source.processing_config
         add_to_manifest(manifest, attach_processing(config, artifact.signature, staging))
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         (staging / "candidates.json").write_text(json.dumps([c.to_json() for c in result.candidates], indent=2))

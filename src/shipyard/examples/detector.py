@@ -146,10 +146,8 @@ def load():
                                 ["class_logits", "box_regression"])
     content = hash_state_dict(model.state_dict(), extra="detector")
     cache = Path(os.environ.get("SHIPYARD_CACHE", Path.home() / ".cache" / "shipyard")) / "examples" / f"detector-{content}"
-    source = Source(name="detector", kind="torch", signature=signature, content_hash=content, module=model,
-                    example_data=example_data())
-    source.processing_config = processing_config(cache, reference)  # picked up when packaging
-    return source
+    return Source(name="detector", kind="torch", signature=signature, content_hash=content, module=model,
+                  example_data=example_data(), processing_config=processing_config(cache, reference))
 
 
 def reference_detections(reference: Any, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:

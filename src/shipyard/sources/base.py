@@ -42,6 +42,8 @@ class Source:
     notes: list[str] = field(default_factory=list)
     steps: tuple[Step, ...] = ()
     """Model-level steps already applied to ``module`` (fold-bn, prune…); every recipe starts with them."""
+    processing_config: Path | None = None
+    """A ``--preprocess`` config that comes with the model (built-in examples), used when none is given."""
 
 
 def hash_files(*paths: Path, extra: str = "") -> str:
