@@ -110,6 +110,29 @@ def quadrant_data(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
+def hostile_weights(small_cnn):
+    """The small CNN with BN channel 0 scaled ×1000 and the next conv's input 0 scaled ÷1000."""
+    return write_hostile_weights(small_cnn, 1000.0)
+
+
+def write_hostile_weights(small_cnn: dict[str, Path], factor: float) -> Path:
+    """The small CNN with BN channel 0 scaled ×``factor`` and the next conv's input 0 scaled ÷``factor``.
+
+    The function is unchanged (ReLU commutes with a positive scale), but per-tensor INT8
+    activations between the two convolutions lose every channel but the huge one.
+    """
+    from safetensors.torch import load_file, save_file
+
+    state = {k: v.clone() for k, v in load_file(str(small_cnn["weights"])).items()}
+    state["features.1.weight"][0] *= factor
+    state["features.1.bias"][0] *= factor
+    state["features.3.weight"][:, 0] /= factor
+    path = small_cnn["folder"] / f"hostile-{factor:g}.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
 def digits_package(tmp_path_factory) -> Path:
     """A package of example:digits built once per test session (ONNX Runtime, FP32)."""
     from shipyard.build.pipeline import BuildOptions, build

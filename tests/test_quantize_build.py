@@ -25,26 +25,6 @@ def _no_artifact_cache():
     os.environ.pop("SHIPYARD_NO_CACHE", None)
 
 
-@pytest.fixture(scope="session")
-def hostile_weights(small_cnn):
-    """The small CNN with BN channel 0 scaled ×1000 and the next conv's input 0 scaled ÷1000.
-
-    The function is unchanged (ReLU commutes with a positive scale), but per-tensor INT8
-    activations between the two convolutions lose every channel but the huge one.
-    """
-    torch = pytest.importorskip("torch")
-    from safetensors.torch import load_file, save_file
-
-    state = {k: v.clone() for k, v in load_file(str(small_cnn["weights"])).items()}
-    state["features.1.weight"][0] *= 1000
-    state["features.1.bias"][0] *= 1000
-    state["features.3.weight"][:, 0] /= 1000
-    path = small_cnn["folder"] / "hostile.safetensors"
-    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    assert torch is not None
-    return path
-
-
 def _accuracy(predictor, data) -> float:
     with np.load(data) as archive:
         logits = predictor.run({"image": archive["image"]})

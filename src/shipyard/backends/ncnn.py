@@ -28,6 +28,7 @@ class NcnnSession(Session):
         # FP32 artifacts stay FP32: ncnn would otherwise store and compute in fp16/bf16 where it can.
         for flag in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):
             setattr(options, flag, fp16 and flag != "use_bf16_storage")
+        options.use_int8_inference = True  # layers whose weights ncnn-int8 quantised run in INT8
         weights = artifact.path.with_suffix(".bin")
         if self._net.load_param(str(artifact.path)) != 0 or self._net.load_model(str(weights)) != 0:
             raise BackendUnavailable(f"ncnn could not read {artifact.path.name} / {weights.name}; "
@@ -43,16 +44,22 @@ class NcnnSession(Session):
         return {name: np.stack([row[name] for row in rows]) for name, _ in self._outputs}
 
     def _run_one(self, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        blobs = self.extract(sample, [blob for _, blob in self._outputs])
+        return {name: blobs[blob] for name, blob in self._outputs}
+
+    def extract(self, sample: dict[str, np.ndarray], blobs: list[str]) -> dict[str, np.ndarray]:
+        """Blobs of the graph by ncnn name (outputs or intermediates) for one sample without a batch axis."""
         ncnn = self._ncnn
         extractor = self._net.create_extractor()
+        extractor.set_light_mode(len(blobs) == 1)  # light mode frees intermediates that a later blob may need
         for name, blob in self._inputs:
             extractor.input(blob, ncnn.Mat(np.ascontiguousarray(sample[name], dtype=np.float32)))
         result = {}
-        for name, blob in self._outputs:
+        for blob in blobs:
             status, mat = extractor.extract(blob)
             if status != 0:
-                raise DataError(f"ncnn could not compute output {name!r} (blob {blob}, status {status})")
-            result[name] = np.array(mat, copy=True)
+                raise DataError(f"ncnn could not compute blob {blob!r} (status {status})")
+            result[blob] = np.array(mat, copy=True)
         return result
 
 

@@ -21,6 +21,7 @@ TARGETS = ("cpu", "gpu", "edge")
 EDGE_BACKENDS = ("ncnn", "mnn", "tvm", "onnxruntime")
 GPU_BACKENDS = ("tensorrt", "onnxruntime-trt", "onnxruntime-cuda")
 GPU_PRECISIONS = ("fp16", "fp32", "int8")
+NCNN = Recipe().then("export", format="torchscript").then("convert", format="ncnn")
 GPU_PLAN = ("build TensorRT engines from the ONNX export (FP32, FP16, and INT8 calibrated on --data or "
             "taken from a QDQ model; one dynamic-batch profile 1/8/64; a timing cache beside the engine) "
             "and run the ONNX export on ONNX Runtime's TensorRT and CUDA execution providers, then keep "
@@ -66,8 +67,7 @@ def check_gpu_backends(names: list[str]) -> None:
 def target_fp32_plans(source: Source, backend: str) -> list[Candidate]:
     """FP32 candidates for the backends ``build.plan.fp32_plans`` does not know itself."""
     if backend == "ncnn":
-        return [Candidate("ncnn", "fp32", Recipe().then("export", format="torchscript")
-                          .then("convert", format="ncnn"))] if ncnn_can_take(source) else []
+        return [Candidate("ncnn", "fp32", NCNN)] if ncnn_can_take(source) else []
     if backend in ("mnn", "tvm"):
         return [Candidate(backend, "fp32", ONNX.then("convert", format=backend))]
     if backend == "aoti":
@@ -84,14 +84,18 @@ def target_precision_plans(source: Source, backend: str, precision: str) -> list
     """FP16/INT8 candidates of these backends, for the quantisation planners to return.
 
     MNN: FP16 or INT8 *weights* (its converter's ``--fp16`` / ``--weightQuantBits 8``; computed in
-    float on x86). TensorRT: FP16 engines, INT8 engines calibrated on the build's data. ncnn: none
-    (the ncnn wheel ships no ncnn2table/ncnn2int8 quantiser). TVM: none yet.
+    float on x86). TensorRT: FP16 engines, INT8 engines calibrated on the build's data. ncnn: INT8
+    weights and activation scales calibrated on the build's data (``shipyard.quantize.ncnn_int8``).
+    TVM: none yet.
     """
     if backend == "mnn" and precision in ("fp16", "int8"):
         option = {"fp16": True} if precision == "fp16" else {"weight_bits": 8}
         return [Candidate("mnn", precision, ONNX.then("convert", format="mnn", **option))]
     if backend == "tensorrt" and precision in ("fp16", "int8"):
         return tensorrt_plans(precision)
+    if backend == "ncnn" and precision == "int8":
+        return [Candidate("ncnn", "int8", NCNN.then("quantize", method="ncnn-int8", calibration="entropy"))] \
+            if ncnn_can_take(source) else []
     return []
 
 

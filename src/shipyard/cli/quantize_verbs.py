@@ -13,9 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     debug.add_argument("model", help="file.onnx | file.py:function | file.pt | hf:DIR | example:NAME")
     debug.add_argument("--data", type=Path, help=".npz, .txt or image folder to calibrate and compare on")
     debug.add_argument("--weights", type=Path, help="safetensors or state-dict file for a file.py:function model")
-    debug.add_argument("--backend", default="onnxruntime", help="onnxruntime (default) or openvino")
-    debug.add_argument("--method", help="static-qdq | dynamic (onnxruntime), nncf (openvino); default by model")
-    debug.add_argument("--calibration", default="minmax", choices=["minmax", "entropy", "percentile"])
+    debug.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), openvino or ncnn")
+    debug.add_argument("--method", help="static-qdq | dynamic (onnxruntime), nncf (openvino), ncnn-int8 (ncnn); default by model")
+    debug.add_argument("--calibration", default="minmax", choices=["minmax", "entropy", "percentile"],
+                       help="activation ranges (ncnn: minmax or entropy)")
     debug.add_argument("--samples", type=positive_int, default=16, help="samples compared layer by layer")
     debug.add_argument("--top", type=positive_int, default=15, help="how many layers to show")
     debug.set_defaults(run=run_debug_precision)

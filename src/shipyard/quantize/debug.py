@@ -18,7 +18,7 @@ from shipyard.errors import UsageError
 from shipyard.quantize.layerwise import LayerError
 from shipyard.records import Candidate, Recipe, Step
 
-BACKEND_METHODS = {"onnxruntime": ("static-qdq", "dynamic"), "openvino": ("nncf",)}
+BACKEND_METHODS = {"onnxruntime": ("static-qdq", "dynamic"), "openvino": ("nncf",), "ncnn": ("ncnn-int8",)}
 
 
 @dataclass
@@ -64,7 +64,7 @@ def _candidate(plans: list[Candidate], backend: str, method: str | None, calibra
     plan = plans[0]
     last = plan.recipe.steps[-1]
     options = {**last.options, "method": method or last.options["method"]}
-    if options["method"] == "static-qdq":
+    if options["method"] in ("static-qdq", "ncnn-int8"):
         options["calibration"] = calibration
     if options["method"] == "dynamic":
         options.pop("calibration", None)

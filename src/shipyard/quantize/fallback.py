@@ -24,7 +24,8 @@ import numpy as np
 
 from shipyard.errors import ShipyardError
 from shipyard.quantize import accuracy_control
-from shipyard.quantize.layerwise import Graph, LayerError, onnx_intermediates, openvino_intermediates, rank_layers
+from shipyard.quantize.layerwise import (Graph, LayerError, ncnn_graph, ncnn_intermediates, onnx_intermediates,
+                                         openvino_intermediates, rank_layers)
 from shipyard.records import Candidate, Recipe, Step
 
 if TYPE_CHECKING:
@@ -32,9 +33,10 @@ if TYPE_CHECKING:
     from shipyard.build.artifacts import Workshop
     from shipyard.build.pipeline import BuildOptions, Reporter
 
-RESCUABLE = ("static-qdq", "dynamic", "nncf")
+RESCUABLE = ("static-qdq", "dynamic", "nncf", "ncnn-int8")
 MAX_ATTEMPTS = 5
-QUANTIZED_OPS = {"Conv", "MatMul", "Gemm", "ConvTranspose"}
+QUANTIZED_OPS = {"Conv", "MatMul", "Gemm", "ConvTranspose", "Convolution", "ConvolutionDepthWise", "InnerProduct"}
+"""ONNX ops and ncnn layer types that INT8 quantises."""
 Verify = Callable[[list[Candidate]], "dict[str, Session]"]
 
 
@@ -132,8 +134,9 @@ def keep_set(layers: list[LayerError], graph: Graph, activations: bool = True) -
     """The nodes to leave in FP32 for each layer.
 
     With quantised activations (static INT8) that is the layer and the consumers of its output,
-    so the tensor is never quantised; with weights-only or dynamic INT8 it is the nearest
-    quantisable layer at or above it (a reshape after a MatMul blames the MatMul).
+    so the tensor is never quantised; with weights-only or dynamic INT8, and on ncnn (which
+    quantises a layer's input inside the layer), it is the nearest quantisable layer at or above
+    it (a reshape after a MatMul blames the MatMul).
     """
     nodes: set[str] = set()
     for layer in layers:
@@ -176,6 +179,11 @@ class Diagnosis:
 def responsible_layers(candidate: Candidate, workshop: Workshop, samples: int = 16) -> Diagnosis:
     """The layers of ``candidate`` worst first, compared with its FP32 prefix on calibration samples."""
     feed = sample_feed(workshop.calibration, samples)
+    if candidate.backend == "ncnn":
+        graph = ncnn_graph(candidate.artifact.path)
+        reference = ncnn_intermediates(workshop.make(Recipe(candidate.recipe.steps[:-1])), feed)
+        quantized = ncnn_intermediates(candidate.artifact, feed)
+        return _diagnosis(candidate, graph, reference, quantized)
     onnx = workshop.make(fp32_onnx_recipe(candidate.recipe))
     if candidate.backend == "openvino":
         graph = Graph.of(onnx.path)
@@ -193,6 +201,11 @@ def responsible_layers(candidate: Candidate, workshop: Workshop, samples: int = 
             graph = Graph.of(candidate.artifact.path if static else prepared)
             reference = onnx_intermediates(prepared, feed)
         quantized = onnx_intermediates(candidate.artifact.path, feed)
+    return _diagnosis(candidate, graph, reference, quantized)
+
+
+def _diagnosis(candidate: Candidate, graph: Graph, reference: dict[str, np.ndarray],
+               quantized: dict[str, np.ndarray]) -> Diagnosis:
     ranked = rank_layers(graph, reference, quantized)
     outputs = {r.tensor: r for r in ranked if r.tensor in candidate.artifact.signature.output_names}
     return Diagnosis(graph, [r for r in ranked if r.introduced > 1e-3], outputs)

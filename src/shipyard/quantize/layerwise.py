@@ -1,7 +1,8 @@
 """Layer by layer: where a quantised model's intermediate tensors part from the original's.
 
 Both models run the same feed with every intermediate tensor exposed (ONNX Runtime: extra graph
-outputs; OpenVINO: extra model outputs), and each tensor both models share by name is compared.
+outputs; OpenVINO: extra model outputs; ncnn: every blob extracted), and each tensor both models
+share by name is compared.
 A tensor's *error* is the mean over channels of ``‖q − f‖ / ‖f‖`` (per channel, so one channel
 with a huge range cannot hide the others); the error a layer *introduces* is its output's error
 minus the largest error among its inputs. Layers are reported worst first.
@@ -159,3 +160,29 @@ def openvino_intermediates(path: Path, feed: dict[str, np.ndarray], names: set[s
                 if value.dtype.kind == "f":
                     values[name] = value
     return values
+
+
+def ncnn_graph(param: Path) -> Graph:
+    """The graph of an ncnn model: layers by name, blobs as tensors."""
+    from shipyard.convert.ncnn_format import read_graph
+
+    graph = Graph()
+    for layer in read_graph(param).layers:
+        graph.inputs[layer.name] = list(layer.bottoms)
+        graph.ops[layer.name] = layer.type
+        for top in layer.tops:
+            graph.producer[top] = (layer.name, layer.type)
+        for bottom in layer.bottoms:
+            graph.consumers.setdefault(bottom, []).append(layer.name)
+    return graph
+
+
+def ncnn_intermediates(artifact, feed: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
+    """Every blob of an ncnn model on ``feed``, sample by sample, stacked on a batch axis."""
+    from shipyard.backends.ncnn import NcnnSession
+
+    session = NcnnSession(artifact, threads)
+    blobs = sorted(ncnn_graph(artifact.path).producer)
+    count = len(next(iter(feed.values())))
+    rows = [session.extract({name: value[i] for name, value in feed.items()}, blobs) for i in range(count)]
+    return {blob: np.stack([row[blob] for row in rows]) for blob in blobs}

@@ -7,8 +7,9 @@
     nncf-weights   OpenVINO NNCF INT8 weight-only compression
     nncf-accuracy-control  OpenVINO NNCF INT8 reverting layers to FP32 until the build's ``metric``
                    drops at most ``max_drop`` points on held-out calibration samples
+    ncnn-int8      ncnn INT8 weights and input scales; ``calibration`` minmax|entropy
 
-``keep_fp32`` lists ONNX node names left in FP32 (mixed precision). Every artifact is cached by
+``keep_fp32`` lists ONNX node (or ncnn layer) names left in FP32 (mixed precision). Every artifact is cached by
 source content hash, recipe and calibration data (``shipyard.quantize.cache``).
 """
 
@@ -18,7 +19,8 @@ from shipyard.build.artifacts import Workshop, step
 from shipyard.errors import ConversionError
 from shipyard.records import Artifact
 
-METHODS = ("static-qdq", "dynamic", "fp16", "nncf", "nncf-weights", "nncf-accuracy-control")
+METHODS = ("static-qdq", "dynamic", "fp16", "nncf", "nncf-weights", "nncf-accuracy-control", "ncnn-int8")
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "ncnn": ".param"}
 
 
 @step("quantize")
@@ -27,14 +29,20 @@ def quantize(workshop: Workshop, previous: Artifact | None, method: str, **optio
         raise ConversionError(f"unknown quantisation method {method!r}; expected one of {', '.join(METHODS)}")
     if previous is None:
         raise ConversionError("quantize needs an exported model before it; the recipe gave it nothing")
-    want = "openvino" if method.startswith("nncf") else "onnx"
+    want = input_format(method)
     if previous.format != want:
         raise ConversionError(f"quantize(method={method}) needs a {want} artifact; the recipe gave it {previous.format}")
     from shipyard.quantize.cache import cache_key, cached
 
-    suffix = ".xml" if want == "openvino" else ".onnx"
     key = cache_key(workshop.source.content_hash, getattr(workshop, "_current_key", ""), _data_hash(workshop, method))
-    return cached(key, workshop.new_path(suffix), lambda path: _make(workshop, previous, path, method, options))
+    return cached(key, workshop.new_path(SUFFIX[want]), lambda path: _make(workshop, previous, path, method, options))
+
+
+def input_format(method: str) -> str:
+    """The artifact format a quantisation method starts from."""
+    if method.startswith("nncf"):
+        return "openvino"
+    return "ncnn" if method == "ncnn-int8" else "onnx"
 
 
 def _make(workshop: Workshop, previous: Artifact, path, method: str, options: dict) -> Artifact:
@@ -52,6 +60,10 @@ def _make(workshop: Workshop, previous: Artifact, path, method: str, options: di
         from shipyard.quantize.fp16 import convert_fp16
 
         return convert_fp16(previous, path)
+    if method == "ncnn-int8":
+        from shipyard.quantize.ncnn_int8 import quantize_ncnn_int8
+
+        return quantize_ncnn_int8(previous, path, _calibration(workshop), options.get("calibration", "entropy"), keep)
     if method == "nncf-accuracy-control":
         from shipyard.quantize.accuracy_control import quantize_accuracy_control
 
