@@ -94,6 +94,20 @@ def test_entropy_threshold_clips_rare_outliers_but_not_a_plain_range():
     assert entropy_threshold(uniform, 1 / HISTOGRAM_BINS) > 0.9
 
 
+def test_a_spiky_histogram_keeps_its_full_range():
+    """KL alone clips an input of 17 grey levels (sklearn's digits) at the first level; the squared-error check
+    keeps the full range, which represents every level exactly."""
+    from shipyard.quantize.ncnn_int8 import HISTOGRAM_BINS, entropy_threshold, safer_threshold
+
+    levels = np.random.default_rng(1).integers(1, 17, 50_000) / 16
+    histogram = np.histogram(levels, HISTOGRAM_BINS, (0, 1))[0]
+    assert entropy_threshold(histogram, 1 / HISTOGRAM_BINS) < 0.2
+    assert safer_threshold(histogram, 1.0) == 1.0
+    bulk = np.abs(np.random.default_rng(0).normal(0, 1, 200_000))
+    values = np.concatenate([bulk, [40.0]])
+    assert safer_threshold(np.histogram(values, HISTOGRAM_BINS, (0, 40.0))[0], 40.0) < 10   # outliers still clipped
+
+
 @pytest.mark.parametrize("method", ["minmax", "entropy"])
 def test_depthwise_and_dense_layers_run_in_int8_close_to_fp32(depthwise, method):
     from shipyard.backends.ncnn import NcnnSession
@@ -102,8 +116,12 @@ def test_depthwise_and_dense_layers_run_in_int8_close_to_fp32(depthwise, method)
 
     recipe = Recipe(NCNN.steps + (Step("quantize", {"method": "ncnn-int8", "calibration": method}),))
     int8 = _make(depthwise["source"], recipe, depthwise["folder"] / "work")
-    text = int8.path.read_text()
-    assert text.count(" 8=2") == 3 and text.count(" 8=1") == 1            # 2 convs + FC per channel, 1 depthwise
+    from shipyard.convert.ncnn_format import read_graph
+
+    scale_terms = [(layer.type, layer.params.get(8)) for layer in read_graph(int8.path).layers if 8 in layer.params]
+    # per-channel weights (2), per-group for depthwise (1); +100 where the output feeds an INT8 conv directly
+    assert scale_terms == [("Convolution", "102"), ("ConvolutionDepthWise", "101"), ("Convolution", "2"),
+                           ("InnerProduct", "2")]
     assert int8.size_bytes() < 0.5 * depthwise["fp32"].size_bytes()       # INT8 weights really stored
     images = depthwise["images"][:16]
     fp32 = NcnnSession(depthwise["fp32"], 1).run({"image": images})["output"]

@@ -5,7 +5,8 @@ neither): the FP32 graph runs on the calibration samples in ncnn itself, the inp
 Convolution, ConvolutionDepthWise and InnerProduct layer is measured, and its scale
 (127 / threshold) is chosen by ``minmax`` (the largest magnitude) or ``entropy`` (the threshold
 whose 128-level quantisation of the 2048-bin histogram loses least information, as ncnn2table's
-default KL method). Weights are symmetric INT8 per output channel (per group for depthwise
+default KL method, kept only when it quantises the measured values with less squared error than
+the full range does). Weights are symmetric INT8 per output channel (per group for depthwise
 layers). ncnn then runs those layers in INT8 and the rest in FP32.
 """
 
@@ -56,8 +57,38 @@ def quantize_ncnn_int8(ncnn: Artifact, path: Path, calibration: Dataset, method:
     for target in targets:
         blobs[target.index] = quantized_blobs(target.layer, blobs[target.index], 127 / thresholds[target.input_blob])
         target.layer.params[8] = str(INT8_SCALE_TERM[target.layer.type])
+    fuse_requantize(graph, blobs, {t.layer.name for t in targets}, thresholds)
     _write(graph, blobs, path)
     return Artifact(path, "ncnn", ncnn.signature)
+
+
+def fuse_requantize(graph: Graph, blobs: list[list[Blob]], quantized: set[str], thresholds: dict[str, float]) -> None:
+    """Let an INT8 convolution whose output only feeds INT8 convolutions hand them INT8 directly.
+
+    As ncnn2int8 does: the producer gets the consumers' input scale as its output scale (``8=`` + 100),
+    so ncnn requantises once instead of dequantising to FP32 and quantising again.
+    """
+    readers: dict[str, list[Layer]] = {}
+    for layer in graph.layers:
+        for bottom in layer.bottoms:
+            readers.setdefault(bottom, []).append(layer)
+    convolutions = {"Convolution", "ConvolutionDepthWise"}
+
+    def int8_convolutions(blob: str) -> list[Layer]:
+        found = readers.get(blob, [])
+        if len(found) == 1 and found[0].type == "Split":
+            found = [reader for top in found[0].tops for reader in readers.get(top, [])]
+        ok = found and all(r.type in convolutions and r.name in quantized and len(r.bottoms) == 1 for r in found)
+        return found if ok else []
+
+    for index, layer in enumerate(graph.layers):
+        if layer.type not in convolutions or layer.name not in quantized:
+            continue
+        consumers = int8_convolutions(layer.tops[0])
+        if consumers:
+            scale = 127 / thresholds[consumers[0].bottoms[0]]
+            layer.params[8] = str(int(layer.params[8]) + 100)
+            blobs[index] = [*blobs[index], Blob(np.float32([scale]).tobytes(), False)]
 
 
 def _write(graph: Graph, blobs: list[list[Blob]], path: Path) -> None:
@@ -113,7 +144,23 @@ def activation_thresholds(ncnn: Artifact, calibration: Dataset, blobs: list[str]
         for blob, value in session.extract(sample, blobs).items():
             magnitudes = np.abs(value[value != 0])
             histograms[blob] += np.histogram(magnitudes, HISTOGRAM_BINS, (0, absmax[blob]))[0]
-    return {blob: entropy_threshold(histograms[blob], absmax[blob] / HISTOGRAM_BINS) for blob in blobs}
+    return {blob: safer_threshold(histograms[blob], absmax[blob]) for blob in blobs}
+
+
+def safer_threshold(histogram: np.ndarray, absmax: float) -> float:
+    """The KL threshold, unless quantising at the full range loses less (KL misjudges spiky histograms,
+    such as an input of 17 grey levels, and would clip half the values)."""
+    width = absmax / len(histogram)
+    entropy = entropy_threshold(histogram, width)
+    return entropy if squared_error(histogram, width, entropy) < squared_error(histogram, width, absmax) else absmax
+
+
+def squared_error(histogram: np.ndarray, bin_width: float, threshold: float) -> float:
+    """Total squared error of quantising the histogram's values (bin centres) to ±127 steps of ``threshold``."""
+    centres = (np.arange(len(histogram)) + 0.5) * bin_width
+    step = threshold / 127
+    restored = np.minimum(np.floor(centres / step + 0.5), 127) * step
+    return float(np.sum(histogram * (centres - restored) ** 2))
 
 
 def entropy_threshold(histogram: np.ndarray, bin_width: float) -> float:
