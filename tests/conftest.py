@@ -82,8 +82,8 @@ def write_small_cnn(folder: Path) -> dict[str, Path]:
     namespace: dict = {}
     exec(compile(SMALL_CNN, str(model_file), "exec"), namespace)
     images, labels = quadrant_data(1200, seed=1)
+    torch.manual_seed(0)  # before the initialisation too, so the weights do not depend on which tests ran first
     model = namespace["make"]()
-    torch.manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     x, y = torch.from_numpy(images[:800]), torch.from_numpy(labels[:800])
     for _ in range(6):
@@ -107,6 +107,14 @@ def quadrant_data(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         row, col = divmod(int(label), 2)
         image[:, row * 8:(row + 1) * 8, col * 8:(col + 1) * 8] += 0.8
     return images, labels.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def no_artifact_cache():
+    """Quantise for real in every run of a module: a warm artifact cache must not hide a regression."""
+    os.environ["SHIPYARD_NO_CACHE"] = "1"
+    yield
+    os.environ.pop("SHIPYARD_NO_CACHE", None)
 
 
 @pytest.fixture(scope="session")

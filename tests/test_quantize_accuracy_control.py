@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_quantize_build import _no_artifact_cache, hostile_weights  # noqa: F401  (fixtures, reused)
 
 from shipyard.bench import BenchConfig
 from shipyard.dataset import Dataset
 
 FAST = BenchConfig(rounds=1, block_seconds=0.05)
 AC = "openvino/int8+nncf-accuracy-control"
+pytestmark = pytest.mark.usefixtures("no_artifact_cache")
 
 
 def test_holdout_is_disjoint_and_keeps_labels():

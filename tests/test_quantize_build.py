@@ -11,18 +11,8 @@ import pytest
 import shipyard
 from shipyard.bench import BenchConfig
 
-pytestmark = [pytest.mark.slow, pytest.mark.backend("onnxruntime")]
+pytestmark = [pytest.mark.slow, pytest.mark.backend("onnxruntime"), pytest.mark.usefixtures("no_artifact_cache")]
 FAST = BenchConfig(rounds=1, block_seconds=0.05)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_artifact_cache():
-    """Quantise for real in every run: a warm artifact cache must not hide a regression."""
-    import os
-
-    os.environ["SHIPYARD_NO_CACHE"] = "1"
-    yield
-    os.environ.pop("SHIPYARD_NO_CACHE", None)
 
 
 def _accuracy(predictor, data) -> float:

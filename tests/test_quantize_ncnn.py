@@ -12,7 +12,7 @@ import shipyard
 from shipyard.bench import BenchConfig
 from shipyard.errors import ConversionError
 
-pytestmark = [pytest.mark.backend("ncnn"), pytest.mark.backend("torch")]
+pytestmark = [pytest.mark.backend("ncnn"), pytest.mark.backend("torch"), pytest.mark.usefixtures("no_artifact_cache")]
 FAST = BenchConfig(rounds=1, block_seconds=0.05)
 
 DEPTHWISE = textwrap.dedent('''
@@ -24,16 +24,6 @@ DEPTHWISE = textwrap.dedent('''
             nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU(),      # depthwise: per-group scales
             nn.Conv2d(16, 24, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 6))
 ''')
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_artifact_cache():
-    """Quantise for real in every run: a warm artifact cache must not hide a regression."""
-    import os
-
-    os.environ["SHIPYARD_NO_CACHE"] = "1"
-    yield
-    os.environ.pop("SHIPYARD_NO_CACHE", None)
 
 
 def _make(source, recipe, folder):
