@@ -106,19 +106,39 @@ def test_depthwise_and_dense_layers_run_in_int8_close_to_fp32(depthwise, method)
 
     recipe = Recipe(NCNN.steps + (Step("quantize", {"method": "ncnn-int8", "calibration": method}),))
     int8 = _make(depthwise["source"], recipe, depthwise["folder"] / "work")
-    from shipyard.convert.ncnn_format import read_graph
+    from shipyard.convert.ncnn_format import read_graph, split_weights
 
     scale_terms = [(layer.type, layer.params.get(8)) for layer in read_graph(int8.path).layers if 8 in layer.params]
     # per-channel weights (2), per-group for depthwise (1); +100 where the output feeds an INT8 conv directly
     assert scale_terms == [("Convolution", "102"), ("ConvolutionDepthWise", "101"), ("Convolution", "2"),
                            ("InnerProduct", "2")]
     assert int8.size_bytes() < 0.5 * depthwise["fp32"].size_bytes()       # INT8 weights really stored
+    weights = int8.path.with_suffix(".bin").read_bytes()                  # the reader accounts for INT8 files too
+    assert b"".join(b.data for blobs in split_weights(read_graph(int8.path), weights) for b in blobs) == weights
     images = depthwise["images"][:16]
     fp32 = NcnnSession(depthwise["fp32"], 1).run({"image": images})["output"]
     got = NcnnSession(int8, 1).run({"image": images})["output"]
     cosine = (fp32 * got).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(got, axis=1)
     assert cosine.min() > 0.99
     assert np.abs(got - fp32).max() > 1e-5                                # it did not silently run FP32
+
+
+def test_requantised_blobs_are_compared_as_values(depthwise):
+    """ncnn extracts a blob a layer hands on in INT8 as its integer steps; the layer-wise view scales them back."""
+    from shipyard.build.targets import NCNN
+    from shipyard.quantize.layerwise import ncnn_intermediates, tensor_error
+    from shipyard.quantize.ncnn_int8 import int8_outputs
+    from shipyard.records import Recipe, Step
+
+    recipe = Recipe(NCNN.steps + (Step("quantize", {"method": "ncnn-int8", "calibration": "minmax"}),))
+    int8 = _make(depthwise["source"], recipe, depthwise["folder"] / "work")
+    requantised = int8_outputs(int8.path)
+    assert len(requantised) == 2 and all(scale > 0 for scale in requantised.values())
+    feed = {"image": depthwise["images"][:4]}
+    reference, quantized = ncnn_intermediates(depthwise["fp32"], feed), ncnn_intermediates(int8, feed)
+    for blob in requantised:
+        error, cosine = tensor_error(reference[blob], quantized[blob])
+        assert cosine > 0.99 and error < 0.1, (blob, error, cosine)
 
 
 def test_unknown_calibration_is_refused(depthwise, tmp_path):

@@ -51,10 +51,9 @@ class Graph:
 
 @dataclass(frozen=True)
 class Blob:
-    """One weight blob's bytes as stored (tag and padding included), and whether it has a tag."""
+    """One weight blob's bytes as stored (tag and padding included)."""
 
     data: bytes
-    tagged: bool
 
 
 def read_graph(path: Path) -> Graph:
@@ -99,13 +98,11 @@ def weight_layout(layer: Layer) -> list[tuple[int, bool]]:
     kind = layer.type
     if kind in ("Convolution", "ConvolutionDepthWise", "Convolution1D", "Convolution3D",
                 "Deconvolution", "DeconvolutionDepthWise", "Deconvolution1D", "Deconvolution3D"):
-        if p(8) or (kind.startswith("Convolution") and p(19)) or (kind.startswith("Deconvolution") and p(28)):
-            raise _unsupported(layer, "dynamic or already quantised weights")
-        return [(p(6), True)] + ([(p(0), False)] if p(5) else [])
+        if (kind.startswith("Convolution") and p(19)) or (kind.startswith("Deconvolution") and p(28)):
+            raise _unsupported(layer, "dynamic weights (a second input)")
+        return [(p(6), True)] + ([(p(0), False)] if p(5) else []) + int8_scales_layout(layer)
     if kind == "InnerProduct":
-        if p(8):
-            raise _unsupported(layer, "already quantised weights")
-        return [(p(2), True)] + ([(p(0), False)] if p(1) else [])
+        return [(p(2), True)] + ([(p(0), False)] if p(1) else []) + int8_scales_layout(layer)
     if kind == "BatchNorm":
         return [(p(0), False)] * 4
     if kind == "Scale":
@@ -126,9 +123,22 @@ def weight_layout(layer: Layer) -> list[tuple[int, bool]]:
     return []
 
 
+def int8_scales_layout(layer: Layer) -> list[tuple[int, bool]]:
+    """The INT8 scales after a quantised layer's bias: weight scales, input scale, and an output
+    scale when ``8=`` is over 100 (the layer hands INT8 on to the next)."""
+    term = layer.int_param(8)
+    if not term:
+        return []
+    if layer.type not in ("Convolution", "ConvolutionDepthWise", "InnerProduct"):
+        raise _unsupported(layer, f"INT8 scales (8={term}) on a layer type that has none")
+    per_group = layer.type == "ConvolutionDepthWise" and term % 100 == 1
+    weight_scales = layer.int_param(7, 1) if per_group else (1 if layer.type == "ConvolutionDepthWise" else layer.int_param(0))
+    return [(weight_scales, False), (1, False)] + ([(1, False)] if term > 100 else [])
+
+
 def _unsupported(layer: Layer, why: str) -> ConversionError:
-    return ConversionError(f"ncnn layer {layer.name!r} ({layer.type}) has {why}; this reader expects the "
-                           "float weights pnnx writes")
+    return ConversionError(f"ncnn layer {layer.name!r} ({layer.type}) has {why}; this reader expects "
+                           "weights stored in the layer, as pnnx and ncnn2int8 write them")
 
 
 def split_weights(graph: Graph, weights: bytes) -> list[list[Blob]]:
@@ -139,7 +149,7 @@ def split_weights(graph: Graph, weights: bytes) -> list[list[Blob]]:
         blobs = []
         for count, tagged in weight_layout(layer):
             size = _tagged_size(weights, offset, count) if tagged else _aligned(4 * count)
-            blobs.append(Blob(weights[offset:offset + size], tagged))
+            blobs.append(Blob(weights[offset:offset + size]))
             offset += size
         per_layer.append(blobs)
     if offset != len(weights):

@@ -178,11 +178,14 @@ def ncnn_graph(param: Path) -> Graph:
 
 
 def ncnn_intermediates(artifact, feed: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
-    """Every blob of an ncnn model on ``feed``, sample by sample, stacked on a batch axis."""
+    """Every blob of an ncnn model on ``feed`` as float values, sample by sample, stacked on a batch axis."""
     from shipyard.backends.ncnn import NcnnSession
+
+    from shipyard.quantize.ncnn_int8 import int8_outputs
 
     session = NcnnSession(artifact, threads)
     blobs = sorted(ncnn_graph(artifact.path).producer)
     count = len(next(iter(feed.values())))
     rows = [session.extract({name: value[i] for name, value in feed.items()}, blobs) for i in range(count)]
-    return {blob: np.stack([row[blob] for row in rows]) for blob in blobs}
+    scales = int8_outputs(artifact.path)  # ncnn extracts a requantised blob as its INT8 steps
+    return {blob: np.stack([row[blob] for row in rows]) / scales.get(blob, 1.0) for blob in blobs}

@@ -88,7 +88,15 @@ def fuse_requantize(graph: Graph, blobs: list[list[Blob]], quantized: set[str], 
         if consumers:
             scale = 127 / thresholds[consumers[0].bottoms[0]]
             layer.params[8] = str(int(layer.params[8]) + 100)
-            blobs[index] = [*blobs[index], Blob(np.float32([scale]).tobytes(), False)]
+            blobs[index] = [*blobs[index], Blob(np.float32([scale]).tobytes())]
+
+
+def int8_outputs(param: Path) -> dict[str, float]:
+    """Blobs that layers hand on in INT8 (requantised), with the scale that turns them back into values."""
+    graph = read_graph(param)
+    blobs = split_weights(graph, param.with_suffix(".bin").read_bytes())
+    return {layer.tops[0]: float(np.frombuffer(weights[-1].data, np.float32)[0])
+            for layer, weights in zip(graph.layers, blobs) if layer.int_param(8) > 100}
 
 
 def _write(graph: Graph, blobs: list[list[Blob]], path: Path) -> None:
@@ -104,8 +112,8 @@ def quantized_blobs(layer: Layer, blobs: list[Blob], input_scale: float) -> list
     scales = np.where(absmax > 0, 127 / np.where(absmax > 0, absmax, 1), 1).astype(np.float32)
     scaled = weights * scales[:, None]
     quantized = np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5), -127, 127).astype(np.int8)
-    weight = Blob(_padded(INT8_TAG.to_bytes(4, "little") + quantized.tobytes()), tagged=True)
-    raw = [Blob(scales.tobytes(), False), Blob(np.float32([input_scale]).tobytes(), False)]
+    weight = Blob(_padded(INT8_TAG.to_bytes(4, "little") + quantized.tobytes()))
+    raw = [Blob(scales.tobytes()), Blob(np.float32([input_scale]).tobytes())]
     return [weight, *blobs[1:], *raw]
 
 
