@@ -15,6 +15,12 @@ def mobilenet_v3():
     return torchvision.models.mobilenet_v3_large(weights=None)
 
 
+def mobilenet_v3_small():
+    import torchvision
+
+    return torchvision.models.mobilenet_v3_small(weights=None)
+
+
 def small_cnn():
     """A small CNN none of the tools was written for (3×32×32 input, 10 classes)."""
     from torch import nn

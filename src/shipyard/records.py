@@ -124,6 +124,8 @@ class Artifact:
             return sorted(p for p in self.path.rglob("*") if p.is_file())
         if self.format in ("openvino", "ncnn"):
             return [self.path, self.path.with_suffix(".bin")]
+        if self.format == "tvm" and self.path.with_suffix(".json").is_file():  # a tuned library's batch-1 note
+            return [self.path, self.path.with_suffix(".json")]
         if self.format == "onnx":
             import onnx
 

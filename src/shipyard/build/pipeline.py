@@ -95,6 +95,8 @@ class BuildOptions:
     qat: bool = False
     # targets (cpu, gpu, edge)
     target: str = "cpu"
+    tune_seconds: float = 0.0
+    """Seconds MetaSchedule may tune a TVM candidate (an extra, tuned one beside the untuned); 0 = no tuning."""
     # pre/post-processing declared for the package
     preprocess: Path | None = None
 
@@ -115,6 +117,9 @@ class BuildOptions:
             raise UsageError(f"--optimize-for {self.optimize_for!r}: expected latency or throughput")
         if self.throughput_batch < 1:
             raise UsageError(f"--throughput-batch {self.throughput_batch}: expected a whole number ≥ 1")
+        if not self.tune_seconds >= 0:
+            raise UsageError(f"--tune-seconds {self.tune_seconds:g}: expected a number of seconds ≥ 0 "
+                             "(0 = no tuning)")
 
 
 @dataclass
@@ -176,6 +181,7 @@ def _build_in(work: Path, source: Source, options: BuildOptions, reporter: Repor
     original = source
     source = apply_model_transforms(original, options, parts, reporter)
     plans, skipped = plan_candidates(source, options.backends, options.precisions)
+    plans = _with_tuning(plans, options, reporter)
     if options.qat:  # INT8 by quantisation-aware training (shipyard.optimize.qat)
         from shipyard.optimize.qat import qat_candidates
 
@@ -207,6 +213,19 @@ def _build_in(work: Path, source: Source, options: BuildOptions, reporter: Repor
     if result.chosen is None:
         reporter.note("no candidate stayed inside the accuracy budget; nothing was packaged")
     return result
+
+
+def _with_tuning(plans: list[Candidate], options: BuildOptions, reporter: Reporter) -> list[Candidate]:
+    """``--tune-seconds``: a MetaSchedule-tuned TVM candidate beside each untuned one."""
+    if not options.tune_seconds:
+        return plans
+    from shipyard.build.targets import with_tuned_tvm
+
+    tuned = with_tuned_tvm(plans, options.tune_seconds, options.threads)
+    if len(tuned) == len(plans):
+        reporter.note(f"--tune-seconds {options.tune_seconds:g} tunes TVM candidates, and none is planned; "
+                      "add tvm to --backends (or use --target edge) to tune one")
+    return tuned
 
 
 def _calibration(calibration: Dataset, evaluation: Dataset, options: BuildOptions, reporter: Reporter) -> Dataset:

@@ -108,3 +108,16 @@ def ncnn_can_take(source: Source) -> bool:
     """pnnx converts PyTorch (not ONNX) models, and ncnn blobs are float tensors without text frontends."""
     return (source.kind in ("torch", "torchscript") and source.text is None
             and all(spec.dtype.startswith("float") for spec in source.signature.inputs))
+
+
+def with_tuned_tvm(plans: list[Candidate], tune_seconds: float, threads: int) -> list[Candidate]:
+    """``plans`` with a MetaSchedule-tuned TVM candidate after each untuned FP32 one (``--tune-seconds``)."""
+    seconds = int(tune_seconds) if float(tune_seconds).is_integer() else tune_seconds
+    planned = []
+    for plan in plans:
+        planned.append(plan)
+        if plan.backend == "tvm" and plan.precision == "fp32" and not plan.name:
+            *made, convert = plan.recipe.steps
+            recipe = Recipe(tuple(made)).then(convert.name, **convert.options, tune_seconds=seconds, threads=threads)
+            planned.append(Candidate("tvm", "fp32", recipe, name=f"tvm/fp32+tuned-{seconds}s"))
+    return planned

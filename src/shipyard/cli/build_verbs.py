@@ -44,6 +44,8 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qat", action="store_true", help="quantisation-aware training when PTQ misses the budget")
     parser.add_argument("--target", default="cpu", choices=["cpu", "gpu", "edge"],
                         help="which backends and precisions to try by default")
+    parser.add_argument("--tune-seconds", type=float, default=0.0, metavar="S",
+                        help="also try a TVM library tuned by MetaSchedule for at most S seconds (default 0: no tuning)")
     parser.add_argument("--preprocess", type=Path, help="pre/post-processing config (JSON) to package with the model")
 
 
@@ -82,7 +84,8 @@ def build_options(args: argparse.Namespace):
         image=_image_options(args), optimize_for=args.optimize_for, throughput_batch=args.throughput_batch,
         time_budget=args.time_budget, calibration_size=args.calibration_size, lossless=not args.no_fuse, prune=args.prune,
         prune_criterion=args.prune_criterion, protect=args.protect, distill_into=args.distill_into,
-        sparsity=args.sparsity, qat=args.qat, target=args.target, preprocess=args.preprocess)
+        sparsity=args.sparsity, qat=args.qat, target=args.target, tune_seconds=args.tune_seconds,
+        preprocess=args.preprocess)
     if args.threads:
         options.threads = args.threads
     return options

@@ -35,9 +35,7 @@ def convert_for_target(workshop: Workshop, previous: Artifact | None, format: st
 
         return convert_to_mnn(previous, workshop.new_path(".mnn"), **options)
     if format == "tvm":
-        from shipyard.convert.tvm import compile_with_tvm
-
-        return compile_with_tvm(previous, workshop.new_path(".so"))
+        return _tvm(workshop, previous, **options)
     if format == "aoti":
         from shipyard.convert.aoti import compile_aoti
 
@@ -45,3 +43,16 @@ def convert_for_target(workshop: Workshop, previous: Artifact | None, format: st
     from shipyard.convert.tensorrt import EngineOptions, build_engine
 
     return build_engine(previous, workshop.new_path(".engine"), EngineOptions(**options), workshop.calibration)
+
+
+def _tvm(workshop: Workshop, onnx: Artifact, tune_seconds: float = 0, threads: int = 1) -> Artifact:
+    """TVM's default schedules, or with ``tune_seconds`` those MetaSchedule finds in that time (noted)."""
+    if not tune_seconds:
+        from shipyard.convert.tvm import compile_with_tvm
+
+        return compile_with_tvm(onnx, workshop.new_path(".so"))
+    from shipyard.convert.tvm_tune import compile_tuned
+
+    tuned = compile_tuned(onnx, workshop.new_path(".so"), tune_seconds, threads)
+    workshop.notes.setdefault("tvm", []).append(tuned.report.note())
+    return tuned.artifact
