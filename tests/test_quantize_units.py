@@ -120,6 +120,16 @@ def test_cache_returns_the_stored_artifact_without_making_it_again(tmp_path, mon
     assert cache_key("source", "recipe", "other data") != key
 
 
+def test_cache_key_changes_with_the_quantiser_code(monkeypatch):
+    """An artifact an older quantiser made must not be served after the quantiser changed."""
+    from shipyard.quantize import cache
+
+    before = cache.cache_key("source", "recipe", "data")
+    assert len(cache.code_version()) == 16                      # a digest of the real files
+    monkeypatch.setattr(cache, "code_version", lambda: "another version of the code")
+    assert cache.cache_key("source", "recipe", "data") != before
+
+
 def test_keep_set_without_quantised_activations_blames_the_matmul_above(tmp_path):
     import onnx
     from onnx import TensorProto, helper

@@ -6,6 +6,7 @@ before and skips the calibration, which is the slow part of post-training quanti
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -25,7 +26,19 @@ def cache_root() -> Path | None:
 
 
 def cache_key(*parts: str) -> str:
-    return hashlib.sha256("\n".join((CACHE_VERSION, *parts)).encode()).hexdigest()[:24]
+    return hashlib.sha256("\n".join((CACHE_VERSION, code_version(), *parts)).encode()).hexdigest()[:24]
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """A digest of the code that makes the cached artifacts (converters and quantisers): an artifact a
+    changed quantiser made differently is never read back."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for folder in ("convert", "quantize"):
+        for file in sorted((root / folder).glob("*.py")):
+            digest.update(file.name.encode() + file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def cached(key: str, target: Path, make: Callable[[Path], Artifact]) -> Artifact:
