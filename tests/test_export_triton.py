@@ -71,3 +71,16 @@ def test_openvino_package_exports_xml_and_bin(digits_package, tmp_path):
 def test_formats_triton_cannot_load_are_refused(tmp_path):
     with pytest.raises(UsageError, match="Triton cannot load"):
         export_triton(write_fake_package(tmp_path / "fake"), tmp_path / "repo")
+
+
+def test_one_value_per_sample_is_written_as_triton_documents_it():
+    """Triton refuses empty ``dims``: a (batch,) tensor is ``dims: [1]`` reshaped to no dims."""
+    pytest.importorskip("tritonclient.grpc")
+    from shipyard.export.triton import config_text, parse_config
+    from shipyard.records import Signature, TensorSpec
+
+    signature = Signature((TensorSpec("x", "float32", ("batch", 4)),), (TensorSpec("label", "int64", ("batch",)),))
+    config = parse_config(config_text("m", "onnx", signature, TritonOptions(), threads=1))
+    (output,) = config.output
+    assert list(output.dims) == [1] and output.HasField("reshape") and list(output.reshape.shape) == []
+    assert list(config.input[0].dims) == [4] and not config.input[0].HasField("reshape")

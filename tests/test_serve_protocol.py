@@ -85,6 +85,46 @@ def test_tritonclient_grpc_gets_the_package_outputs(server, predictors):
     assert client.get_server_metadata().name == "shipyard"
 
 
+
+def test_tritonclient_http_gets_the_served_model_config(server):
+    client = http_client(server)
+    config = client.get_model_config("digits")
+    assert (config["name"], config["backend"], config["platform"]) == ("digits", "shipyard", "shipyard_onnxruntime")
+    assert config["max_batch_size"] == 8 and config["dynamic_batching"]["max_queue_delay_microseconds"] == 5000
+    assert [(t["name"], t["data_type"], t["dims"]) for t in config["input"]] == [("image", "TYPE_FP32", [1, 8, 8])]
+    assert [(t["name"], t["data_type"], t["dims"]) for t in config["output"]] == [("logits", "TYPE_FP32", [10])]
+    assert [(g["count"], g["kind"]) for g in config["instance_group"]] == [(1, "KIND_CPU")]
+    assert client.get_model_config("digits", "1") == config
+    text = client.get_model_config("words")["input"]
+    assert [(t["name"], t["data_type"], t["dims"], t["reshape"]) for t in text] == [
+        ("text", "TYPE_STRING", [1], {"shape": []})]
+
+
+def test_tritonclient_grpc_gets_the_served_model_config(server):
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    client = grpc_client(server)
+    config = client.get_model_config("digits", "1").config
+    assert (config.name, config.backend, config.max_batch_size) == ("digits", "shipyard", 8)
+    assert config.dynamic_batching.max_queue_delay_microseconds == 5000
+    assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [("image", mc.TYPE_FP32, [1, 8, 8])]
+    assert [(t.name, list(t.dims)) for t in config.output] == [("logits", [10])]
+    assert [(g.count, g.kind) for g in config.instance_group] == [(1, mc.ModelInstanceGroup.KIND_CPU)]
+    assert client.get_model_config("words").config.input[0].data_type == mc.TYPE_STRING
+
+
+def test_configs_of_unknown_models_and_versions_are_not_found(server):
+    import grpc
+    from tritonclient.utils import InferenceServerException
+
+    for name, version, fragment in [("nope", "", "'nope' is not served"), ("digits", "7", "no version '7'")]:
+        with pytest.raises(InferenceServerException) as http_info:
+            http_client(server).get_model_config(name, version)
+        assert http_info.value.status() == "404" and fragment in http_info.value.message()
+        with pytest.raises(InferenceServerException) as grpc_info:
+            grpc_client(server).get_model_config(name, version)
+        assert grpc_info.value.status() == str(grpc.StatusCode.NOT_FOUND) and fragment in grpc_info.value.message()
+
 @pytest.mark.parametrize("protocol", ["json", "binary", "grpc"])
 def test_text_packages_take_bytes_over_every_protocol(server, predictors, protocol):
     texts = np.array([b"hello world", b"ship yard yard", "héllo".encode()], dtype=object)

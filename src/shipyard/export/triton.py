@@ -21,6 +21,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shipyard.errors import PackageError, UsageError
 from shipyard.records import Signature, TensorSpec
@@ -72,20 +73,31 @@ def export_triton(package: str | Path, out: str | Path, options: TritonOptions |
 
 
 def config_text(name: str, fmt: str, signature: Signature, options: TritonOptions, threads: int) -> str:
-    """The ``config.pbtxt`` of a model in format ``fmt``."""
+    """The ``config.pbtxt`` of a model in format ``fmt``, run by Triton's own backend for that format."""
     backend, platform, filename = _BACKENDS[fmt]
+    engine = [f'default_model_filename: "{filename}"']
+    if backend == "onnxruntime":
+        engine.append(_parameter("intra_op_thread_count", threads))
+    elif backend == "openvino":
+        engine.append(_parameter("INFERENCE_NUM_THREADS", threads))
+    return model_text(name, backend, platform, signature, options, engine)
+
+
+def model_text(name: str, backend: str, platform: str, signature: Signature, options: TritonOptions,
+               engine: list[str] | None = None) -> str:
+    """A model's config in Triton's text format: tensors, batching and instances, plus ``engine`` lines.
+
+    ``shipyard export triton`` writes it as ``config.pbtxt``; ``shipyard serve`` answers it (parsed
+    by :func:`parse_config`) to ``get_model_config``, so both describe a model the same way.
+    """
     batched = all(spec.batched for spec in signature.inputs + signature.outputs)
     lines = [f'name: "{name}"', f'backend: "{backend}"']
     lines += [f'platform: "{platform}"'] if platform else []
-    lines += [f'default_model_filename: "{filename}"', f"max_batch_size: {options.max_batch_size if batched else 0}"]
+    lines += list(engine or []) + [f"max_batch_size: {options.max_batch_size if batched else 0}"]
     lines += [_tensors("input", signature.inputs, batched), _tensors("output", signature.outputs, batched)]
     if batched:
         lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {options.max_queue_delay_us} }}")
     lines.append(f"instance_group [ {{ count: {options.instances} kind: KIND_CPU }} ]")
-    if backend == "onnxruntime":
-        lines.append(_parameter("intra_op_thread_count", threads))
-    elif backend == "openvino":
-        lines.append(_parameter("INFERENCE_NUM_THREADS", threads))
     return "\n".join(lines) + "\n"
 
 
@@ -93,8 +105,9 @@ def _tensors(kind: str, specs: tuple[TensorSpec, ...], batched: bool) -> str:
     entries = []
     for spec in specs:
         dims = spec.kserve_shape[1:] if batched else spec.kserve_shape
-        entries.append(f'  {{ name: "{spec.name}" data_type: {_TYPES[spec.datatype]} '
-                       f'dims: [ {", ".join(str(d) for d in dims)} ] }}')
+        # Triton refuses empty dims: one value per sample is dims [1] reshaped to no dims, as its docs do
+        shape = f'dims: [ {", ".join(str(d) for d in dims)} ]' if dims else "dims: [ 1 ] reshape: { shape: [ ] }"
+        entries.append(f'  {{ name: "{spec.name}" data_type: {_TYPES[spec.datatype]} {shape} }}')
     return f"{kind} [\n" + ",\n".join(entries) + "\n]"
 
 
@@ -116,14 +129,21 @@ def _copy_model(folder: Path, manifest: dict, fmt: str, version_dir: Path) -> No
                 shutil.copy2(extra, version_dir / extra.name)
 
 
+def parse_config(text: str) -> Any:
+    """``text`` parsed as Triton's ``ModelConfig`` message; needs ``tritonclient[grpc]``."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    try:
+        return text_format.Parse(text, model_config_pb2.ModelConfig())
+    except text_format.ParseError as exc:  # a bug of ours, never the user's
+        raise PackageError(f"the Triton config we wrote does not parse as ModelConfig: {exc}") from exc
+
+
 def _check_schema(text: str) -> None:
     """Parse ``text`` as Triton's ``ModelConfig`` when tritonclient is installed."""
     try:
-        from google.protobuf import text_format
-        from tritonclient.grpc import model_config_pb2
+        import tritonclient.grpc.model_config_pb2  # noqa: F401
     except ImportError:
         return
-    try:
-        text_format.Parse(text, model_config_pb2.ModelConfig())
-    except text_format.ParseError as exc:  # a bug of ours, never the user's
-        raise PackageError(f"the Triton config we wrote does not parse as ModelConfig: {exc}") from exc
+    parse_config(text)

@@ -16,6 +16,7 @@ import numpy as np
 
 from shipyard.serve import tensors
 from shipyard.serve.accesslog import log_access
+from shipyard.serve.config import model_config
 from shipyard.serve.errors import BadRequest, ServeError
 from shipyard.serve.repository import ServedModel
 from shipyard.serve.state import ServerState
@@ -58,6 +59,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             name=meta["name"], versions=meta["versions"], platform=meta["platform"],
             inputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["inputs"]],
             outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]])
+
+    async def ModelConfig(self, request: Any, context: Any) -> Any:
+        return pb.ModelConfigResponse(config=model_config(await self._model(request, context)))
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         started, status = time.perf_counter(), 200

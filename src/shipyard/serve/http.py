@@ -1,8 +1,9 @@
 """KServe v2 HTTP/REST front end (Starlette), with Triton's binary tensor data extension.
 
 Routes: ``/v2/health/live``, ``/v2/health/ready``, ``/v2``, ``/v2/models/{m}[/versions/{v}]``
-(metadata), ``…/ready``, ``…/infer``, and ``/metrics`` for Prometheus. Every failure is a JSON
-body ``{"error": "..."}`` with the status of its :mod:`shipyard.serve.errors` class.
+(metadata), ``…/config`` (Triton's model configuration), ``…/ready``, ``…/infer``, and ``/metrics``
+for Prometheus. Every failure is a JSON body ``{"error": "..."}`` with the status of its
+:mod:`shipyard.serve.errors` class.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.routing import Route
 
 from shipyard.serve import tensors
 from shipyard.serve.accesslog import AccessLogMiddleware
+from shipyard.serve.config import config_json
 from shipyard.serve.errors import BadRequest, RequestTooLarge, ServeError
 from shipyard.serve.repository import ModelFace, ServedModel
 from shipyard.serve.state import ServerState
@@ -41,6 +43,9 @@ def make_app(state: ServerState) -> Any:
     async def model_metadata(request: Request) -> Response:
         return await _guard(lambda: JSONResponse(_model(state, request).metadata()))
 
+    async def model_config(request: Request) -> Response:
+        return await _guard(lambda: JSONResponse(config_json(_model(state, request))))
+
     async def model_ready(request: Request) -> Response:
         return await _guard(lambda: JSONResponse({"name": _model(state, request).name, "ready": state.ready},
                                                  status_code=200 if state.ready else 503))
@@ -54,7 +59,8 @@ def make_app(state: ServerState) -> Any:
     routes = [Route("/v2/health/live", live), Route("/v2/health/ready", ready), Route("/v2", server_metadata),
               Route("/metrics", metrics)]
     for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
-        routes += [Route(prefix, model_metadata), Route(prefix + "/ready", model_ready),
+        routes += [Route(prefix, model_metadata), Route(prefix + "/config", model_config),
+                   Route(prefix + "/ready", model_ready),
                    Route(prefix + "/infer", infer, methods=["POST"])]
     return AccessLogMiddleware(Starlette(routes=routes))
 

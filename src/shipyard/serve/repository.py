@@ -83,8 +83,12 @@ class ModelFace:
                              f"1 to {self.max_batch} (max_batch_size)")
         return size
 
+    @property
+    def platform(self) -> str:
+        return f"shipyard_{self.backend}"
+
     def metadata(self) -> dict[str, Any]:
-        return {"name": self.name, "versions": [self.version], "platform": f"shipyard_{self.backend}",
+        return {"name": self.name, "versions": [self.version], "platform": self.platform,
                 "inputs": [_tensor_meta(s) for s in self.signature.inputs],
                 "outputs": [_tensor_meta(s) for s in self.signature.outputs]}
 
