@@ -109,7 +109,7 @@ def quantized_blobs(layer: Layer, blobs: list[Blob], input_scale: float) -> list
     rows = layer.int_param(7, 1) if layer.type == "ConvolutionDepthWise" else layer.int_param(0)
     weights = float_values(blobs[0]).reshape(rows, -1)
     absmax = np.abs(weights).max(axis=1)
-    scales = np.where(absmax > 0, 127 / np.where(absmax > 0, absmax, 1), 1).astype(np.float32)
+    scales = (127 / np.where(absmax > 0, absmax, 127)).astype(np.float32)  # an all-zero row keeps scale 1
     scaled = weights * scales[:, None]
     quantized = np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5), -127, 127).astype(np.int8)
     weight = Blob(_padded(INT8_TAG.to_bytes(4, "little") + quantized.tobytes()))
