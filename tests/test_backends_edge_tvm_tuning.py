@@ -17,6 +17,7 @@ TUNE_SECONDS = 30
 KILL_MARGIN = 5.0
 """Seconds allowed past the limit for killing the tuner's process group and reaping it."""
 tvm = pytest.mark.backend("tvm")
+pytestmark = pytest.mark.usefixtures("no_artifact_cache")  # tune for real: a cached library would hide the tuner
 
 
 def test_negative_tuning_seconds_are_refused_with_one_sentence(capsys):
@@ -146,6 +147,25 @@ def test_a_limit_too_short_to_tune_anything_gives_the_default_schedules(small_cn
     images = np.load(small_cnn["data"])["image"][:3]
     got = get_backend("tvm").load(tuned.artifact, threads=1).run({"image": images})["output"]
     np.testing.assert_allclose(got, source.module(torch.from_numpy(images)).detach().numpy(), atol=1e-3)
+
+
+@pytest.mark.slow
+@tvm
+def test_a_rebuild_reuses_the_tuned_library_from_the_cache(small_cnn, tmp_path, monkeypatch):
+    from shipyard.build.artifacts import Workshop
+    from shipyard.build.inputs import hints_from_npz
+    from shipyard.sources import load_source
+
+    monkeypatch.setenv("SHIPYARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SHIPYARD_NO_CACHE", raising=False)
+    source = load_source(f"{small_cnn['model']}:make", small_cnn["weights"], hints_from_npz(small_cnn["data"]), None)
+    recipe = Recipe().then("export", format="onnx").then("convert", format="tvm", tune_seconds=1, threads=1)
+    first, second = Workshop(source, tmp_path / "first"), Workshop(source, tmp_path / "second")
+    tuned, again = first.make(recipe), second.make(recipe)
+    assert "reused from the cache" not in first.notes["tvm"][0]
+    assert second.notes["tvm"][0].startswith("TVM tuning (1 s limit") and "reused from the cache" in second.notes["tvm"][0]
+    assert again.path.read_bytes() == tuned.path.read_bytes() and again.path.parent != tuned.path.parent
+    assert again.files == [again.path, again.path.with_suffix(".json")]     # the batch-1 note came back too
 
 
 def _source_model(small_cnn):

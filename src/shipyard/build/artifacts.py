@@ -58,6 +58,11 @@ class Workshop:
             raise ConversionError("an empty recipe makes no artifact")
         return artifact
 
+    @property
+    def current_key(self) -> str:
+        """The recipe prefix of the step being run, as text (part of cache keys)."""
+        return self._current_key
+
     def new_path(self, suffix: str) -> Path:
         """A fresh path in the work dir for the step being run, named after its recipe prefix."""
         digest = hashlib.sha256(f"{self.source.content_hash}:{self._current_key}".encode()).hexdigest()[:12]

@@ -6,6 +6,7 @@ Each target says which artifact format it starts from and which converter makes 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shipyard.errors import ConversionError
@@ -51,8 +52,22 @@ def _tvm(workshop: Workshop, onnx: Artifact, tune_seconds: float = 0, threads: i
         from shipyard.convert.tvm import compile_with_tvm
 
         return compile_with_tvm(onnx, workshop.new_path(".so"))
-    from shipyard.convert.tvm_tune import compile_tuned
+    import json
 
-    tuned = compile_tuned(onnx, workshop.new_path(".so"), tune_seconds, threads)
-    workshop.notes.setdefault("tvm", []).append(tuned.report.note())
-    return tuned.artifact
+    from shipyard.convert.tvm import host_target
+    from shipyard.convert.tvm_tune import compile_tuned, tuning_report
+    from shipyard.quantize.cache import cache_key, cached
+
+    # tuning takes minutes: a rebuild of the same model, recipe and CPU reuses the tuned library
+    key = cache_key(workshop.source.content_hash, workshop.current_key, json.dumps(host_target(threads), sort_keys=True))
+    fresh: list[str] = []
+
+    def tune(path: Path) -> Artifact:
+        tuned = compile_tuned(onnx, path, tune_seconds, threads)
+        fresh.append(tuned.report.note())
+        return tuned.artifact
+
+    artifact = cached(key, workshop.new_path(".so"), tune)
+    note = fresh[0] if fresh else tuning_report(artifact).note() + "; reused from the cache (an earlier build's tuning)"
+    workshop.notes.setdefault("tvm", []).append(note)
+    return artifact

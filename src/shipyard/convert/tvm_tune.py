@@ -94,6 +94,16 @@ def compile_tuned(onnx: Artifact, path: Path, tune_seconds: float, threads: int 
     return TunedLibrary(Artifact(path, "tvm", onnx.signature), report)
 
 
+def tuning_report(artifact: Artifact) -> TuningReport:
+    """The report saved beside a tuned library (``model.json``)."""
+    sidecar = artifact.path.with_suffix(".json")
+    try:
+        return TuningReport(**json.loads(sidecar.read_text())["tuning"])
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ConversionError(f"{sidecar} does not hold a TVM tuning report; expected the model.json "
+                              "written beside a tuned library") from exc
+
+
 def static_shapes(signature: Signature) -> tuple[dict[str, list[int]], int | None]:
     """Every input's shape with a dynamic batch axis set to 1, and that batch size (None if none was dynamic)."""
     shapes, batch = {}, None

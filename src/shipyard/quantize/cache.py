@@ -1,7 +1,8 @@
-"""Quantised artifacts cached across builds, keyed by source content hash + recipe + calibration data.
+"""Quantised (and tuned TVM) artifacts cached across builds, keyed by source content hash + recipe +
+calibration data (or, for TVM, the CPU target) + a digest of the code that makes them.
 
 Re-running a build with another ``--max-drop`` or ``--time-budget`` finds every artifact it made
-before and skips the calibration, which is the slow part of post-training quantisation.
+before and skips the calibration (or the tuning), the slow parts of the road.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def quantize(workshop: Workshop, previous: Artifact | None, method: str, **optio
         raise ConversionError(f"quantize(method={method}) needs a {want} artifact; the recipe gave it {previous.format}")
     from shipyard.quantize.cache import cache_key, cached
 
-    key = cache_key(workshop.source.content_hash, getattr(workshop, "_current_key", ""), _data_hash(workshop, method))
+    key = cache_key(workshop.source.content_hash, workshop.current_key, _data_hash(workshop, method))
     return cached(key, workshop.new_path(SUFFIX[want]), lambda path: _make(workshop, previous, path, method, options))
 
 
