@@ -15,7 +15,7 @@ HEADER = "# Benchmarks\n\nEvery number here was written by a script in `benchmar
 
 
 def machine_line(threads: int) -> str:
-    from shipyard.build.package import machine_description
+    from shipyard.machine import describe as machine_description
 
     m = machine_description()
     return (f"Machine: {m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags']) or 'none'}; "

@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))
 from _report import machine_line, markdown_table, write_section  # noqa: E402
 
 from shipyard.bench import BenchConfig  # noqa: E402
-from shipyard.build.pipeline import BuildOptions, build  # noqa: E402
+from shipyard.pipeline.build import BuildOptions, build  # noqa: E402
 from shipyard.sources import InputHint  # noqa: E402
 
 BACKENDS = ["torch", "torchscript", "onnxruntime", "openvino", "ncnn", "mnn", "tvm", "aoti"]

@@ -3,7 +3,7 @@
 
     python benchmarks/custom_op_split.py [--threads N] [--size 32]
 
-The model is ``shipyard.split.demo:make_model`` (12 conv-BN-ReLU blocks around the custom op
+The model is ``custom_op_model:make_model`` (12 conv-BN-ReLU blocks around the custom op
 ``shipyard_demo::channel_gate``). The build is restricted to the split backend so the package is
 the split one; the package (loaded with ``shipyard.load``) and the original module are then timed
 side by side in alternating blocks, and compared on 64 random inputs. Results go to the
@@ -23,17 +23,18 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
 
 from _report import machine_line, markdown_table, write_section  # noqa: E402
 
 import shipyard  # noqa: E402
 from shipyard.backends import get_backend  # noqa: E402
 from shipyard.bench import BenchConfig, time_blocks  # noqa: E402
-from shipyard.build.pipeline import BuildOptions, build  # noqa: E402
+from shipyard.pipeline.build import BuildOptions, build  # noqa: E402
 from shipyard.sources import InputHint  # noqa: E402
-from shipyard.split.demo import make_model  # noqa: E402
+from custom_op_model import make_model  # noqa: E402
 
-DEMO = HERE.parent / "src" / "shipyard" / "split" / "demo.py"
+DEMO = HERE.parent / "tests" / "custom_op_model.py"
 
 
 def op_share(module, x, runs: int = 50) -> float:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, markdown_table, write_section  # noqa: E402
 from quantization import BENCH, run_model, small_cnn  # noqa: E402
 
-from shipyard.build.pipeline import BuildOptions  # noqa: E402
+from shipyard.pipeline.build import BuildOptions  # noqa: E402
 
 FACTORY = """
 import torchvision

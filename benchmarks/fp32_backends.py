@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE))
 from _report import machine_line, markdown_table, write_section  # noqa: E402
 
 from shipyard.bench import BenchConfig  # noqa: E402
-from shipyard.build.pipeline import BuildOptions, build, default_threads  # noqa: E402
+from shipyard.pipeline.build import BuildOptions, build, default_threads  # noqa: E402
 from shipyard.sources import InputHint  # noqa: E402
 
 MODELS = {

@@ -55,10 +55,10 @@ class Quiet:
 
 
 def _variants(work: Path) -> tuple[object, object, list[Variant]]:
-    from shipyard.build.pipeline import BuildOptions
+    from shipyard.pipeline.build import BuildOptions
     from shipyard.convert.onnx_export import export_onnx
     from shipyard.dataset import split
-    from shipyard.examples import digits
+    from shipyard.sources.examples import digits
     from shipyard.optimize import apply_model_transforms
     from shipyard.optimize.prune import count_parameters
 
@@ -118,7 +118,7 @@ def _accuracy(session, data) -> float:
 
 def main() -> None:
     from shipyard.bench import BenchConfig, time_sessions
-    from shipyard.build.pipeline import default_threads
+    from shipyard.pipeline.build import default_threads
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=default_threads())
@@ -167,7 +167,7 @@ def _small_cnn_pruning(work: Path, threads: int) -> str:
     from conftest import SMALL_CNN, quadrant_data
 
     from shipyard.bench import BenchConfig, time_sessions
-    from shipyard.build.pipeline import BuildOptions, QuietReporter
+    from shipyard.pipeline.build import BuildOptions, QuietReporter
     from shipyard.dataset import Dataset, split
     from shipyard.optimize import apply_model_transforms
     from shipyard.sources.torch_factory import load_factory_source

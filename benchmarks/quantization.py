@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, markdown_table, write_section  # noqa: E402
 
 from shipyard.bench import BenchConfig, time_blocks  # noqa: E402
-from shipyard.build.pipeline import BuildOptions, build  # noqa: E402
+from shipyard.pipeline.build import BuildOptions, build  # noqa: E402
 
 BENCH = BenchConfig(rounds=3, block_seconds=0.3)
 FACTORY = """
@@ -72,7 +72,7 @@ def minilm_end_to_end(package: Path) -> str:
     from sentence_transformers import SentenceTransformer
 
     import shipyard
-    from shipyard.examples.minilm import model_folder
+    from shipyard.sources.examples.minilm import model_folder
 
     text = "A quick benchmark sentence about shipping models to production."
     model = SentenceTransformer(str(model_folder()), device="cpu")
@@ -112,7 +112,7 @@ def main() -> None:
                                                                max_eval=32, calibration_size=32, **common), rows)
             publish(threads, rows, "")
         package = Path(scratch) / "minilm"
-        from shipyard.examples.minilm import SENTENCES
+        from shipyard.sources.examples.minilm import SENTENCES
 
         run_model("minilm", BuildOptions("example:minilm", data=SENTENCES, out=package, **common), rows)
         publish(threads, rows, "")

@@ -107,7 +107,7 @@ def flask_worker(port: int, threads: int) -> None:
     from flask import Flask, jsonify, request
     from sentence_transformers import SentenceTransformer
 
-    from shipyard.examples.minilm import model_folder
+    from shipyard.sources.examples.minilm import model_folder
 
     torch.set_num_threads(threads)
     model = SentenceTransformer(str(model_folder()), device="cpu")

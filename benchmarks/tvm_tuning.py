@@ -29,8 +29,8 @@ from _report import machine_line, markdown_table, write_section  # noqa: E402
 
 from shipyard.backends import get_backend  # noqa: E402
 from shipyard.bench import BenchConfig, time_sessions  # noqa: E402
-from shipyard.build.artifacts import Workshop  # noqa: E402
-from shipyard.build.pipeline import BuildOptions, QuietReporter  # noqa: E402
+from shipyard.workshop import Workshop  # noqa: E402
+from shipyard.pipeline.build import BuildOptions, QuietReporter  # noqa: E402
 from shipyard.dataset import split, synthetic  # noqa: E402
 from shipyard.optimize import apply_model_transforms  # noqa: E402
 from shipyard.records import Recipe  # noqa: E402

@@ -143,7 +143,7 @@ def write_hostile_weights(small_cnn: dict[str, Path], factor: float) -> Path:
 @pytest.fixture(scope="session")
 def digits_package(tmp_path_factory) -> Path:
     """A package of example:digits built once per test session (ONNX Runtime, FP32)."""
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
     from shipyard.bench import BenchConfig
 
     out = tmp_path_factory.mktemp("pkgs") / "digits"

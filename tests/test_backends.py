@@ -31,7 +31,7 @@ def test_unknown_backend_names_the_choices():
 
 @pytest.fixture(scope="module")
 def digits_artifacts(tmp_path_factory):
-    from shipyard.build.artifacts import Workshop
+    from shipyard.workshop import Workshop
     from shipyard.records import Recipe
     from shipyard.sources import load_source
 

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.backend(name) for name in EDGE]
 def edge_build(small_cnn, tmp_path_factory):
     """``shipyard build … --backends torchscript,ncnn,mnn,tvm,onnxruntime --precisions fp32``, parsed by the
     CLI's own parser; only the timing is shortened (the CLI has no option for that)."""
-    from shipyard.build.pipeline import build
+    from shipyard.pipeline.build import build
     from shipyard.cli.build_verbs import build_options
     from shipyard.cli.main import make_parser
 
@@ -49,7 +49,7 @@ def test_every_edge_backend_is_a_passing_candidate(edge_build):
 
 
 def _package_with(backend: str, small_cnn, folder):
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
 
     build(BuildOptions(f"{small_cnn['model']}:make", weights=small_cnn["weights"], data=small_cnn["data"],
                        backends=[backend], out=folder, threads=1, bench=BenchConfig(rounds=1, block_seconds=0.05)))
@@ -91,8 +91,8 @@ def test_an_edge_package_loads_and_matches_the_source(backend, small_cnn, tmp_pa
 
 
 def test_conversion_errors_say_what_was_wrong(tmp_path):
-    from shipyard.convert.mnn import convert_to_mnn
-    from shipyard.convert.targets import convert_for_target
+    from shipyard.backends.mnn.convert import convert_to_mnn
+    from shipyard.backends.steps import convert_step
     from shipyard.records import Artifact, Signature, TensorSpec
 
     signature = Signature((TensorSpec("x", "float32", ("batch", 4)),), (TensorSpec("y", "float32", ("batch", 4)),))
@@ -101,14 +101,14 @@ def test_conversion_errors_say_what_was_wrong(tmp_path):
     with pytest.raises(ConversionError, match="MNN converter could not convert broken.onnx"):
         convert_to_mnn(Artifact(broken, "onnx", signature), tmp_path / "out.mnn")
     with pytest.raises(ConversionError, match="converting to ncnn needs a torchscript artifact; the recipe gave it onnx"):
-        convert_for_target(None, Artifact(broken, "onnx", signature), "ncnn")
+        convert_step(None, Artifact(broken, "onnx", signature), "ncnn")
     with pytest.raises(ConversionError, match="unknown conversion target 'coreml'"):
-        convert_for_target(None, None, "coreml")
+        convert_step(None, None, "coreml")
 
 
 def test_ncnn_takes_float_inputs_of_torch_models_only():
-    from shipyard.build.targets import target_fp32_plans
-    from shipyard.convert.ncnn import shape_argument
+    from shipyard.backends import get_backend
+    from shipyard.backends.ncnn.convert import shape_argument
     from shipyard.records import TensorSpec
 
     image = TensorSpec("image", "float32", ("batch", 3, 16, 16))
@@ -119,8 +119,8 @@ def test_ncnn_takes_float_inputs_of_torch_models_only():
 
     class FakeSource:
         kind, text = "onnx", None
-    assert target_fp32_plans(FakeSource(), "ncnn") == []
-    assert [str(c.recipe) for c in target_fp32_plans(FakeSource(), "mnn")] == ["export(format=onnx) → convert(format=mnn)"]
+    assert get_backend("ncnn").plans(FakeSource(), "fp32") == []
+    assert [str(c.recipe) for c in get_backend("mnn").plans(FakeSource(), "fp32")] == ["export(format=onnx) → convert(format=mnn)"]
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
@@ -128,13 +128,12 @@ def test_mnn_compressed_weights_stay_close_to_the_source(small_cnn, tmp_path, pr
     import torch
 
     from shipyard.backends import get_backend
-    from shipyard.build.artifacts import Workshop
-    from shipyard.build.inputs import hints_from_npz
-    from shipyard.build.targets import target_precision_plans
+    from shipyard.workshop import Workshop
+    from shipyard.inputs import hints_from_npz
     from shipyard.sources import load_source
 
     source = load_source(f"{small_cnn['model']}:make", small_cnn["weights"], hints_from_npz(small_cnn["data"]), None)
-    (plan,) = target_precision_plans(source, "mnn", precision)
+    (plan,) = get_backend("mnn").plans(source, precision)
     artifact = Workshop(source, tmp_path).make(plan.recipe)
     plain = Workshop(source, tmp_path / "fp32").make(target_fp32_recipe(source, "mnn"))
     assert artifact.size_bytes() < plain.size_bytes()                     # the weights really shrank
@@ -148,6 +147,6 @@ def test_mnn_compressed_weights_stay_close_to_the_source(small_cnn, tmp_path, pr
 
 
 def target_fp32_recipe(source, backend):
-    from shipyard.build.targets import target_fp32_plans
+    from shipyard.backends import get_backend
 
-    return target_fp32_plans(source, backend)[0].recipe
+    return get_backend(backend).plans(source, "fp32")[0].recipe

@@ -12,14 +12,13 @@ def test_aoti_package_matches_the_source_at_any_batch(small_cnn, tmp_path):
     import torch
 
     from shipyard.backends import get_backend
-    from shipyard.build.artifacts import Workshop
-    from shipyard.build.inputs import hints_from_npz
-    from shipyard.build.targets import target_fp32_plans
-    from shipyard.convert.aoti import LIBTORCH_NOTE
+    from shipyard.workshop import Workshop
+    from shipyard.inputs import hints_from_npz
+    from shipyard.backends.aoti.convert import LIBTORCH_NOTE
     from shipyard.sources import load_source
 
     source = load_source(f"{small_cnn['model']}:make", small_cnn["weights"], hints_from_npz(small_cnn["data"]), None)
-    (plan,) = target_fp32_plans(source, "aoti")
+    (plan,) = get_backend("aoti").plans(source, "fp32")
     artifact = Workshop(source, tmp_path).make(plan.recipe)
     assert artifact.format == "aoti" and artifact.path.suffix == ".pt2"
     images = np.load(small_cnn["data"])["image"][:6]

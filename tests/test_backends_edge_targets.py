@@ -6,7 +6,7 @@ import pytest
 
 from shipyard.backends import CPU_BACKENDS
 from shipyard.backends.gpu import nvidia_gpus
-from shipyard.build.targets import EDGE_BACKENDS, GPU_BACKENDS, resolve_target
+from shipyard.pipeline.targets import EDGE_BACKENDS, GPU_BACKENDS, resolve_target
 from shipyard.errors import BackendUnavailable, UsageError
 
 no_gpu = pytest.mark.skipif(bool(nvidia_gpus()), reason="checks the behaviour without an NVIDIA GPU")

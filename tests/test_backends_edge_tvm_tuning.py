@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("no_artifact_cache")  # tune for real: a ca
 
 
 def test_negative_tuning_seconds_are_refused_with_one_sentence(capsys):
-    from shipyard.build.pipeline import BuildOptions
+    from shipyard.pipeline.build import BuildOptions
     from shipyard.cli.main import main
 
     with pytest.raises(UsageError, match=r"--tune-seconds -5: expected a number of seconds ≥ 0 \(0 = no tuning\)"):
@@ -31,18 +31,18 @@ def test_negative_tuning_seconds_are_refused_with_one_sentence(capsys):
 
 
 def test_a_tuned_tvm_candidate_is_planned_after_each_untuned_one():
-    from shipyard.build.targets import with_tuned_tvm
+    from shipyard.pipeline.plan import with_tuned
 
     onnx = Recipe().then("export", format="onnx")
     plans = [Candidate("tvm", "fp32", onnx.then("convert", format="tvm")), Candidate("onnxruntime", "fp32", onnx)]
-    planned = with_tuned_tvm(plans, 30.0, threads=2)
+    planned = with_tuned(plans, 30.0, threads=2)
     assert [c.key for c in planned] == ["tvm/fp32", "tvm/fp32+tuned-30s", "onnxruntime/fp32"]
     assert str(planned[1].recipe) == "export(format=onnx) → convert(format=tvm, tune_seconds=30, threads=2)"
-    assert with_tuned_tvm(plans[1:], 30.0, threads=2) == plans[1:]
+    assert with_tuned(plans[1:], 30.0, threads=2) == plans[1:]
 
 
 def test_tuning_needs_static_shapes_besides_the_batch_axis():
-    from shipyard.convert.tvm_tune import static_shapes
+    from shipyard.backends.tvm.tune import static_shapes
 
     image = TensorSpec("image", "float32", ("batch", 3, 16, 16))
     assert static_shapes(Signature((image,), ())) == ({"image": [1, 3, 16, 16]}, 1)
@@ -54,7 +54,7 @@ def test_tuning_needs_static_shapes_besides_the_batch_axis():
 @pytest.fixture(scope="module")
 def tuned_build(small_cnn, tmp_path_factory):
     """``shipyard build … --backends tvm --tune-seconds 30 --threads 1``, parsed by the CLI's own parser."""
-    from shipyard.build.pipeline import build
+    from shipyard.pipeline.build import build
     from shipyard.cli.build_verbs import build_options
     from shipyard.cli.main import make_parser
 
@@ -132,9 +132,9 @@ def test_a_limit_too_short_to_tune_anything_gives_the_default_schedules(small_cn
     import torch
 
     from shipyard.backends import get_backend
-    from shipyard.build.artifacts import Workshop
-    from shipyard.build.inputs import hints_from_npz
-    from shipyard.convert.tvm_tune import compile_tuned
+    from shipyard.workshop import Workshop
+    from shipyard.inputs import hints_from_npz
+    from shipyard.backends.tvm.tune import compile_tuned
     from shipyard.sources import load_source
 
     source = load_source(f"{small_cnn['model']}:make", small_cnn["weights"], hints_from_npz(small_cnn["data"]), None)
@@ -152,8 +152,8 @@ def test_a_limit_too_short_to_tune_anything_gives_the_default_schedules(small_cn
 @pytest.mark.slow
 @tvm
 def test_a_rebuild_reuses_the_tuned_library_from_the_cache(small_cnn, tmp_path, monkeypatch):
-    from shipyard.build.artifacts import Workshop
-    from shipyard.build.inputs import hints_from_npz
+    from shipyard.workshop import Workshop
+    from shipyard.inputs import hints_from_npz
     from shipyard.sources import load_source
 
     monkeypatch.setenv("SHIPYARD_CACHE", str(tmp_path / "cache"))

@@ -5,7 +5,7 @@ import pytest
 
 import shipyard
 from shipyard.bench import BenchConfig
-from shipyard.build.pipeline import BuildOptions, build
+from shipyard.pipeline.build import BuildOptions, build
 from shipyard.errors import DataError, UsageError
 
 pytest.importorskip("torch")
@@ -70,7 +70,7 @@ def test_onnx_source_builds_with_its_own_baseline(digits_package, tmp_path):
     manifest = json.loads((digits_package / "manifest.json").read_text())
     onnx_file = digits_package / manifest["model_file"]
     data = tmp_path / "d.npz"
-    from shipyard.examples.digits import held_out
+    from shipyard.sources.examples.digits import held_out
 
     held = held_out()
     np.savez(data, image=held.inputs["image"][:200], labels=held.labels[:200])
@@ -112,7 +112,7 @@ def test_failed_build_leaves_no_half_written_package(tmp_path, small_cnn):
 @pytest.mark.slow
 def test_minilm_text_package_takes_text(tmp_path):
     sentence_transformers = pytest.importorskip("sentence_transformers")
-    from shipyard.examples.minilm import model_folder
+    from shipyard.sources.examples.minilm import model_folder
 
     sentences = tmp_path / "s.txt"
     sentences.write_text("\n".join(["A cargo ship left the port at dawn.", "Neural networks need careful deployment.",

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.backend("onnxruntime"), pytest.mark.slow]
 @pytest.fixture(scope="module")
 def detector_package(tmp_path_factory):
     from shipyard.bench import BenchConfig
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
 
     options = BuildOptions("example:detector", backends=["onnxruntime"], out=tmp_path_factory.mktemp("det") / "pkg",
                            threads=1, max_eval=4, throughput_batch=2, bench=BenchConfig(rounds=1, block_seconds=0.05))
@@ -26,7 +26,7 @@ def detector_package(tmp_path_factory):
 
 
 def photos() -> list[np.ndarray]:
-    from shipyard.examples.detector import shapes_images
+    from shipyard.sources.examples.detector import shapes_images
 
     return [skimage_data.chelsea(), skimage_data.coffee(), *shapes_images(2, seed=11)]
 
@@ -41,7 +41,7 @@ def test_manifest_is_bytes_in_boxes_out(detector_package):
 
 def test_boxes_match_torchvision_pipeline(detector_package):
     import shipyard
-    from shipyard.examples.detector import LABELS, match_rate, reference_detections, reference_model
+    from shipyard.sources.examples.detector import LABELS, match_rate, reference_detections, reference_model
     from shipyard.processing.decode import decode_image, encode_jpeg
 
     jpegs = np.array([encode_jpeg(p) for p in photos()], dtype=object)

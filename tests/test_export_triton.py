@@ -76,7 +76,8 @@ def test_formats_triton_cannot_load_are_refused(tmp_path):
 def test_one_value_per_sample_is_written_as_triton_documents_it():
     """Triton refuses empty ``dims``: a (batch,) tensor is ``dims: [1]`` reshaped to no dims."""
     pytest.importorskip("tritonclient.grpc")
-    from shipyard.export.triton import config_text, parse_config
+    from shipyard.export.triton import config_text
+    from shipyard.triton_config import parse_config
     from shipyard.records import Signature, TensorSpec
 
     signature = Signature((TensorSpec("x", "float32", ("batch", 4)),), (TensorSpec("label", "int64", ("batch",)),))

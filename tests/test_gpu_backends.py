@@ -13,7 +13,7 @@ IMAGE = Signature((TensorSpec("image", "float32", ("batch", 1, 8, 8)),),
 
 
 def test_engine_profiles_cover_the_dynamic_axes_only():
-    from shipyard.convert.tensorrt import EngineOptions, profile_shapes
+    from shipyard.backends.tensorrt.convert import EngineOptions, profile_shapes
 
     text = Signature((TensorSpec("ids", "int64", ("batch", "sequence")),), IMAGE.outputs)
     assert profile_shapes(IMAGE, EngineOptions()) == {"image": ((1, 1, 8, 8), (8, 1, 8, 8), (64, 1, 8, 8))}
@@ -21,7 +21,7 @@ def test_engine_profiles_cover_the_dynamic_axes_only():
 
 
 def test_tensorrt_provider_falls_back_to_cuda_then_cpu(tmp_path):
-    from shipyard.backends.onnxruntime_gpu import CUDA, TENSORRT, provider_options
+    from shipyard.backends.onnxruntime_cuda.session import CUDA, TENSORRT, provider_options
 
     artifact = Artifact(tmp_path / "model.onnx", "onnx", IMAGE)
     providers = provider_options(TENSORRT, artifact, fp16=True)
@@ -34,7 +34,7 @@ def test_qdq_models_need_no_calibrator(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from shipyard.convert.tensorrt import has_qdq_nodes
+    from shipyard.backends.tensorrt.convert import has_qdq_nodes
 
     scale = helper.make_tensor("scale", TensorProto.FLOAT, [], [0.1])
     nodes = [helper.make_node("QuantizeLinear", ["x", "scale"], ["q"]),
@@ -50,18 +50,18 @@ def test_qdq_models_need_no_calibrator(tmp_path):
 
 
 def test_gpu_backends_plan_from_onnx():
-    from shipyard.build.targets import target_fp32_plans
+    from shipyard.backends import get_backend
 
     class Source:
         kind, text = "torch", None
-    assert [str(c.recipe) for c in target_fp32_plans(Source(), "tensorrt")] == [
+    assert [str(c.recipe) for c in get_backend("tensorrt").plans(Source(), "fp32")] == [
         "export(format=onnx) → convert(format=tensorrt, precision=fp32)"]
-    assert [c.key for c in target_fp32_plans(Source(), "onnxruntime-cuda")] == ["onnxruntime-cuda/fp32"]
+    assert [c.key for c in get_backend("onnxruntime-cuda").plans(Source(), "fp32")] == ["onnxruntime-cuda/fp32"]
 
 
 @pytest.fixture(scope="module")
 def digits_onnx(tmp_path_factory):
-    from shipyard.build.artifacts import Workshop
+    from shipyard.workshop import Workshop
     from shipyard.records import Recipe
     from shipyard.sources import load_source
 
@@ -96,7 +96,7 @@ def test_onnxruntime_gpu_providers_match_the_source(digits_onnx, name):
 @pytest.mark.parametrize("precision,tolerance", [("fp32", 1e-3), ("fp16", 5e-2)])
 def test_tensorrt_engine_matches_the_source(digits_onnx, tmp_path, precision, tolerance):
     from shipyard.backends import get_backend
-    from shipyard.convert.tensorrt import EngineOptions, build_engine
+    from shipyard.backends.tensorrt.convert import EngineOptions, build_engine
 
     source, onnx = digits_onnx
     engine = build_engine(onnx, tmp_path / "model.engine", EngineOptions(precision=precision, max_batch=16))
@@ -110,7 +110,7 @@ def test_tensorrt_engine_matches_the_source(digits_onnx, tmp_path, precision, to
 @pytest.mark.backend("tensorrt")
 def test_tensorrt_int8_engine_keeps_the_top_class(digits_onnx, tmp_path):
     from shipyard.backends import get_backend
-    from shipyard.convert.tensorrt import EngineOptions, build_engine
+    from shipyard.backends.tensorrt.convert import EngineOptions, build_engine
 
     source, onnx = digits_onnx
     engine = build_engine(onnx, tmp_path / "model.engine", EngineOptions(precision="int8", max_batch=16),

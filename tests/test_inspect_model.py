@@ -72,7 +72,7 @@ def test_operator_support_marks_what_a_runtime_lacks(tmp_path):
 
 def test_a_custom_op_model_names_the_op_and_counts_torch_flops():
     from shipyard.sources import InputHint
-    from shipyard.split import demo
+    import custom_op_model as demo
 
     result = inspect_model(f"{demo.__file__}:make_model", hints=[InputHint("image", "float32", (3, 16, 16))],
                            measure=False)
@@ -84,7 +84,7 @@ def test_a_custom_op_model_names_the_op_and_counts_torch_flops():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["digits", "minilm", "detector"])
 def test_every_builtin_example(name):
-    from shipyard.examples import example_names
+    from shipyard.sources.examples import example_names
 
     if name not in example_names():
         pytest.skip(f"example:{name} is not registered")

@@ -28,7 +28,7 @@ STUDENT = textwrap.dedent('''
 
 
 def _options(tmp_path, **extra):
-    from shipyard.build.pipeline import BuildOptions
+    from shipyard.pipeline.build import BuildOptions
 
     return BuildOptions("example:digits", backends=["onnxruntime"], out=tmp_path / "pkg", max_drop=3.0,
                         bench=BenchConfig(rounds=1, block_seconds=0.05), **extra)
@@ -37,7 +37,7 @@ def _options(tmp_path, **extra):
 @pytest.mark.slow
 @pytest.mark.backend("onnxruntime")
 def test_distill_into_student_end_to_end(tmp_path):
-    from shipyard.build.pipeline import build
+    from shipyard.pipeline.build import build
 
     student = tmp_path / "student.py"
     student.write_text(STUDENT)
@@ -53,7 +53,7 @@ def test_distill_into_student_end_to_end(tmp_path):
 
 
 def test_student_must_match_the_signature(tmp_path):
-    from shipyard.examples import digits
+    from shipyard.sources.examples import digits
     from shipyard.optimize.distill import load_student
 
     student = tmp_path / "student.py"
@@ -85,7 +85,7 @@ def test_sparsity_two_four_end_to_end(tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
 
-    from shipyard.build.pipeline import build
+    from shipyard.pipeline.build import build
 
     result = build(_options(tmp_path, sparsity="2:4"))
     assert result.chosen is not None and result.chosen.verification.drop <= 3.0

@@ -142,7 +142,7 @@ def test_digits_package_has_one_conv_per_block(digits_package):
     """example:digits is written without fusing code; its package holds one conv per RepVGG block."""
     onnx = pytest.importorskip("onnx")
     import shipyard
-    from shipyard.examples import digits
+    from shipyard.sources.examples import digits
 
     manifest = json.loads((digits_package / "manifest.json").read_text())
     model_file = next(f for f in manifest["files"] if f.endswith(".onnx"))

@@ -44,7 +44,7 @@ def test_unknown_protect_and_bad_ratio_are_clear(small_cnn):
 @pytest.mark.slow
 @pytest.mark.backend("onnxruntime")
 def test_prune_build_cuts_weights_and_keeps_accuracy(small_cnn, tmp_path):
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
 
     options = BuildOptions(f"{small_cnn['model']}:make", weights=small_cnn["weights"], data=small_cnn["data"],
                            prune=0.3, backends=["onnxruntime"], out=tmp_path / "pkg",

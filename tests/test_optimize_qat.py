@@ -20,7 +20,7 @@ def hostile():
     The function is unchanged (ReLU is positively homogeneous), but a per-tensor INT8 range for
     that activation must cover 1000× the other channels, which then all round to zero.
     """
-    from shipyard.examples import digits
+    from shipyard.sources.examples import digits
     from shipyard.optimize.fuse import fuse
 
     source = digits.load()
@@ -98,7 +98,7 @@ def test_qat_candidates_cover_onnxruntime_and_openvino(hostile):
 @pytest.mark.backend("onnxruntime")
 def test_qat_flag_builds_int8_candidates(tmp_path, monkeypatch):
     from shipyard.bench import BenchConfig
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
     from shipyard.optimize import qat as qat_module
     from shipyard.records import Step
 
@@ -112,7 +112,7 @@ def test_qat_flag_builds_int8_candidates(tmp_path, monkeypatch):
 
 
 def test_qat_fallback_only_when_post_training_int8_failed(hostile, tmp_path):
-    from shipyard.build.artifacts import Workshop
+    from shipyard.workshop import Workshop
     from shipyard.optimize.qat import qat_fallback
     from shipyard.records import Candidate, Recipe, Verification
 

@@ -42,7 +42,7 @@ def photos() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     from shipyard.bench import BenchConfig
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
     from shipyard.sources import InputHint
 
     root = tmp_path_factory.mktemp("classifier")

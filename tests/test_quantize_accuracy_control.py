@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("no_artifact_cache")
 
 
 def test_holdout_is_disjoint_and_keeps_labels():
-    from shipyard.quantize.accuracy_control import split_holdout
+    from shipyard.backends.openvino.accuracy_control import split_holdout
 
     data = Dataset({"x": np.arange(200, dtype=np.float32)[:, None]}, np.arange(200) % 4)
     fit, held = split_holdout(data)
@@ -25,7 +25,7 @@ def test_holdout_is_disjoint_and_keeps_labels():
 
 
 def test_per_sample_scores_average_to_the_build_metric():
-    from shipyard.quantize.accuracy_control import per_sample
+    from shipyard.backends.openvino.accuracy_control import per_sample
     from shipyard.verify.metrics import metric_value
 
     rng = np.random.default_rng(0)
@@ -41,7 +41,7 @@ def test_per_sample_scores_average_to_the_build_metric():
 def openvino_build(small_cnn, hostile_weights, tmp_path_factory):  # noqa: F811
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
 
     out = tmp_path_factory.mktemp("ac") / "pkg"
     result = build(BuildOptions(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],

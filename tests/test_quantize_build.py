@@ -36,7 +36,7 @@ def _torch_accuracy(small_cnn, weights) -> float:
 
 
 def test_unseen_cnn_builds_int8_within_one_point(small_cnn, tmp_path):
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
 
     out = tmp_path / "pkg"
     result = build(BuildOptions(f"{small_cnn['model']}:make", weights=small_cnn["weights"], data=small_cnn["data"],
@@ -77,7 +77,7 @@ def test_hostile_model_is_rescued_by_keeping_a_few_layers_fp32(small_cnn, hostil
 
 @pytest.fixture(scope="module")
 def ort_report(small_cnn, hostile_weights):
-    from shipyard.quantize.debug import debug_precision
+    from shipyard.search.debug_precision import debug_precision
 
     return debug_precision(f"{small_cnn['model']}:make", small_cnn["data"], hostile_weights, samples=8)
 
@@ -98,7 +98,7 @@ def test_debug_precision_names_the_hostile_layer_first(small_cnn, hostile_weight
 @pytest.mark.backend("openvino")
 @pytest.mark.backend("nncf")
 def test_debug_precision_on_openvino_finds_the_breaking_conv(small_cnn, hostile_weights, ort_report):
-    from shipyard.quantize.debug import debug_precision
+    from shipyard.search.debug_precision import debug_precision
 
     ov = debug_precision(f"{small_cnn['model']}:make", small_cnn["data"], hostile_weights, backend="openvino",
                          samples=8)
@@ -107,7 +107,7 @@ def test_debug_precision_on_openvino_finds_the_breaking_conv(small_cnn, hostile_
 
 
 def test_time_budget_stops_the_search_and_says_so(small_cnn, hostile_weights):
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
 
     result = build(BuildOptions(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],
                                 max_drop=1.0, backends=["onnxruntime"], precisions=["int8"], bench=FAST,

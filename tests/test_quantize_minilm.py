@@ -38,8 +38,8 @@ def minilm_package(tmp_path_factory):
     import os
 
     from shipyard.bench import BenchConfig
-    from shipyard.build.pipeline import BuildOptions, build
-    from shipyard.examples.minilm import SENTENCES, model_folder
+    from shipyard.pipeline.build import BuildOptions, build
+    from shipyard.sources.examples.minilm import SENTENCES, model_folder
 
     os.environ["SHIPYARD_NO_CACHE"] = "1"  # quantise for real: a warm cache must not hide a regression
     out = tmp_path_factory.mktemp("minilm") / "pkg"
@@ -56,7 +56,7 @@ def test_minilm_int8_package_matches_sentence_transformers_on_unseen_text(minilm
     from sentence_transformers import SentenceTransformer
 
     import shipyard
-    from shipyard.examples.minilm import SENTENCES, model_folder
+    from shipyard.sources.examples.minilm import SENTENCES, model_folder
 
     assert not set(UNSEEN) & set(SENTENCES.read_text().splitlines())
     manifest = json.loads((minilm_package / "manifest.json").read_text())

@@ -27,7 +27,7 @@ DEPTHWISE = textwrap.dedent('''
 
 
 def _make(source, recipe, folder):
-    from shipyard.build.artifacts import Workshop
+    from shipyard.workshop import Workshop
     from shipyard.dataset import load_npz
 
     return Workshop(source, folder, load_npz(folder.parent / "data.npz", source.signature)).make(recipe)
@@ -36,8 +36,8 @@ def _make(source, recipe, folder):
 @pytest.fixture(scope="module")
 def depthwise(tmp_path_factory):
     """A small depthwise-separable net (random weights), its ncnn FP32 artifact and its source."""
-    from shipyard.build.inputs import hints_from_npz
-    from shipyard.build.targets import NCNN
+    from shipyard.inputs import hints_from_npz
+    from shipyard.backends.ncnn import NCNN
     from shipyard.sources import load_source
 
     folder = tmp_path_factory.mktemp("depthwise")
@@ -49,7 +49,7 @@ def depthwise(tmp_path_factory):
 
 
 def test_ncnn_files_are_read_and_written_back_byte_for_byte(depthwise):
-    from shipyard.convert.ncnn_format import read_graph, split_weights
+    from shipyard.backends.ncnn.format import read_graph, split_weights
 
     param = depthwise["fp32"].path
     graph = read_graph(param)
@@ -65,14 +65,14 @@ def test_ncnn_files_are_read_and_written_back_byte_for_byte(depthwise):
 
 
 def read_graph_text(text, path):
-    from shipyard.convert.ncnn_format import read_graph
+    from shipyard.backends.ncnn.format import read_graph
 
     path.write_text(text)
     return [(l.type, l.name, l.bottoms, l.tops, l.params) for l in read_graph(path).layers]
 
 
 def test_entropy_threshold_clips_rare_outliers_but_not_a_plain_range():
-    from shipyard.quantize.ncnn_int8 import HISTOGRAM_BINS, entropy_threshold
+    from shipyard.backends.ncnn.int8 import HISTOGRAM_BINS, entropy_threshold
 
     rng = np.random.default_rng(0)
     bulk = np.abs(rng.normal(0, 1, 200_000))
@@ -87,7 +87,7 @@ def test_entropy_threshold_clips_rare_outliers_but_not_a_plain_range():
 def test_a_spiky_histogram_keeps_its_full_range():
     """KL alone clips an input of 17 grey levels (sklearn's digits) at the first level; the squared-error check
     keeps the full range, which represents every level exactly."""
-    from shipyard.quantize.ncnn_int8 import HISTOGRAM_BINS, entropy_threshold, safer_threshold
+    from shipyard.backends.ncnn.int8 import HISTOGRAM_BINS, entropy_threshold, safer_threshold
 
     levels = np.random.default_rng(1).integers(1, 17, 50_000) / 16
     histogram = np.histogram(levels, HISTOGRAM_BINS, (0, 1))[0]
@@ -100,13 +100,13 @@ def test_a_spiky_histogram_keeps_its_full_range():
 
 @pytest.mark.parametrize("method", ["minmax", "entropy"])
 def test_depthwise_and_dense_layers_run_in_int8_close_to_fp32(depthwise, method):
-    from shipyard.backends.ncnn import NcnnSession
-    from shipyard.build.targets import NCNN
+    from shipyard.backends.ncnn.session import NcnnSession
+    from shipyard.backends.ncnn import NCNN
     from shipyard.records import Recipe, Step
 
     recipe = Recipe(NCNN.steps + (Step("quantize", {"method": "ncnn-int8", "calibration": method}),))
     int8 = _make(depthwise["source"], recipe, depthwise["folder"] / "work")
-    from shipyard.convert.ncnn_format import read_graph, split_weights
+    from shipyard.backends.ncnn.format import read_graph, split_weights
 
     scale_terms = [(layer.type, layer.params.get(8)) for layer in read_graph(int8.path).layers if 8 in layer.params]
     # per-channel weights (2), per-group for depthwise (1); +100 where the output feeds an INT8 conv directly
@@ -125,9 +125,10 @@ def test_depthwise_and_dense_layers_run_in_int8_close_to_fp32(depthwise, method)
 
 def test_requantised_blobs_are_compared_as_values(depthwise):
     """ncnn extracts a blob a layer hands on in INT8 as its integer steps; the layer-wise view scales them back."""
-    from shipyard.build.targets import NCNN
-    from shipyard.quantize.layerwise import ncnn_intermediates, tensor_error
-    from shipyard.quantize.ncnn_int8 import int8_outputs
+    from shipyard.backends.ncnn import NCNN
+    from shipyard.backends.ncnn.layers import ncnn_intermediates
+    from shipyard.quantize.layerwise import tensor_error
+    from shipyard.backends.ncnn.int8 import int8_outputs
     from shipyard.records import Recipe, Step
 
     recipe = Recipe(NCNN.steps + (Step("quantize", {"method": "ncnn-int8", "calibration": "minmax"}),))
@@ -143,7 +144,7 @@ def test_requantised_blobs_are_compared_as_values(depthwise):
 
 def test_unknown_calibration_is_refused(depthwise, tmp_path):
     from shipyard.dataset import Dataset
-    from shipyard.quantize.ncnn_int8 import quantize_ncnn_int8
+    from shipyard.backends.ncnn.int8 import quantize_ncnn_int8
 
     with pytest.raises(ConversionError, match="unknown ncnn calibration 'percentile'; expected one of minmax, entropy"):
         quantize_ncnn_int8(depthwise["fp32"], tmp_path / "q.param", Dataset({"image": depthwise["images"]}), "percentile")
@@ -180,8 +181,8 @@ def very_hostile_weights(small_cnn):
 
 @pytest.mark.slow
 def test_hostile_model_is_rescued_on_ncnn_by_keeping_the_broken_layer_fp32(small_cnn, very_hostile_weights, tmp_path):
-    from shipyard.build.pipeline import BuildOptions, build
-    from shipyard.quantize.debug import debug_precision
+    from shipyard.pipeline.build import BuildOptions, build
+    from shipyard.search.debug_precision import debug_precision
 
     hostile_weights = very_hostile_weights
     result = build(BuildOptions(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shipyard.build.plan import plan_candidates
+from shipyard.pipeline.plan import plan_candidates
 from shipyard.dataset import Dataset
 from shipyard.quantize.calibration import MIN_SAMPLES, calibration_set
 from shipyard.quantize.layerwise import DQ_SUFFIX, Graph, LayerError, rank_layers, tensor_error
@@ -64,7 +64,7 @@ def _qdq_graph(tmp_path):
 
 
 def test_graph_sees_through_qdq_and_keep_set_covers_producer_and_consumers(tmp_path):
-    from shipyard.quantize.fallback import keep_set
+    from shipyard.search.rescue import keep_set
 
     graph = _qdq_graph(tmp_path)
     assert graph.producer["a"] == ("first", "Relu")
@@ -84,7 +84,7 @@ def test_rank_layers_blames_the_layer_that_adds_the_error(tmp_path):
 
 
 def test_int8_and_fp16_plans_per_backend(small_cnn):
-    from shipyard.build.inputs import hints_from_npz
+    from shipyard.inputs import hints_from_npz
     from shipyard.sources import load_source
 
     source = load_source(f"{small_cnn['model']}:make", small_cnn["weights"], hints_from_npz(small_cnn["data"]))
@@ -134,7 +134,7 @@ def test_keep_set_without_quantised_activations_blames_the_matmul_above(tmp_path
     import onnx
     from onnx import TensorProto, helper
 
-    from shipyard.quantize.fallback import keep_set
+    from shipyard.search.rescue import keep_set
 
     nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
              helper.make_node("Reshape", ["m", "shape"], ["r"], name="view"),

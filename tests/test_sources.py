@@ -124,7 +124,7 @@ def test_example_digits_is_trained_and_held_out():
 
 @pytest.mark.slow
 def test_hf_folder_carries_tokenizer_and_pooling():
-    from shipyard.examples.minilm import model_folder
+    from shipyard.sources.examples.minilm import model_folder
 
     source = load_source(f"hf:{model_folder()}")
     assert source.task == "embedding"

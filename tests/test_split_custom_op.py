@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.backend("onnxruntime")
 
 from shipyard.records import Artifact, Signature, TensorSpec  # noqa: E402
-from shipyard.split.demo import OP_NAME, make_model  # noqa: E402
+from custom_op_model import OP_NAME, make_model  # noqa: E402
 
 SIGNATURE = Signature((TensorSpec("image", "float32", ("batch", 3, 16, 16)),),
                       (TensorSpec("output", "float32", ("batch", 10)),))
@@ -29,7 +29,7 @@ def model():
 @pytest.fixture(scope="module")
 def split_artifact(model, tmp_path_factory):
     from shipyard.split.artifact import write_split
-    from shipyard.split.detect import find_unknown_ops
+    from shipyard.convert.custom_ops import find_unknown_ops
     from shipyard.split.partition import partition
 
     args = (torch.randn(2, 3, 16, 16),)
@@ -39,7 +39,7 @@ def split_artifact(model, tmp_path_factory):
 
 
 def test_the_op_and_where_it_is_called():
-    from shipyard.split.detect import find_unknown_ops
+    from shipyard.convert.custom_ops import find_unknown_ops
 
     class Wrapper(torch.nn.Module):
         def __init__(self):
@@ -87,7 +87,7 @@ def test_a_fresh_process_registers_the_op_from_the_artifact(model, split_artifac
         from shipyard.records import Artifact, Signature
         signature = Signature.from_json(json.loads(sys.argv[1]))
         session = get_backend("split").load(Artifact(Path({str(artifact.path)!r}), "split", signature), 1)
-        assert "shipyard.split.demo" not in sys.modules
+        assert "custom_op_model" not in sys.modules
         np.save({str(tmp_path / "y.npy")!r}, session.run({{"image": np.load({str(tmp_path / "x.npy")!r})}})["output"])
     ''')
     subprocess.run([sys.executable, "-c", script, json.dumps(SIGNATURE.to_json())], check=True, timeout=120)
@@ -107,7 +107,7 @@ def test_models_without_unknown_ops_plan_no_split():
 
 
 def test_a_translation_table_on_the_model_marks_the_op_translated():
-    from shipyard.split.detect import TRANSLATION_ATTRIBUTE, find_unknown_ops
+    from shipyard.convert.custom_ops import TRANSLATION_ATTRIBUTE, find_unknown_ops
 
     translated = make_model(width=8, depth=1)
     setattr(translated, TRANSLATION_ATTRIBUTE, {torch.ops.shipyard_demo.channel_gate.default: lambda x, alpha: x})
@@ -119,7 +119,7 @@ def test_a_registered_translation_exports_whole_instead_of_splitting(tmp_path):
     from shipyard.backends import get_backend
     from shipyard.convert.onnx_export import export_onnx
     from shipyard.sources.base import Source
-    from shipyard.split.demo import make_translated_model
+    from custom_op_model import make_translated_model
     from shipyard.split.plan import split_plans
 
     model = make_translated_model(width=8, depth=1)
@@ -137,9 +137,9 @@ def test_a_registered_translation_exports_whole_instead_of_splitting(tmp_path):
 def test_build_packages_the_split_and_names_op_and_parts(tmp_path):
     import shipyard
     from shipyard.bench import BenchConfig
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
     from shipyard.sources import InputHint
-    from shipyard.split import demo
+    import custom_op_model as demo
 
     options = BuildOptions(f"{demo.__file__}:make_model", input_hints=[InputHint("image", "float32", (3, 16, 16))],
                            backends=["onnxruntime", "split"], out=tmp_path / "package", threads=1, max_eval=32,

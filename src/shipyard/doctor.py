@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import os
 import platform
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 _PACKAGES = {"torch": "torch", "torchscript": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino",
              "split": "torch"}
 """Backends written before the ``package`` attribute existed → their pip package."""
 _NEEDS_COMPILER = ("tvm", "aoti")
-_CPU_FLAGS = {"AVX2": ("avx2",), "FMA": ("fma",), "F16C": ("f16c",), "AVX-512": ("avx512f",),
-              "AVX-512 VNNI": ("avx512_vnni",), "AVX-VNNI": ("avx_vnni",), "AVX-512 BF16": ("avx512_bf16",),
-              "AMX": ("amx_tile",), "AMX-INT8": ("amx_int8",), "AMX-BF16": ("amx_bf16",)}
 
 
 @dataclass
@@ -82,25 +77,10 @@ def _converter_notes(name: str) -> list[str]:
 
 
 def machine_status() -> MachineStatus:
+    from shipyard import machine
     from shipyard.backends.gpu import nvidia_gpus
 
-    info = _cpu_info()
-    present = set(info.get("flags", "").split())
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return MachineStatus(cpu=info.get("model name", platform.processor() or "unknown"),
-                         cores=os.cpu_count() or 1, usable_cores=usable,
-                         flags={label: any(f in present for f in names) for label, names in _CPU_FLAGS.items()},
+    cpu = machine.cpu()
+    return MachineStatus(cpu=cpu.model, cores=cpu.cores, usable_cores=machine.usable_cores(),
+                         flags={label: cpu.has(label) for label in machine.CPU_FEATURES},
                          gpus=nvidia_gpus(), platform=platform.platform(), python=platform.python_version())
-
-
-def _cpu_info() -> dict[str, str]:
-    """The first processor's fields of /proc/cpuinfo (empty off Linux)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    fields: dict[str, str] = {}
-    for line in text.split("\n\n")[0].splitlines():
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
-    return fields

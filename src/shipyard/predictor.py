@@ -20,7 +20,7 @@ class Predictor:
 
     def __init__(self, folder: Path, manifest: dict[str, Any], threads: int | None = None) -> None:
         from shipyard.backends import get_backend
-        from shipyard.build.package import public_signature
+        from shipyard.package.manifest import public_signature
 
         self.folder = folder
         self.manifest = manifest
@@ -72,7 +72,7 @@ class Predictor:
 
 def load(folder: str | Path, threads: int | None = None) -> Predictor:
     """Load the package in ``folder``; ``threads`` defaults to the count the build timed with."""
-    from shipyard.build.package import read_manifest
+    from shipyard.package.manifest import read_manifest
 
     path = Path(folder)
     return Predictor(path, read_manifest(path), threads)

@@ -129,14 +129,22 @@ class Artifact:
         if self.format == "onnx":
             import onnx
 
-            from shipyard.sources.onnx_file import external_data_files
-
             model = onnx.load(str(self.path), load_external_data=False)
             return [self.path] + [self.path.parent / name for name in external_data_files(model)]
         return [self.path]
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.files)
+
+
+def external_data_files(model) -> list[str]:
+    """The relative locations of every external-data file an ONNX model refers to."""
+    locations = set()
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                locations.add(entry.value)
+    return sorted(locations)
 
 
 @dataclass(frozen=True)

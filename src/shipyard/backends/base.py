@@ -1,11 +1,19 @@
 """The backend plug-in protocol.
 
-A backend is one module ``shipyard/backends/<name>.py`` exposing a ``BACKEND`` object with:
+A backend is one folder ``shipyard/backends/<name>/`` whose ``__init__.py`` exposes a ``BACKEND``
+object (a ``Runtime``) with:
 
     name: str                      the name users type (``--backends onnxruntime``)
     formats: tuple[str, ...]       the artifact formats it loads
     available() -> (bool, reason)  cheap; never raises when the runtime is missing
     load(artifact, threads) -> Session
+
+and the capabilities the rest of the road asks it about instead of branching on its name:
+which candidates it plans for a precision (``plans``), which ``convert`` targets and ``quantize``
+methods it owns (``converts`` / ``quantizers``, done by ``convert`` / ``quantize``), whether it runs
+quantisation-aware-training output (``qat_recipe``), its own accuracy-aware
+attempt (``own_rescue``), a tuned twin of a candidate (``tuned``), and how its layers are compared one
+by one (``layer_views``). Everything heavy is imported inside the folder's other modules, only when used.
 
 Example::
 
@@ -22,12 +30,18 @@ overrides only ``_run_impl``.
 from __future__ import annotations
 
 import importlib.util
-from typing import Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from shipyard.errors import BackendUnavailable, DataError
-from shipyard.records import Artifact, Signature, numpy_dtype
+from shipyard.errors import BackendUnavailable, ConversionError, DataError
+from shipyard.records import Artifact, Candidate, Recipe, Signature, numpy_dtype
+
+if TYPE_CHECKING:
+    from shipyard.workshop import Workshop
+    from shipyard.sources.base import Source
 
 
 class Session:
@@ -47,6 +61,20 @@ class Session:
         """Release the runtime's resources; the default does nothing."""
 
 
+ONNX = Recipe().then("export", format="onnx")
+"""The recipe that every ONNX-based candidate starts from."""
+
+
+def fp32_onnx_recipe(recipe: Recipe) -> Recipe:
+    """The recipe's steps up to the ONNX model it converts or quantises."""
+    steps = []
+    for step in recipe.steps:
+        if step.name in ("convert", "quantize"):
+            break
+        steps.append(step)
+    return Recipe(tuple(steps))
+
+
 class Backend(Protocol):
     name: str
     formats: tuple[str, ...]
@@ -54,6 +82,66 @@ class Backend(Protocol):
     def available(self) -> tuple[bool, str]: ...
 
     def load(self, artifact: Artifact, threads: int) -> Session: ...
+
+
+class Runtime:
+    """The base of every backend: no capabilities beyond loading, until a backend declares them."""
+
+    name: str = ""
+    formats: tuple[str, ...] = ()
+    package: str = ""
+    """What ``pip install`` brings the runtime (``shipyard doctor`` shows it)."""
+    converts: dict[str, str] = {}
+    """``convert(format=…)`` targets this backend makes → the artifact format each starts from."""
+    quantizers: dict[str, str] = {}
+    """``quantize(method=…)`` methods this backend owns → the artifact format each starts from."""
+
+    def available(self) -> tuple[bool, str]:
+        raise NotImplementedError
+
+    def load(self, artifact: Artifact, threads: int) -> Session:
+        raise NotImplementedError
+
+    def plans(self, source: Source, precision: str) -> list[Candidate]:
+        """The candidates this backend tries for ``source`` at ``precision`` (none by default)."""
+        return []
+
+    def tuned(self, plan: Candidate, tune_seconds: float, threads: int) -> Candidate | None:
+        """A tuned twin of ``plan`` (``--tune-seconds``), for backends that tune; None for the rest."""
+        return None
+
+    def convert(self, workshop: Workshop, previous: Artifact, format: str, **options: Any) -> Artifact:
+        raise ConversionError(f"backend {self.name!r} converts to nothing")
+
+    def quantize(self, workshop: Workshop, previous: Artifact, path: Path, method: str,
+                 options: dict[str, Any]) -> Artifact:
+        raise ConversionError(f"backend {self.name!r} has no quantisation method {method!r}")
+
+    def qat_recipe(self, recipe: Recipe) -> Recipe | None:
+        """The recipe that runs ``recipe``'s Q/DQ ONNX output here, or None when it cannot."""
+        return None
+
+    def own_rescue(self, candidate: Candidate, calibration: Any, max_drop: float) -> Candidate | None:
+        """The backend's own accuracy-aware variant of a failed INT8 candidate, tried before the
+        layer-wise search (OpenVINO: NNCF accuracy control); None when it has none."""
+        return None
+
+    def layer_views(self, candidate: Candidate, workshop: Workshop, feed: dict[str, np.ndarray]) -> LayerViews:
+        """The candidate's graph with each tensor's values from its FP32 prefix and from itself."""
+        raise ConversionError(f"backend {self.name!r} cannot compare its layers one by one")
+
+    @property
+    def compares_layers(self) -> bool:
+        return type(self).layer_views is not Runtime.layer_views
+
+
+@dataclass
+class LayerViews:
+    """What the layer-by-layer comparison needs from a backend: the graph and both sets of tensors."""
+
+    graph: Any
+    reference: dict[str, np.ndarray]
+    quantized: dict[str, np.ndarray]
 
 
 def check_feed(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

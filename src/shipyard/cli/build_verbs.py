@@ -69,9 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_options(args: argparse.Namespace):
     """The library's ``BuildOptions`` from parsed ``build`` arguments."""
     from shipyard.backends import backend_names
-    from shipyard.build.inputs import parse_input_shape
-    from shipyard.build.pipeline import BuildOptions
-    from shipyard.build.plan import PRECISIONS, parse_list
+    from shipyard.inputs import parse_input_shape
+    from shipyard.pipeline.build import BuildOptions
+    from shipyard.pipeline.plan import PRECISIONS, parse_list
     from shipyard.dataset import ImageOptions
 
     options = BuildOptions(
@@ -116,7 +116,7 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from shipyard.build.pipeline import build
+    from shipyard.pipeline.build import build
     from shipyard.cli.console import ConsoleReporter, print_result
 
     result = build(build_options(args), ConsoleReporter())
@@ -126,7 +126,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Build a built-in example, show the table, then load the package and run it."""
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
     from shipyard.cli.console import ConsoleReporter, out, print_result
 
     with tempfile.TemporaryDirectory(prefix="shipyard-demo-") as scratch:
@@ -155,7 +155,7 @@ def _show_prediction(package: Path, out) -> None:
         embedding = next(iter(predictor.run({"text": texts}).values()))
         out.print(f"shipyard.load(package).run(text) → embedding of shape {list(embedding.shape)}")
         return
-    from shipyard.examples.digits import held_out
+    from shipyard.sources.examples.digits import held_out
 
     data = held_out()
     logits = predictor.run({"image": data.inputs["image"][:8]})["logits"]
@@ -165,7 +165,7 @@ def _show_prediction(package: Path, out) -> None:
 
 def run_examples(args: argparse.Namespace) -> int:
     from shipyard.cli.console import out
-    from shipyard.examples import example_names
+    from shipyard.sources.examples import example_names
 
     for name, about in example_names().items():
         out.print(f"example:{name}  {about}")

@@ -10,7 +10,7 @@ from rich.table import Table
 from shipyard.records import Candidate
 
 if TYPE_CHECKING:
-    from shipyard.build.pipeline import BuildResult
+    from shipyard.pipeline.build import BuildResult
 
 import sys
 

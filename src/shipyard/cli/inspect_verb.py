@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from shipyard.build.inputs import parse_input_shape
+    from shipyard.inputs import parse_input_shape
     from shipyard.inspect import format_text, inspect_model
 
     result = inspect_model(args.model, args.weights, [parse_input_shape(s) for s in args.input_shape],

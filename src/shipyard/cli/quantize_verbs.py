@@ -26,7 +26,7 @@ def run_debug_precision(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from shipyard.cli.console import out
-    from shipyard.quantize.debug import debug_precision
+    from shipyard.search.debug_precision import debug_precision
 
     report = debug_precision(args.model, args.data, args.weights, args.backend, args.method,
                              args.calibration, args.samples)

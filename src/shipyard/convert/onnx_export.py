@@ -68,7 +68,7 @@ def _refuse_unknown_ops(source: Source, args: tuple) -> None:
     """Name the custom ops no exporter can write before trying (and failing slowly) to export."""
     if source.kind != "torch":
         return
-    from shipyard.split.detect import find_unknown_ops
+    from shipyard.convert.custom_ops import find_unknown_ops
 
     try:
         unknown = [op for op in find_unknown_ops(source.module, args) if not op.translated]
@@ -82,7 +82,7 @@ def _refuse_unknown_ops(source: Source, args: tuple) -> None:
 
 def _translations(source: Source) -> dict | None:
     """The model's own ONNX translations of its custom ops (``onnx_translation_table``), if any."""
-    from shipyard.split.detect import translation_table
+    from shipyard.convert.custom_ops import translation_table
 
     return translation_table(source.module) or None
 

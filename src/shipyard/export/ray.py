@@ -52,7 +52,7 @@ def _serve_module() -> Any:
 
 def build_app(package: str | Path, options: RayOptions | None = None) -> Any:
     """The Ray Serve application of one package, ready for ``serve.run``."""
-    from shipyard.build.package import read_manifest
+    from shipyard.package.manifest import read_manifest
 
     options = options or RayOptions()
     folder = Path(package).resolve()
@@ -141,7 +141,7 @@ def run_grouped(run: Any, feeds: list[dict[str, np.ndarray]]) -> list[Any]:
 
 def export_ray(package: str | Path, out: str | Path, options: RayOptions | None = None) -> Path:
     """Write ``out/app.py`` building the Ray Serve app of ``package``; returns its path."""
-    from shipyard.build.package import read_manifest
+    from shipyard.package.manifest import read_manifest
 
     options = options or RayOptions()
     folder = Path(package).resolve()
@@ -160,7 +160,7 @@ def serve_with_ray(packages: list[Path], options: RayOptions) -> None:
     """Start a local Ray instance and serve ``packages`` until interrupted."""
     import ray
 
-    from shipyard.build.package import read_manifest
+    from shipyard.package.manifest import read_manifest
 
     serve = _serve_module()
     ray.init(include_dashboard=False, ignore_reinit_error=True)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from shipyard.optimize.steps import fuse_step, prune_step, sparsity_step, distill_step
 
 if TYPE_CHECKING:
-    from shipyard.build.pipeline import BuildOptions, Reporter
+    from shipyard.pipeline.build import BuildOptions, Reporter
     from shipyard.dataset import Split
     from shipyard.records import Step
     from shipyard.sources.base import Source

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shipyard.build.artifacts import Workshop, step
+from shipyard.workshop import Workshop, step
 from shipyard.dataset import Dataset
 from shipyard.errors import ConversionError
 from shipyard.records import Artifact, Candidate, Recipe, Step
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 QAT_EPOCHS = 8
 QAT_STEP = Step("qat", {"epochs": QAT_EPOCHS})
 """Weights INT8 per output channel (symmetric), activations UINT8 per tensor with learnt ranges."""
-QAT_BACKENDS = ("onnxruntime", "openvino")
 ONNX_OPSET = 17
 CALIBRATION_SAMPLES = 256
 SCALE_LR = 0.05
@@ -41,19 +40,17 @@ QAT_LR = 5e-4
 
 def qat_candidates(source: Source, backends: list[str] | None = None) -> list[Candidate]:
     """INT8 candidates made by QAT for each backend that runs Q/DQ ONNX (PyTorch sources only)."""
-    from shipyard.backends import get_backend
+    from shipyard.backends import CPU_BACKENDS, get_backend
 
     if source.kind != "torch":
         return []
     recipe = Recipe((*source.steps, QAT_STEP))
     plans = []
-    for backend in backends or list(QAT_BACKENDS):
-        if backend not in QAT_BACKENDS or not get_backend(backend).available()[0]:
-            continue
-        if backend == "onnxruntime":
-            plans.append(Candidate("onnxruntime", "int8", recipe))
-        elif backend == "openvino":
-            plans.append(Candidate("openvino", "int8", recipe.then("convert", format="openvino")))
+    for name in backends or list(CPU_BACKENDS):
+        backend = get_backend(name)
+        runs = backend.qat_recipe(recipe)
+        if runs is not None and backend.available()[0]:
+            plans.append(Candidate(name, "int8", runs))
     return plans
 
 

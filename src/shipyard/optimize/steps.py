@@ -11,7 +11,7 @@ from shipyard.dataset import Dataset
 from shipyard.records import Step
 
 if TYPE_CHECKING:
-    from shipyard.build.pipeline import BuildOptions, Reporter
+    from shipyard.pipeline.build import BuildOptions, Reporter
     from shipyard.optimize.train import TrainConfig
     from shipyard.sources.base import Source
 

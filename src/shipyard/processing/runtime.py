@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shipyard.backends.base import Session
 from shipyard.errors import DataError
 from shipyard.processing.config import config_from_json
 from shipyard.processing.package import IMAGE_INPUT, config_json_of, signature_from_manifest
 from shipyard.records import Signature
+
+if TYPE_CHECKING:
+    from shipyard.backends.base import Session
 
 
 class Processing:

@@ -1,15 +1,12 @@
-"""Quantisation under an accuracy budget: FP16, INT8 post-training quantisation, mixed precision.
+"""Quantisation tools the backends share: the calibration set, layer-by-layer comparison, the artifact cache.
 
-    plan.py           which FP16 / INT8 candidates a build tries on each backend
-    steps.py          the ``quantize`` recipe step (dispatches to the modules below, cached)
-    ort_int8.py       ONNX Runtime: static QDQ (MinMax/Entropy/Percentile) and dynamic INT8
-    openvino_int8.py  OpenVINO: NNCF post-training quantisation and weight-only compression
-    accuracy_control.py  OpenVINO: nncf.quantize_with_accuracy_control on held-out calibration samples
-    fp16.py           ONNX FP16 with FP32 inputs/outputs
     calibration.py    the calibration subset, and warnings when it is too small or unlike the evaluation data
-    layerwise.py      per-layer comparison of a quantised model with the original (ORT and OpenVINO)
-    fallback.py       the accuracy-aware search: keep the guilty layers in FP32 until the budget holds
-    cache.py          quantised artifacts cached by content hash + recipe + calibration data
+    layerwise.py      where a quantised model's tensors part from the original's (ONNX graphs; each backend
+                      exposes its own tensors in ``backends/<name>/layers.py``)
+    cache.py          quantised and tuned artifacts cached by content hash + recipe + data + code digest
 
+Each runtime's own quantisers (ONNX Runtime QDQ/dynamic/FP16, NNCF, ncnn INT8) live in its backend
+folder; the ``quantize`` recipe step (``shipyard.workshop``) asks the backend that owns a method. The
+accuracy-aware search over quantised candidates is ``shipyard.search``.
 Nothing here imports onnx, onnxruntime, openvino or nncf at module level.
 """

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from shipyard import machine
 from shipyard.records import Artifact
 
 CACHE_VERSION = "1"
@@ -23,7 +24,7 @@ def cache_root() -> Path | None:
     """``$SHIPYARD_CACHE/artifacts`` (default ``~/.cache/shipyard``); ``SHIPYARD_NO_CACHE=1`` turns it off."""
     if os.environ.get("SHIPYARD_NO_CACHE"):
         return None
-    return Path(os.environ.get("SHIPYARD_CACHE", Path.home() / ".cache" / "shipyard")) / "artifacts"
+    return machine.cache_root() / "artifacts"
 
 
 def cache_key(*parts: str) -> str:

@@ -1,8 +1,8 @@
 """Layer by layer: where a quantised model's intermediate tensors part from the original's.
 
 Both models run the same feed with every intermediate tensor exposed (ONNX Runtime: extra graph
-outputs; OpenVINO: extra model outputs; ncnn: every blob extracted), and each tensor both models
-share by name is compared.
+outputs; other runtimes expose theirs in their own folder: ``backends/<name>/layers.py``), and each
+tensor both models share by name is compared.
 A tensor's *error* is the mean over channels of ``‖q − f‖ / ‖f‖`` (per channel, so one channel
 with a huge range cannot hide the others); the error a layer *introduces* is its output's error
 minus the largest error among its inputs. Layers are reported worst first.
@@ -131,61 +131,3 @@ def onnx_intermediates(path: Path, feed: dict[str, np.ndarray], threads: int = 1
     except Exception as exc:
         raise ConversionError(f"cannot expose the intermediate tensors of {path.name}: {exc}") from exc
     return {n: v for n, v in zip(outputs, values) if isinstance(v, np.ndarray) and v.dtype.kind == "f"}
-
-
-def openvino_intermediates(path: Path, feed: dict[str, np.ndarray], names: set[str] | None = None,
-                           threads: int = 1) -> dict[str, np.ndarray]:
-    """Named float tensors of an OpenVINO model on ``feed`` (tensor names kept from the ONNX model)."""
-    import openvino as ov
-
-    core = ov.Core()
-    model = core.read_model(str(path))
-    ports, labels = [], []
-    for op in model.get_ordered_ops():
-        if op.get_type_name() in ("Parameter", "Constant", "Result"):
-            continue
-        for port in op.outputs():
-            wanted = [n for n in port.get_names() if names is None or n in names]
-            if wanted:
-                ports.append(port)
-                labels.append(sorted(wanted)[0])
-    model.add_outputs(ports)
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
-    results = compiled.create_infer_request().infer(feed)
-    values = {}
-    for output in compiled.outputs:
-        for name in output.get_names():
-            if name in labels:
-                value = np.array(results[output])
-                if value.dtype.kind == "f":
-                    values[name] = value
-    return values
-
-
-def ncnn_graph(param: Path) -> Graph:
-    """The graph of an ncnn model: layers by name, blobs as tensors."""
-    from shipyard.convert.ncnn_format import read_graph
-
-    graph = Graph()
-    for layer in read_graph(param).layers:
-        graph.inputs[layer.name] = list(layer.bottoms)
-        graph.ops[layer.name] = layer.type
-        for top in layer.tops:
-            graph.producer[top] = (layer.name, layer.type)
-        for bottom in layer.bottoms:
-            graph.consumers.setdefault(bottom, []).append(layer.name)
-    return graph
-
-
-def ncnn_intermediates(artifact, feed: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
-    """Every blob of an ncnn model on ``feed`` as float values, sample by sample, stacked on a batch axis."""
-    from shipyard.backends.ncnn import NcnnSession
-
-    from shipyard.quantize.ncnn_int8 import int8_outputs
-
-    session = NcnnSession(artifact, threads)
-    blobs = sorted(ncnn_graph(artifact.path).producer)
-    count = len(next(iter(feed.values())))
-    rows = [session.extract({name: value[i] for name, value in feed.items()}, blobs) for i in range(count)]
-    scales = int8_outputs(artifact.path)  # ncnn extracts a requantised blob as its INT8 steps
-    return {blob: np.stack([row[blob] for row in rows]) / scales.get(blob, 1.0) for blob in blobs}

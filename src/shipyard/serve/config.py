@@ -14,7 +14,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
-from shipyard.export.triton import TritonOptions, model_text, parse_config
+from shipyard.triton_config import TritonOptions, model_text, parse_config
 from shipyard.serve.repository import ServedModel
 
 _INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,

@@ -186,7 +186,7 @@ def _make_inputs(make_call: Callable, host: str, port: int, spec: LoadSpec) -> d
 
 def _random_tensor(datatype: str, shape: list[int], rng: np.random.Generator) -> np.ndarray:
     if datatype == "BYTES":
-        from shipyard.examples.minilm import SENTENCES
+        from shipyard.sources.examples.minilm import SENTENCES
 
         sentences = SENTENCES.read_text().splitlines()
         picks = rng.choice(len(sentences), size=int(np.prod(shape)))

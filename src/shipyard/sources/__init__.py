@@ -47,7 +47,7 @@ def load_source(spec: str, weights: Path | None = None, hints: list[InputHint] |
 
 
 def _load_example(name: str) -> Source:
-    from shipyard.examples import load_example
+    from shipyard.sources.examples import load_example
 
     return load_example(name)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shipyard.errors import SourceError
-from shipyard.records import Signature, TensorSpec
+from shipyard.records import Signature, TensorSpec, external_data_files
 from shipyard.sources.base import Source, hash_files
 from shipyard.sources.torch_factory import guess_task
 
@@ -49,13 +49,3 @@ def _spec(value) -> TensorSpec:
         else:
             dims.append(dim.dim_param or ("batch" if index == 0 else f"{value.name}_dim{index}"))
     return TensorSpec(value.name, dtype, tuple(dims))
-
-
-def external_data_files(model) -> list[str]:
-    """The relative locations of every external-data file an ONNX model refers to."""
-    locations = set()
-    for tensor in model.graph.initializer:
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                locations.add(entry.value)
-    return sorted(locations)

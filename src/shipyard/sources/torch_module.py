@@ -31,7 +31,6 @@ def describe_module(module: Any, hints: list[InputHint], output_names: list[str]
     """Run ``module`` once on example inputs and return its signature (batch axis dynamic)."""
     import torch
 
-    from shipyard.backends.torch_eager import outputs_to_numpy
 
     args = [torch.from_numpy(h.example()) for h in hints]
     try:
@@ -60,3 +59,14 @@ def _spec(name: str, array: np.ndarray, dynamic: dict[int, str]) -> TensorSpec:
     for axis, label in dynamic.items():
         dims[axis] = label
     return TensorSpec(name, str(array.dtype), tuple(dims))
+
+
+def outputs_to_numpy(result: Any, names: list[str]) -> dict[str, np.ndarray]:
+    """Name a module's outputs (a tensor, a tuple/list of them, or a dict) in signature order."""
+    if isinstance(result, dict):
+        values = [result[n] for n in names]
+    elif isinstance(result, (tuple, list)):
+        values = list(result)
+    else:
+        values = [result]
+    return {n: v.detach().cpu().numpy() for n, v in zip(names, values)}

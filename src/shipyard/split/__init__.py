@@ -7,6 +7,6 @@
     plan.py       the ``split`` build candidate and recipe step
 """
 
-from shipyard.split.detect import UnknownOp, find_unknown_ops, register_translation
+from shipyard.convert.custom_ops import UnknownOp, find_unknown_ops, register_translation
 
 __all__ = ["UnknownOp", "find_unknown_ops", "register_translation"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.errors import ConversionError
-from shipyard.split.detect import UnknownOp
+from shipyard.convert.custom_ops import UnknownOp
 from shipyard.split.partition import Part, Partition
 
 PLAN = "plan.json"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipyard.errors import ConversionError
-from shipyard.split.detect import KNOWN_NAMESPACES
+from shipyard.convert.custom_ops import KNOWN_NAMESPACES
 
 
 @dataclass

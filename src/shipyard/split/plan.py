@@ -8,11 +8,11 @@ ordinary ONNX candidates export through the translation.
 
 from __future__ import annotations
 
-from shipyard.build.artifacts import STEP_MODULES, Workshop, step
+from shipyard.workshop import STEP_MODULES, Workshop, step
 from shipyard.errors import ConversionError
 from shipyard.records import Artifact, Candidate, Recipe
 from shipyard.sources.base import Source
-from shipyard.split.detect import UnknownOp, find_unknown_ops
+from shipyard.convert.custom_ops import UnknownOp, find_unknown_ops
 
 STEP_MODULES.setdefault("split", __name__)
 

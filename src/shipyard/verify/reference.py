@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shipyard.backends.base import Session
 from shipyard.dataset import Dataset
+
+if TYPE_CHECKING:
+    from shipyard.backends.base import Session
 
 EVAL_BATCH = 32
 

@@ -1,0 +1,81 @@
+"""ONNX Runtime on the CPU: FP32 (plain, onnxslim- and ORT-optimised), FP16, static and dynamic INT8."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shipyard.backends.base import (ONNX, LayerViews, Runtime, Session, ensure_available, fp32_onnx_recipe,
+                                    require_module)
+from shipyard.records import Artifact, Candidate, Recipe
+
+if TYPE_CHECKING:
+    from shipyard.workshop import Workshop
+    from shipyard.sources.base import Source
+
+
+class OnnxRuntimeBackend(Runtime):
+    name = "onnxruntime"
+    formats = ("onnx",)
+    package = "onnxruntime"
+    quantizers = {"static-qdq": "onnx", "dynamic": "onnx", "fp16": "onnx"}
+
+    def available(self) -> tuple[bool, str]:
+        return require_module("onnxruntime", "onnxruntime")
+
+    def load(self, artifact: Artifact, threads: int) -> Session:
+        ensure_available(self)
+        from shipyard.backends.onnxruntime.session import OnnxRuntimeSession
+
+        return OnnxRuntimeSession(artifact, threads)
+
+    def plans(self, source: Source, precision: str) -> list[Candidate]:
+        if precision == "fp32":
+            return [Candidate(self.name, "fp32", ONNX),
+                    Candidate(self.name, "fp32", ONNX.then("optimize", optimizer="onnxslim")),
+                    Candidate(self.name, "fp32", ONNX.then("optimize", optimizer="ort"))]
+        if precision == "fp16":
+            return [Candidate(self.name, "fp16", ONNX.then("quantize", method="fp16"))]
+        if precision == "int8" and source.text is not None:
+            return [Candidate(self.name, "int8", ONNX.then("quantize", method="dynamic", per_channel=True))]
+        if precision == "int8":
+            return [Candidate(self.name, "int8", ONNX.then("quantize", method="static-qdq", calibration="minmax",
+                                                         per_channel=True))]
+        return []
+
+    def quantize(self, workshop: Workshop, previous: Artifact, path: Path, method: str,
+                 options: dict[str, Any]) -> Artifact:
+        keep = list(options.get("keep_fp32", []))
+        if method == "fp16":
+            from shipyard.backends.onnxruntime.fp16 import convert_fp16
+
+            return convert_fp16(previous, path)
+        from shipyard.backends.onnxruntime.int8 import quantize_dynamic_int8, quantize_static_qdq
+
+        if method == "dynamic":
+            return quantize_dynamic_int8(previous, path, bool(options.get("per_channel", True)), keep)
+        return quantize_static_qdq(previous, path, workshop.calibration_data(), options.get("calibration", "minmax"),
+                                   bool(options.get("per_channel", True)), keep)
+
+    def qat_recipe(self, recipe: Recipe) -> Recipe | None:
+        return recipe
+
+    def layer_views(self, candidate: Candidate, workshop: Workshop, feed: dict[str, np.ndarray]) -> LayerViews:
+        import tempfile
+
+        from shipyard.backends.onnxruntime.int8 import preprocess
+        from shipyard.quantize.layerwise import Graph, onnx_intermediates
+
+        onnx = workshop.make(fp32_onnx_recipe(candidate.recipe))
+        with tempfile.TemporaryDirectory(prefix="shipyard-layers-") as scratch:
+            prepared = preprocess(onnx.path, Path(scratch))
+            # QDQ keeps node names but may fuse (Conv+Relu): read the structure from the quantised model
+            static = candidate.recipe.steps[-1].options.get("method") == "static-qdq"
+            graph = Graph.of(candidate.artifact.path if static else prepared)
+            reference = onnx_intermediates(prepared, feed)
+        return LayerViews(graph, reference, onnx_intermediates(candidate.artifact.path, feed))
+
+
+BACKEND = OnnxRuntimeBackend()

@@ -1,1 +1,0 @@
-"""Build: plan candidates, make their artifacts, verify, time, choose, package."""

@@ -1,0 +1,197 @@
+"""The accuracy-aware search: when an INT8 candidate misses ``--max-drop``, keep the layers that
+cause the error in FP32 until it passes (mixed precision).
+
+For a failed candidate the layer-by-layer comparison ranks the tensors whose quantisation adds
+the most error. Keeping a tensor in FP32 means leaving its producer and its consumers
+unquantised; the search keeps the worst 1, 2, 4, … tensors' layers in FP32, each attempt a
+candidate of its own (precision ``mixed``, the layers named in its recipe), and stops at the first
+that passes, when the time budget is spent, or when the family cannot pass (every quantised
+layer would be FP32 again, or the attempts run out).
+
+An OpenVINO NNCF candidate of a tensor model first gets one ``nncf.quantize_with_accuracy_control``
+attempt (``shipyard.backends.openvino.accuracy_control``); the layer-wise search runs only if that misses too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from shipyard.backends import get_backend
+from shipyard.errors import ShipyardError
+from shipyard.quantize.layerwise import Graph, LayerError, rank_layers
+from shipyard.records import Candidate, Recipe, Step
+
+if TYPE_CHECKING:
+    from shipyard.backends.base import Session
+    from shipyard.workshop import Workshop
+    from shipyard.pipeline.build import BuildOptions, Reporter
+
+RESCUABLE = ("static-qdq", "dynamic", "nncf", "ncnn-int8")
+MAX_ATTEMPTS = 5
+QUANTIZED_OPS = {"Conv", "MatMul", "Gemm", "ConvTranspose", "Convolution", "ConvolutionDepthWise", "InnerProduct"}
+"""ONNX ops and ncnn layer types that INT8 quantises."""
+Verify = Callable[[list[Candidate]], "dict[str, Session]"]
+
+
+@dataclass
+class Search:
+    workshop: Workshop
+    verify: Verify
+    options: BuildOptions
+    reporter: Reporter
+    started: float
+
+    def out_of_time(self) -> bool:
+        budget = self.options.time_budget
+        return budget is not None and time.monotonic() - self.started > budget
+
+    def note(self, text: str) -> None:
+        self.reporter.note(text)
+        self.workshop.notes.setdefault("mixed precision", []).append(text)
+
+
+def rescue(plans: list[Candidate], sessions: dict, workshop: Workshop, verify: Verify,
+           options: BuildOptions, reporter: Reporter) -> list[Candidate]:
+    """Mixed-precision candidates for every INT8 candidate that missed the budget; ``sessions`` grows."""
+    search = Search(workshop, verify, options, reporter, time.monotonic())
+    tried: list[Candidate] = []
+    for candidate in [c for c in plans if _rescuable(c)]:
+        if any(c.passed and c.backend == candidate.backend and c.precision == "int8" for c in plans):
+            continue  # another INT8 variant on this backend already holds the budget
+        if search.out_of_time():
+            search.note(f"time budget of {options.time_budget:g} s spent; {candidate.key} was not rescued")
+            break
+        own = get_backend(candidate.backend).own_rescue(candidate, workshop.calibration, options.max_drop)
+        if own is not None:
+            tried.append(_own_rescue(candidate, own, sessions, search))
+            if tried[-1].passed:
+                continue
+        reporter.stage(f"{candidate.key} missed the budget: finding the layers responsible")
+        try:
+            diagnosis = responsible_layers(candidate, workshop)
+        except Exception as exc:  # a runtime failing to expose a model's tensors is a result, not a crash
+            search.note(f"{candidate.key}: cannot compare layer by layer ({type(exc).__name__}: {str(exc)[:200]})")
+            continue
+        tried += _attempts(candidate, diagnosis, sessions, search)
+    return tried
+
+
+def _own_rescue(candidate: Candidate, attempt: Candidate, sessions: dict, search: Search) -> Candidate:
+    """The backend's own accuracy-aware attempt, verified on the evaluation set like the rest."""
+    search.reporter.stage(f"{attempt.key}: reverting layers until the drop is within {search.options.max_drop:g}")
+    sessions.update(search.verify([attempt]))
+    outcome = (f"passes ({attempt.verification.metric} drop {attempt.verification.drop:.2f})" if attempt.passed
+               else f"misses too ({attempt.why_failed})")
+    search.note(f"{candidate.key} missed the budget; {attempt.key} {outcome}")
+    return attempt
+
+
+def _rescuable(candidate: Candidate) -> bool:
+    last = candidate.recipe.steps[-1] if candidate.recipe.steps else None
+    return (candidate.precision == "int8" and not candidate.error and candidate.verification is not None
+            and not candidate.verification.passed and last is not None and last.name == "quantize"
+            and last.options.get("method") in RESCUABLE and candidate.artifact is not None)
+
+
+def _attempts(candidate: Candidate, diagnosis: Diagnosis, sessions: dict, search: Search) -> list[Candidate]:
+    ranked = diagnosis.layers
+    activations = candidate.recipe.steps[-1].options.get("method") in ("static-qdq", "nncf")
+    quantized = {n for n, op in diagnosis.graph.ops.items() if op in QUANTIZED_OPS}
+    tried: list[Candidate] = []
+    count, kept = 1, set()
+    while len(tried) < MAX_ATTEMPTS and count <= 2 * len(ranked):
+        grown = keep_set(ranked[:count], diagnosis.graph, activations)
+        count *= 2
+        if grown == kept:
+            continue
+        kept = grown
+        if quantized and quantized <= kept:
+            break
+        if search.out_of_time():
+            search.note(f"time budget of {search.options.time_budget:g} s spent while rescuing {candidate.key}")
+            return tried
+        attempt = _mixed(candidate, sorted(kept))
+        search.reporter.stage(f"{attempt.key}: trying with {len(kept)} layers in FP32")
+        sessions.update(search.verify([attempt]))
+        tried.append(attempt)
+        if attempt.passed:
+            search.note(f"{candidate.key} missed the budget; keeping {len(kept)} layers in FP32 passes "
+                        f"({attempt.verification.metric} drop {attempt.verification.drop:.2f}): {', '.join(sorted(kept))}")
+            return tried
+    search.note(f"{candidate.key}: INT8 on this family cannot pass the budget "
+                f"({len(tried)} mixed-precision attempts, up to {len(kept)} layers in FP32); stopped trying it")
+    return tried
+
+
+def keep_set(layers: list[LayerError], graph: Graph, activations: bool = True) -> set[str]:
+    """The nodes to leave in FP32 for each layer.
+
+    With quantised activations (static INT8) that is the layer and the consumers of its output,
+    so the tensor is never quantised; with weights-only or dynamic INT8, and on ncnn (which
+    quantises a layer's input inside the layer), it is the nearest quantisable layer at or above
+    it (a reshape after a MatMul blames the MatMul).
+    """
+    nodes: set[str] = set()
+    for layer in layers:
+        if activations:
+            nodes.add(layer.node)
+            nodes.update(graph.consumers.get(layer.tensor, []))
+        else:
+            nodes.update(_quantizable_above(graph, layer.node))
+    return {n for n in nodes if n}
+
+
+def _quantizable_above(graph: Graph, node: str, depth: int = 6) -> set[str]:
+    if graph.ops.get(node) in QUANTIZED_OPS:
+        return {node}
+    if depth == 0:
+        return set()
+    found: set[str] = set()
+    for tensor in graph.inputs.get(node, []):
+        if tensor in graph.producer:
+            found |= _quantizable_above(graph, graph.producer[tensor][0], depth - 1)
+    return found
+
+
+def _mixed(candidate: Candidate, kept: list[str]) -> Candidate:
+    last = candidate.recipe.steps[-1]
+    recipe = Recipe(candidate.recipe.steps[:-1] + (Step("quantize", {**last.options, "keep_fp32": kept}),))
+    name = f"{candidate.backend}/mixed+{last.options['method']}({len(kept)} layers fp32)"
+    return Candidate(candidate.backend, "mixed", recipe, name=name)
+
+
+@dataclass
+class Diagnosis:
+    graph: Graph
+    layers: list[LayerError]
+    """Layers that add error, worst first."""
+    outputs: dict[str, LayerError] = field(default_factory=dict)
+    """The model outputs' own rows (their cosine is the whole model's)."""
+
+
+def responsible_layers(candidate: Candidate, workshop: Workshop, samples: int = 16) -> Diagnosis:
+    """The layers of ``candidate`` worst first, compared with its FP32 prefix on calibration samples."""
+    views = get_backend(candidate.backend).layer_views(candidate, workshop, sample_feed(workshop.calibration, samples))
+    return _diagnosis(candidate, views.graph, views.reference, views.quantized)
+
+
+def _diagnosis(candidate: Candidate, graph: Graph, reference: dict[str, np.ndarray],
+               quantized: dict[str, np.ndarray]) -> Diagnosis:
+    ranked = rank_layers(graph, reference, quantized)
+    outputs = {r.tensor: r for r in ranked if r.tensor in candidate.artifact.signature.output_names}
+    return Diagnosis(graph, [r for r in ranked if r.introduced > 1e-3], outputs)
+
+
+def sample_feed(dataset, samples: int) -> dict[str, np.ndarray]:
+    """A few samples of ``dataset``, fewer for big inputs so every tensor fits in memory."""
+    from shipyard.verify.reference import trim_padding
+
+    if dataset is None or len(dataset) == 0:
+        raise ShipyardError("a layer-by-layer comparison needs data; pass --data")
+    per_sample = sum(int(np.prod(v.shape[1:])) for v in dataset.inputs.values())
+    count = max(1, min(samples, len(dataset), 2_000_000 // max(per_sample * 64, 1) or 1))
+    return trim_padding(next(dataset.batches(count)))
