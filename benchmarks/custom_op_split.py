@@ -54,7 +54,7 @@ def run(threads: int, size: int) -> tuple[list[str], list[str]]:
 
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "package"
-        options = BuildOptions(f"{DEMO}:make_model", input_hints=[InputHint("image", "float32", (3, size, size))],
+        options = BuildOptions.create(f"{DEMO}:make_model", input_hints=[InputHint("image", "float32", (3, size, size))],
                                backends=["split"], threads=threads, out=out,
                                bench=BenchConfig(rounds=2, block_seconds=0.3))
         start = time.perf_counter()

@@ -80,14 +80,14 @@ def main() -> None:
     common = dict(backends=["ncnn", "mnn", "onnxruntime"], precisions=["fp32", "int8"], bench=BENCH,
                   max_drop=1.0, threads=threads, throughput_batch=2, time_budget=120.0)
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-edge-") as scratch:
-        run_model("digits", BuildOptions("example:digits", **common), rows)
+        run_model("digits", BuildOptions.create("example:digits", **common), rows)
         publish(threads, rows)
         model, weights, data = small_cnn(Path(scratch))
-        run_model("small CNN (unseen)", BuildOptions(f"{model}:make", weights=weights, data=data, **common), rows)
+        run_model("small CNN (unseen)", BuildOptions.create(f"{model}:make", weights=weights, data=data, **common), rows)
         publish(threads, rows)
         model, weights, data = mobilenet_files(Path(scratch))
         run_model(f"MobileNetV3-Small {SIZE}px (random conv weights, BN stats from photos)",
-                  BuildOptions(f"{model}:make", weights=weights, data=data, metric="cosine", **common), rows)
+                  BuildOptions.create(f"{model}:make", weights=weights, data=data, metric="cosine", **common), rows)
     publish(threads, rows)
 
 

@@ -22,7 +22,8 @@ sys.path.insert(0, str(HERE))
 from _report import machine_line, markdown_table, write_section  # noqa: E402
 
 from shipyard.bench import BenchConfig  # noqa: E402
-from shipyard.pipeline.build import BuildOptions, build, default_threads  # noqa: E402
+from shipyard.machine import usable_cores as default_threads
+from shipyard.pipeline.build import BuildOptions, build  # noqa: E402
 from shipyard.sources import InputHint  # noqa: E402
 
 MODELS = {
@@ -36,7 +37,7 @@ MODELS = {
 
 
 def run(name: str, threads: int) -> list[list[str]]:
-    options = BuildOptions(**MODELS[name], threads=threads, backends=["torch", "torchscript", "onnxruntime", "openvino"],
+    options = BuildOptions.create(**MODELS[name], threads=threads, backends=["torch", "torchscript", "onnxruntime", "openvino"],
                            bench=BenchConfig(rounds=4, block_seconds=1.0), throughput_batch=8)
     result = build(options)
     rows = []

@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, markdown_table, write_section  # noqa: E402
@@ -73,7 +72,7 @@ def _variants(work: Path) -> tuple[object, object, list[Variant]]:
     for index, (name, ask) in enumerate(asks.items()):
         print(f"making {name}")
         start = time.perf_counter()
-        made = apply_model_transforms(source, BuildOptions("example:digits", **ask), parts, Quiet())
+        made = apply_model_transforms(source, BuildOptions.create("example:digits", **ask).training, parts, Quiet())
         seconds = time.perf_counter() - start
         path = export_onnx(made, work / f"v{index}.onnx").artifact.path
         variants.append(Variant(name, " → ".join(str(s) for s in made.steps) or "–", path,
@@ -118,7 +117,7 @@ def _accuracy(session, data) -> float:
 
 def main() -> None:
     from shipyard.bench import BenchConfig, time_sessions
-    from shipyard.pipeline.build import default_threads
+    from shipyard.machine import usable_cores as default_threads
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=default_threads())
@@ -181,8 +180,8 @@ def _small_cnn_pruning(work: Path, threads: int) -> str:
 
     fit(source.module, Dataset({"image": images[:800]}, labels[:800]), TrainConfig(epochs=6, lr=3e-3, val_fraction=0.1))
     parts = split(Dataset({"image": images[800:]}, labels[800:]), 0.5, 0)
-    models = {"SmallCNN fused": apply_model_transforms(source, BuildOptions("x"), parts, QuietReporter()),
-              "SmallCNN pruned 0.3 + fused": apply_model_transforms(source, BuildOptions("x", prune=0.3), parts, QuietReporter())}
+    models = {"SmallCNN fused": apply_model_transforms(source, BuildOptions.create("x").training, parts, QuietReporter()),
+              "SmallCNN pruned 0.3 + fused": apply_model_transforms(source, BuildOptions.create("x", prune=0.3).training, parts, QuietReporter())}
     sessions = _model_sessions(models, work, threads)
     accuracy = {k: _accuracy(s, parts.evaluation) for k, s in sessions.items()}
     many = {"image": parts.evaluation.inputs["image"][:64]}

@@ -98,23 +98,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-q-") as scratch:
         factory = Path(scratch) / "vision.py"
         factory.write_text(FACTORY)
-        run_model("digits", BuildOptions("example:digits", **{**common, "precisions": ["fp32", "fp16", "int8"]}), rows)
+        run_model("digits", BuildOptions.create("example:digits", **{**common, "precisions": ["fp32", "fp16", "int8"]}), rows)
         publish(threads, rows, "")
         model, weights, data = small_cnn(Path(scratch))
         run_model("small CNN (tests' conftest, unseen; INT8 only)",
-                  BuildOptions(f"{model}:make", weights=weights, data=data, **{**common, "precisions": ["int8"]}), rows)
+                  BuildOptions.create(f"{model}:make", weights=weights, data=data, **{**common, "precisions": ["int8"]}), rows)
         publish(threads, rows, "")
         from shipyard.sources import InputHint
 
         hints = [InputHint("image", "float32", (3, 224, 224))]
         for name in ("mobilenet_v3", "resnet50"):
-            run_model(f"{name} (random weights)", BuildOptions(f"{factory}:{name}", input_hints=hints, metric="cosine",
+            run_model(f"{name} (random weights)", BuildOptions.create(f"{factory}:{name}", input_hints=hints, metric="cosine",
                                                                max_eval=32, calibration_size=32, **common), rows)
             publish(threads, rows, "")
         package = Path(scratch) / "minilm"
         from shipyard.sources.examples.minilm import SENTENCES
 
-        run_model("minilm", BuildOptions("example:minilm", data=SENTENCES, out=package, **common), rows)
+        run_model("minilm", BuildOptions.create("example:minilm", data=SENTENCES, out=package, **common), rows)
         publish(threads, rows, "")
         end_to_end = minilm_end_to_end(package)
     publish(threads, rows, end_to_end)

@@ -72,7 +72,7 @@ def run(name: str, budgets: list[float], threads: int, scratch: Path) -> list[li
     spec = MODELS[name](scratch)
     original = load_source(spec["model"], spec["weights"], spec["hints"], None)
     data = synthetic(original.signature, samples=16, seed=0)
-    source = apply_model_transforms(original, BuildOptions(spec["model"]), split(data), QuietReporter())
+    source = apply_model_transforms(original, BuildOptions.create(spec["model"]).training, split(data), QuietReporter())
     workshop = Workshop(source, scratch / f"{name}-work")
     torch_backend = get_backend("torch")
     sessions = {"torch eager": torch_backend.session_for_module(original.module, original.signature, threads)}

@@ -29,8 +29,12 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True, scope="session")
 def _cache_dir(tmp_path_factory):
-    """Keep the example-weights cache between runs but reference caches per test session."""
-    os.environ.setdefault("SHIPYARD_CACHE", str(Path.home() / ".cache" / "shipyard"))
+    """A fresh cache (reference outputs, quantised artifacts) for every test session, so results never
+    depend on an earlier run; only the built-in examples' trained weights, keyed by their recipe, are
+    shared between runs."""
+    shared = Path.home() / ".cache" / "shipyard" / "examples"
+    os.environ.setdefault("SHIPYARD_EXAMPLES_CACHE", str(shared))
+    os.environ["SHIPYARD_CACHE"] = str(tmp_path_factory.mktemp("shipyard-cache"))
     yield
 
 
@@ -140,6 +144,16 @@ def write_hostile_weights(small_cnn: dict[str, Path], factor: float) -> Path:
     return path
 
 
+def assert_passed(result, expected) -> None:
+    """Every candidate named in ``expected`` (a backend, or a full key such as ``onnxruntime/fp32``)
+    was planned and passed verification; the failures' reasons are the message otherwise."""
+    for name in expected:
+        matching = [c for c in result.candidates if name in (c.backend, c.key)]
+        assert matching, f"no {name} candidate was planned: {[c.key for c in result.candidates]}"
+        failed = [f"{c.key}: {c.error or c.why_failed}" for c in matching if not c.passed]
+        assert len(failed) < len(matching), f"every {name} candidate failed: {failed}"
+
+
 @pytest.fixture(scope="session")
 def digits_package(tmp_path_factory) -> Path:
     """A package of example:digits built once per test session (ONNX Runtime, FP32)."""
@@ -147,6 +161,6 @@ def digits_package(tmp_path_factory) -> Path:
     from shipyard.bench import BenchConfig
 
     out = tmp_path_factory.mktemp("pkgs") / "digits"
-    build(BuildOptions("example:digits", out=out, backends=["onnxruntime"],
+    build(BuildOptions.create("example:digits", out=out, backends=["onnxruntime"],
                        bench=BenchConfig(rounds=1, block_seconds=0.05)))
     return out

@@ -28,7 +28,7 @@ def edge_build(small_cnn, tmp_path_factory):
         "--data", str(small_cnn["data"]), "--backends", "torchscript,ncnn,mnn,tvm,onnxruntime",
         "--precisions", "fp32", "--threads", "1", "--out", str(out)])
     options = build_options(args)
-    options.bench = BenchConfig(rounds=1, block_seconds=0.05)
+    options = options.replace(bench=BenchConfig(rounds=1, block_seconds=0.05))
     assert build(options).package == out.resolve()
     return out
 
@@ -51,7 +51,7 @@ def test_every_edge_backend_is_a_passing_candidate(edge_build):
 def _package_with(backend: str, small_cnn, folder):
     from shipyard.pipeline.build import BuildOptions, build
 
-    build(BuildOptions(f"{small_cnn['model']}:make", weights=small_cnn["weights"], data=small_cnn["data"],
+    build(BuildOptions.create(f"{small_cnn['model']}:make", weights=small_cnn["weights"], data=small_cnn["data"],
                        backends=[backend], out=folder, threads=1, bench=BenchConfig(rounds=1, block_seconds=0.05)))
     return folder
 

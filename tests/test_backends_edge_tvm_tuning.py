@@ -25,7 +25,7 @@ def test_negative_tuning_seconds_are_refused_with_one_sentence(capsys):
     from shipyard.cli.main import main
 
     with pytest.raises(UsageError, match=r"--tune-seconds -5: expected a number of seconds ≥ 0 \(0 = no tuning\)"):
-        BuildOptions("example:digits", tune_seconds=-5).check()
+        BuildOptions.create("example:digits", tune_seconds=-5).check()
     assert main(["build", "example:digits", "--tune-seconds", "-5"]) == 2
     assert "--tune-seconds -5: expected a number of seconds ≥ 0" in capsys.readouterr().err
 
@@ -64,7 +64,7 @@ def tuned_build(small_cnn, tmp_path_factory):
         "--data", str(small_cnn["data"]), "--backends", "tvm", "--tune-seconds", str(TUNE_SECONDS),
         "--threads", "1", "--out", str(out)])
     options = build_options(args)
-    options.bench = BenchConfig(rounds=1, block_seconds=0.05)
+    options = options.replace(bench=BenchConfig(rounds=1, block_seconds=0.05))
     result = build(options)
     assert result.package == out.resolve()
     return result, out

@@ -8,6 +8,8 @@ from shipyard.bench import BenchConfig
 from shipyard.pipeline.build import BuildOptions, build
 from shipyard.errors import DataError, UsageError
 
+from conftest import assert_passed
+
 pytest.importorskip("torch")
 QUICK = BenchConfig(rounds=1, block_seconds=0.05, max_block=10)
 
@@ -49,7 +51,7 @@ def test_loaded_package_gives_the_source_answers(digits_package):
 @pytest.mark.slow
 def test_unseen_cnn_from_factory_keeps_accuracy(small_cnn, tmp_path):
     out = tmp_path / "pkg"
-    result = build(BuildOptions(f"{small_cnn['model']}:make", weights=small_cnn["weights"], data=small_cnn["data"],
+    result = build(BuildOptions.create(f"{small_cnn['model']}:make", weights=small_cnn["weights"], data=small_cnn["data"],
                                 max_drop=1.0, out=out, bench=QUICK))
     assert result.metric == "accuracy" and result.chosen is not None
     baseline_accuracy = result.baseline.verification.value
@@ -63,7 +65,8 @@ def test_unseen_cnn_from_factory_keeps_accuracy(small_cnn, tmp_path):
     with torch.no_grad():
         source_all = (result.source.module(torch.from_numpy(data["image"])).argmax(1).numpy() == data["labels"]).mean() * 100
     assert abs(accuracy_all - source_all) <= 1.0
-    assert {c.backend for c in result.candidates} >= {"torch", "torchscript", "onnxruntime", "openvino"}
+    assert_passed(result, ["torch", "torchscript", "onnxruntime/fp32", "onnxruntime/fp32+onnxslim",
+                           "onnxruntime/fp32+ort", "openvino"])
 
 
 def test_onnx_source_builds_with_its_own_baseline(digits_package, tmp_path):
@@ -74,17 +77,19 @@ def test_onnx_source_builds_with_its_own_baseline(digits_package, tmp_path):
 
     held = held_out()
     np.savez(data, image=held.inputs["image"][:200], labels=held.labels[:200])
-    result = build(BuildOptions(str(onnx_file), data=data, out=tmp_path / "pkg", bench=QUICK))
+    result = build(BuildOptions.create(str(onnx_file), data=data, out=tmp_path / "pkg", bench=QUICK))
     assert result.baseline.key == "baseline: source on onnxruntime"
     assert {c.backend for c in result.candidates} == {"onnxruntime", "openvino"}
+    assert_passed(result, ["onnxruntime", "openvino"])
     assert result.chosen.passed and (tmp_path / "pkg" / "manifest.json").is_file()
 
 
 def test_backends_restrict_the_search_and_synthetic_data_is_labelled(tmp_path, small_cnn):
-    result = build(BuildOptions(f"{small_cnn['model']}:make", weights=small_cnn["weights"],
+    result = build(BuildOptions.create(f"{small_cnn['model']}:make", weights=small_cnn["weights"],
                                 input_hints=[shipyard.sources.InputHint("image", "float32", (3, 16, 16))],
                                 backends=["onnxruntime"], bench=QUICK))
     assert {c.backend for c in result.candidates} == {"onnxruntime"}
+    assert_passed(result, ["onnxruntime/fp32", "onnxruntime/fp32+onnxslim", "onnxruntime/fp32+ort"])
     assert result.synthetic_data and result.metric == "agreement"
     assert any("speed and fidelity" in n for n in result.notes)
 
@@ -94,7 +99,7 @@ def test_existing_out_is_kept_unless_forced(tmp_path, small_cnn):
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     with pytest.raises(UsageError, match="--force"):
-        build(BuildOptions("example:digits", out=out, bench=QUICK))
+        build(BuildOptions.create("example:digits", out=out, bench=QUICK))
     assert (out / "precious.txt").read_text() == "keep me"
 
 
@@ -103,7 +108,7 @@ def test_failed_build_leaves_no_half_written_package(tmp_path, small_cnn):
     bad = tmp_path / "bad.npz"
     np.savez(bad, image=np.zeros((4, 3, 8, 8), np.float32))
     with pytest.raises(DataError):
-        build(BuildOptions(f"{small_cnn['model']}:make", weights=small_cnn["weights"], data=bad, out=out,
+        build(BuildOptions.create(f"{small_cnn['model']}:make", weights=small_cnn["weights"], data=bad, out=out,
                            input_hints=[shipyard.sources.InputHint("image", "float32", (3, 16, 16))]))
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pkg")]
@@ -119,7 +124,7 @@ def test_minilm_text_package_takes_text(tmp_path):
                                     "The soup was too salty.", "Quarterly results beat expectations.",
                                     "My bicycle has a flat tyre."] * 4))
     out = tmp_path / "pkg"
-    build(BuildOptions(f"hf:{model_folder()}", data=sentences, backends=["onnxruntime"], out=out, bench=QUICK))
+    build(BuildOptions.create(f"hf:{model_folder()}", data=sentences, backends=["onnxruntime"], out=out, bench=QUICK))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"] == [{"name": "text", "datatype": "BYTES", "dtype": "bytes", "shape": [-1], "dims": ["batch"]}]
     unseen = ["Lighthouses guide sailors through fog.", "The compiler rejected the program.",
@@ -128,3 +133,34 @@ def test_minilm_text_package_takes_text(tmp_path):
     expected = sentence_transformers.SentenceTransformer(str(model_folder()), device="cpu").encode(unseen)
     cosine = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
     assert cosine.min() > 0.999
+
+
+def test_a_broken_export_is_caught_by_verification(small_cnn, monkeypatch):
+    """The torch candidate runs the torch.export file the package would ship, not the module in memory."""
+    import dataclasses
+
+    import torch
+
+    from shipyard.convert import torch_program
+
+    class Negated(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, image):
+            return -self.model(image)
+
+    export = torch_program.export_program
+
+    def export_a_broken_model(source, path):
+        return export(dataclasses.replace(source, module=Negated(source.module)), path)
+
+    monkeypatch.setattr(torch_program, "export_program", export_a_broken_model)
+    result = build(BuildOptions.create(f"{small_cnn['model']}:make", weights=small_cnn["weights"],
+                                       data=small_cnn["data"], backends=["torch", "onnxruntime"], metric="cosine",
+                                       bench=QUICK))
+    (torch_candidate,) = [c for c in result.candidates if c.backend == "torch"]
+    assert not torch_candidate.passed and torch_candidate.verification is not None
+    assert_passed(result, ["onnxruntime/fp32"])
+    assert result.chosen.backend == "onnxruntime"

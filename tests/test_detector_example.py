@@ -18,7 +18,7 @@ def detector_package(tmp_path_factory):
     from shipyard.bench import BenchConfig
     from shipyard.pipeline.build import BuildOptions, build
 
-    options = BuildOptions("example:detector", backends=["onnxruntime"], out=tmp_path_factory.mktemp("det") / "pkg",
+    options = BuildOptions.create("example:detector", backends=["onnxruntime"], out=tmp_path_factory.mktemp("det") / "pkg",
                            threads=1, max_eval=4, throughput_batch=2, bench=BenchConfig(rounds=1, block_seconds=0.05))
     result = build(options)
     assert result.package is not None, [c.why_failed for c in result.candidates]

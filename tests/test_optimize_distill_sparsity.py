@@ -30,7 +30,7 @@ STUDENT = textwrap.dedent('''
 def _options(tmp_path, **extra):
     from shipyard.pipeline.build import BuildOptions
 
-    return BuildOptions("example:digits", backends=["onnxruntime"], out=tmp_path / "pkg", max_drop=3.0,
+    return BuildOptions.create("example:digits", backends=["onnxruntime"], out=tmp_path / "pkg", max_drop=3.0,
                         bench=BenchConfig(rounds=1, block_seconds=0.05), **extra)
 
 
@@ -42,7 +42,7 @@ def test_distill_into_student_end_to_end(tmp_path):
     student = tmp_path / "student.py"
     student.write_text(STUDENT)
     options = _options(tmp_path, distill_into=f"{student}:make")
-    options.max_drop = 30.0  # 287 training images and a 6k-parameter student from scratch: ~80%, not 99%
+    options = options.replace(max_drop=30.0)  # 287 training images and a 6k-parameter student from scratch: ~80%, not 99%
     result = build(options)
     params = sum(p.numel() for p in result.source.module.parameters())
     assert params < 10_000  # the student (fused), not the 300k-parameter teacher

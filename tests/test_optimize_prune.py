@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -46,7 +45,7 @@ def test_unknown_protect_and_bad_ratio_are_clear(small_cnn):
 def test_prune_build_cuts_weights_and_keeps_accuracy(small_cnn, tmp_path):
     from shipyard.pipeline.build import BuildOptions, build
 
-    options = BuildOptions(f"{small_cnn['model']}:make", weights=small_cnn["weights"], data=small_cnn["data"],
+    options = BuildOptions.create(f"{small_cnn['model']}:make", weights=small_cnn["weights"], data=small_cnn["data"],
                            prune=0.3, backends=["onnxruntime"], out=tmp_path / "pkg",
                            bench=BenchConfig(rounds=1, block_seconds=0.05))
     result = build(options)

@@ -3,7 +3,6 @@ post-training INT8 on a model built to be hostile to INT8 (one channel with a hu
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -86,8 +85,11 @@ def test_fake_quant_train_and_eval_modes_agree(hostile):
 
 def test_qat_candidates_cover_onnxruntime_and_openvino(hostile):
     source = hostile[0]
+    from shipyard.backends import get_backend
+
     plans = qat_candidates(source, ["onnxruntime", "openvino", "torch"])
-    assert {(c.backend, c.precision) for c in plans} <= {("onnxruntime", "int8"), ("openvino", "int8")}
+    runnable = {(name, "int8") for name in ("onnxruntime", "openvino") if get_backend(name).available()[0]}
+    assert runnable and {(c.backend, c.precision) for c in plans} == runnable  # torch runs no Q/DQ ONNX
     assert all(c.recipe.steps[0].name == "qat" for c in plans)
     assert all(c.key.endswith("+qat(epochs=8)") for c in plans)
     onnx_source = type(source)("m", "onnx", source.signature, "x")
@@ -104,7 +106,7 @@ def test_qat_flag_builds_int8_candidates(tmp_path, monkeypatch):
 
     monkeypatch.setattr(qat_module, "QAT_STEP", Step("qat", {"epochs": 2}))  # seconds, not minutes
 
-    result = build(BuildOptions("example:digits", backends=["onnxruntime"], qat=True,
+    result = build(BuildOptions.create("example:digits", backends=["onnxruntime"], qat=True,
                                 bench=BenchConfig(rounds=1, block_seconds=0.05)))
     qat = [c for c in result.candidates if c.precision == "int8" and any(s.name == "qat" for s in c.recipe.steps)]
     assert qat and qat[0].passed, [c.error or c.why_failed for c in qat]

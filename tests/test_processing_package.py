@@ -48,7 +48,7 @@ def classifier(tmp_path_factory):
     root = tmp_path_factory.mktemp("classifier")
     (root / "classifier.py").write_text(CLASSIFIER)
     (root / "pre.json").write_text(json.dumps(CONFIG))
-    options = BuildOptions(f"{root / 'classifier.py'}:make", input_hints=[InputHint("image", "float32", (3, 64, 64))],
+    options = BuildOptions.create(f"{root / 'classifier.py'}:make", input_hints=[InputHint("image", "float32", (3, 64, 64))],
                            output_names=["logits"], backends=["onnxruntime"], preprocess=root / "pre.json",
                            out=root / "package", threads=1, max_eval=32, bench=BenchConfig(rounds=1, block_seconds=0.05))
     result = build(options)

@@ -44,7 +44,7 @@ def openvino_build(small_cnn, hostile_weights, tmp_path_factory):  # noqa: F811
     from shipyard.pipeline.build import BuildOptions, build
 
     out = tmp_path_factory.mktemp("ac") / "pkg"
-    result = build(BuildOptions(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],
+    result = build(BuildOptions.create(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],
                                 max_drop=1.0, backends=["openvino"], precisions=["int8"], bench=FAST, out=out))
     return result, out
 

@@ -39,7 +39,7 @@ def test_unseen_cnn_builds_int8_within_one_point(small_cnn, tmp_path):
     from shipyard.pipeline.build import BuildOptions, build
 
     out = tmp_path / "pkg"
-    result = build(BuildOptions(f"{small_cnn['model']}:make", weights=small_cnn["weights"], data=small_cnn["data"],
+    result = build(BuildOptions.create(f"{small_cnn['model']}:make", weights=small_cnn["weights"], data=small_cnn["data"],
                                 max_drop=1.0, backends=["onnxruntime"], precisions=["int8"], out=out, bench=FAST))
     assert result.chosen is not None and result.chosen.precision in ("int8", "mixed")
     assert result.chosen.verification.drop <= 1.0
@@ -109,7 +109,7 @@ def test_debug_precision_on_openvino_finds_the_breaking_conv(small_cnn, hostile_
 def test_time_budget_stops_the_search_and_says_so(small_cnn, hostile_weights):
     from shipyard.pipeline.build import BuildOptions, build
 
-    result = build(BuildOptions(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],
+    result = build(BuildOptions.create(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],
                                 max_drop=1.0, backends=["onnxruntime"], precisions=["int8"], bench=FAST,
                                 time_budget=0.0))
     assert result.chosen is None

@@ -44,7 +44,7 @@ def minilm_package(tmp_path_factory):
     os.environ["SHIPYARD_NO_CACHE"] = "1"  # quantise for real: a warm cache must not hide a regression
     out = tmp_path_factory.mktemp("minilm") / "pkg"
     try:
-        result = build(BuildOptions(f"hf:{model_folder()}", data=SENTENCES, max_drop=1.0, precisions=["int8"],
+        result = build(BuildOptions.create(f"hf:{model_folder()}", data=SENTENCES, max_drop=1.0, precisions=["int8"],
                                     backends=["onnxruntime"], out=out, bench=BenchConfig(rounds=1, block_seconds=0.05)))
     finally:
         os.environ.pop("SHIPYARD_NO_CACHE", None)

@@ -185,7 +185,7 @@ def test_hostile_model_is_rescued_on_ncnn_by_keeping_the_broken_layer_fp32(small
     from shipyard.search.debug_precision import debug_precision
 
     hostile_weights = very_hostile_weights
-    result = build(BuildOptions(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],
+    result = build(BuildOptions.create(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],
                                 max_drop=1.0, backends=["ncnn"], precisions=["int8"], threads=1,
                                 out=tmp_path / "pkg", bench=FAST))
     plain = [c for c in result.candidates if c.precision == "int8"]

@@ -1,4 +1,6 @@
-"""``shipyard serve`` as a real process (SIGTERM drains in-flight requests), ``shipyard loadtest``."""
+"""``shipyard serve`` as a real process: a real ONNX Runtime package answered to tritonclient, SIGTERM draining
+in-flight requests (on the fake backend's slow model, which keeps requests in flight long enough), and
+``shipyard loadtest``."""
 
 from __future__ import annotations
 
@@ -38,24 +40,64 @@ def request(port, method, path, body=None, timeout=20):
         conn.close()
 
 
+def wait_for_queue_depth(port: int, model: str, depth: int, seconds: float = 30) -> None:
+    """Poll ``/metrics`` until ``depth`` requests wait in ``model``'s queue (bounded by ``seconds``)."""
+    wanted = f'shipyard_queue_depth{{model="{model}"}} {float(depth)}'
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if wanted in request(port, "GET", "/metrics")[1].decode():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{model}'s queue never held {depth} requests")
+
+
+def start_server(folders, *flags: str) -> tuple[subprocess.Popen, int, int]:
+    """``shipyard serve FOLDERS…`` in a process of its own on free loopback ports, once it is ready."""
+    http_port, grpc_port = free_port(), free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "shipyard.cli.main", "serve", *map(str, folders), "--http-port",
+                             str(http_port), "--grpc-port", str(grpc_port), *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if request(http_port, "GET", "/v2/health/ready")[0] == 200:
+                return proc, http_port, grpc_port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"shipyard serve did not become ready: {proc.communicate(timeout=30)[1][-2000:]}")
+
+
+@pytest.mark.backend("tritonclient")
+def test_a_real_package_served_by_the_process_answers_tritonclient(digits_package):
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    import shipyard
+
+    proc, http_port, grpc_port = start_server([digits_package], "--no-access-log")
+    try:
+        x = shipyard.load(digits_package).signature.inputs[0]
+        images = np.random.default_rng(3).random((3, *x.shape[1:]), dtype=np.float32)
+        expected = shipyard.load(digits_package).run({x.name: images})["logits"]
+        for module, url in ((httpclient, f"127.0.0.1:{http_port}"), (grpcclient, f"127.0.0.1:{grpc_port}")):
+            client = module.InferenceServerClient(url)
+            feed = module.InferInput(x.name, list(images.shape), "FP32")
+            feed.set_data_from_numpy(images)
+            got = client.infer("digits", [feed]).as_numpy("logits")
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 @pytest.fixture
 def served(tmp_path):
     folder = write_fake_package(tmp_path / "slow", "slow", delay_ms=300)
-    http_port, grpc_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "shipyard.cli.main", "serve", str(folder), "--http-port",
-                             str(http_port), "--grpc-port", str(grpc_port), "--max-batch-size", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc, http_port, grpc_port = start_server([folder], "--max-batch-size", "1")
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if request(http_port, "GET", "/v2/health/ready")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("shipyard serve did not become ready")
         yield proc, http_port, grpc_port
     finally:
         if proc.poll() is None:
@@ -70,7 +112,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(served):
                for _ in range(3)]
     for worker in workers:
         worker.start()
-    time.sleep(0.15)
+    wait_for_queue_depth(port, "slow", 2)  # one request running, two waiting: all three are in flight
     proc.send_signal(signal.SIGTERM)
     for worker in workers:
         worker.join(30)

@@ -141,7 +141,7 @@ def test_build_packages_the_split_and_names_op_and_parts(tmp_path):
     from shipyard.sources import InputHint
     import custom_op_model as demo
 
-    options = BuildOptions(f"{demo.__file__}:make_model", input_hints=[InputHint("image", "float32", (3, 16, 16))],
+    options = BuildOptions.create(f"{demo.__file__}:make_model", input_hints=[InputHint("image", "float32", (3, 16, 16))],
                            backends=["onnxruntime", "split"], out=tmp_path / "package", threads=1, max_eval=32,
                            bench=BenchConfig(rounds=1, block_seconds=0.05))
     result = build(options)

@@ -17,9 +17,6 @@ import platform
 import shutil
 from dataclasses import dataclass, field
 
-_PACKAGES = {"torch": "torch", "torchscript": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino",
-             "split": "torch"}
-"""Backends written before the ``package`` attribute existed → their pip package."""
 _NEEDS_COMPILER = ("tvm", "aoti")
 
 
@@ -55,8 +52,8 @@ def backend_statuses() -> list[BackendStatus]:
             continue
         backend = get_backend(name)
         ok, why = backend.available()
-        package = getattr(backend, "package", _PACKAGES.get(name, name))
-        statuses.append(BackendStatus(name, ok, package_version(package), "" if ok else why, _converter_notes(name)))
+        statuses.append(BackendStatus(name, ok, package_version(backend.package), "" if ok else why,
+                                      _converter_notes(name)))
     return statuses
 
 

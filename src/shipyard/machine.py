@@ -60,6 +60,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("SHIPYARD_CACHE", Path.home() / ".cache" / "shipyard"))
 
 
+def examples_cache() -> Path:
+    """Trained weights of the built-in examples, keyed by their recipe: ``$SHIPYARD_EXAMPLES_CACHE``,
+    by default ``cache_root() / "examples"`` (tests share this one while each run gets a fresh cache_root)."""
+    return Path(os.environ.get("SHIPYARD_EXAMPLES_CACHE", cache_root() / "examples"))
+
+
 def describe() -> dict[str, object]:
     """The machine as a package's manifest records it."""
     this = cpu()

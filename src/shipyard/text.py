@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -52,7 +51,3 @@ def decode_texts(values: np.ndarray) -> list[str]:
             raise DataError(f"input {TEXT_INPUT!r} holds {type(item).__name__}; expected UTF-8 text")
         texts.append(item)
     return texts
-
-
-def frontend_in_package(frontend: TextFrontend, package_dir: Path, relative: str) -> TextFrontend:
-    return TextFrontend(package_dir / relative, frontend.max_length, frontend.input_names)

@@ -40,8 +40,8 @@ from shipyard.errors import BackendUnavailable, ConversionError, DataError
 from shipyard.records import Artifact, Candidate, Recipe, Signature, numpy_dtype
 
 if TYPE_CHECKING:
-    from shipyard.workshop import Workshop
     from shipyard.sources.base import Source
+    from shipyard.workshop import Workshop
 
 
 class Session:
@@ -91,15 +91,23 @@ class Runtime:
     formats: tuple[str, ...] = ()
     package: str = ""
     """What ``pip install`` brings the runtime (``shipyard doctor`` shows it)."""
+    module: str = ""
+    """The Python module the runtime imports as; ``available()`` checks it is installed."""
     converts: dict[str, str] = {}
     """``convert(format=…)`` targets this backend makes → the artifact format each starts from."""
     quantizers: dict[str, str] = {}
     """``quantize(method=…)`` methods this backend owns → the artifact format each starts from."""
 
     def available(self) -> tuple[bool, str]:
-        raise NotImplementedError
+        """Cheap, never raises: whether the runtime's module is installed (backends may check more)."""
+        return require_module(self.module, self.package)
 
     def load(self, artifact: Artifact, threads: int) -> Session:
+        """A session on ``artifact``; says how to install the runtime when it is missing."""
+        ensure_available(self)
+        return self._load_impl(artifact, threads)
+
+    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         raise NotImplementedError
 
     def plans(self, source: Source, precision: str) -> list[Candidate]:

@@ -70,11 +70,11 @@ def build_options(args: argparse.Namespace):
     """The library's ``BuildOptions`` from parsed ``build`` arguments."""
     from shipyard.backends import backend_names
     from shipyard.inputs import parse_input_shape
-    from shipyard.pipeline.build import BuildOptions
+    from shipyard.pipeline.options import BuildOptions
     from shipyard.pipeline.plan import PRECISIONS, parse_list
-    from shipyard.dataset import ImageOptions
 
-    options = BuildOptions(
+    threads = {"threads": args.threads} if args.threads else {}
+    return BuildOptions.create(
         args.model, weights=args.weights, data=args.data, name=args.name, max_drop=args.max_drop,
         backends=parse_list(args.backends, backend_names(), "backends"),
         precisions=parse_list(args.precisions, PRECISIONS, "precisions"), out=args.out, force=args.force,
@@ -85,10 +85,7 @@ def build_options(args: argparse.Namespace):
         time_budget=args.time_budget, calibration_size=args.calibration_size, lossless=not args.no_fuse, prune=args.prune,
         prune_criterion=args.prune_criterion, protect=args.protect, distill_into=args.distill_into,
         sparsity=args.sparsity, qat=args.qat, target=args.target, tune_seconds=args.tune_seconds,
-        preprocess=args.preprocess)
-    if args.threads:
-        options.threads = args.threads
-    return options
+        preprocess=args.preprocess, **threads)
 
 
 def _image_options(args: argparse.Namespace):
@@ -126,15 +123,14 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Build a built-in example, show the table, then load the package and run it."""
-    from shipyard.pipeline.build import BuildOptions, build
     from shipyard.cli.console import ConsoleReporter, out, print_result
+    from shipyard.pipeline.build import build_model
 
     with tempfile.TemporaryDirectory(prefix="shipyard-demo-") as scratch:
         target = args.out or Path(scratch) / "package"
-        options = BuildOptions(f"example:{args.example}", out=target, force=args.out is None)
-        if args.threads:
-            options.threads = args.threads
-        result = build(options, ConsoleReporter())
+        threads = {"threads": args.threads} if args.threads else {}
+        result = build_model(f"example:{args.example}", ConsoleReporter(), out=target, force=args.out is None,
+                             **threads)
         print_result(result)
         if result.package is None:
             return 1

@@ -51,13 +51,13 @@ def _export(source: Source, args: tuple, path: Path, exporter: str, opset: int) 
     import torch
 
     signature = source.signature
-    dynamic_axes = _dynamic_axes(signature)
+    axes = dynamic_axes(signature)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             source.module, args, None if exporter == "dynamo" else str(path),
             input_names=signature.input_names, output_names=signature.output_names,
-            opset_version=opset, dynamic_axes=dynamic_axes, dynamo=exporter == "dynamo",
+            opset_version=opset, dynamic_axes=axes, dynamo=exporter == "dynamo",
             **({"optimize": True, "verbose": False, "custom_translation_table": _translations(source)}
                if exporter == "dynamo" else {"do_constant_folding": True}))
     if program is not None:
@@ -87,7 +87,7 @@ def _translations(source: Source) -> dict | None:
     return translation_table(source.module) or None
 
 
-def _dynamic_axes(signature: Signature) -> dict[str, dict[int, str]]:
+def dynamic_axes(signature: Signature) -> dict[str, dict[int, str]]:
     axes: dict[str, dict[int, str]] = {}
     for spec in (*signature.inputs, *signature.outputs):
         named = {i: d for i, d in enumerate(spec.shape) if isinstance(d, str)}

@@ -19,9 +19,7 @@ Example::
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from shipyard.errors import PackageError, UsageError
 from shipyard.records import Signature

@@ -10,7 +10,7 @@ training happens later, per candidate (``shipyard.optimize.qat``), because it en
 
 Example::
 
-    >>> source = apply_model_transforms(source, BuildOptions("example:digits", prune=0.3), parts, reporter)  # doctest: +SKIP
+    >>> source = apply_model_transforms(source, TrainingOptions(prune=0.3), parts, reporter)  # doctest: +SKIP
     >>> [str(s) for s in source.steps]                                                                  # doctest: +SKIP
     ['prune(ratio=0.3, criterion=l2, ...)', 'fold-bn(layers=12)', 'reparam(branches=9)']
 """
@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from shipyard.optimize.steps import fuse_step, prune_step, sparsity_step, distill_step
 
 if TYPE_CHECKING:
-    from shipyard.pipeline.build import BuildOptions, Reporter
+    from shipyard.pipeline.build import Reporter
+    from shipyard.pipeline.options import TrainingOptions
     from shipyard.dataset import Split
     from shipyard.records import Step
     from shipyard.sources.base import Source
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["apply_model_transforms", "transformed_source"]
 
 
-def apply_model_transforms(source: Source, options: BuildOptions, data: Split, reporter: Reporter) -> Source:
+def apply_model_transforms(source: Source, options: TrainingOptions, data: Split, reporter: Reporter) -> Source:
     """The source after the transforms ``options`` ask for (the source itself when none applies)."""
     wanted = [name for name, on in (("--distill-into", options.distill_into), ("--prune", options.prune),
                                     ("--sparsity", options.sparsity), ("--qat", options.qat)) if on]

@@ -17,12 +17,12 @@ def load_student(spec: str, signature: Signature) -> Any:
     """The untrained student module from ``FILE.py:FUNCTION``, checked against ``signature``."""
     import torch
 
-    from shipyard.sources.torch_factory import _find_factory
+    from shipyard.sources.torch_factory import find_factory
 
     file_part, _, function = spec.rpartition(":")
     if not file_part or not function:
         raise UsageError(f"--distill-into {spec!r}: expected FILE.py:FUNCTION returning an nn.Module")
-    factory = _find_factory(Path(file_part), function)
+    factory = find_factory(Path(file_part), function)
     try:
         student = factory()
     except Exception as exc:

@@ -63,7 +63,7 @@ def qat_fallback(plans: list[Candidate], workshop: Workshop, verify: Any) -> lis
     """QAT candidates when every post-training INT8 candidate missed the budget; else nothing.
 
     ``verify(candidates)`` makes, verifies and opens sessions for new candidates (the pipeline's
-    ``_make_and_verify`` closure, the same one the mixed-precision search uses). Returns the QAT
+    ``Verifier``, the same one the mixed-precision search uses). Returns the QAT
     candidates tried, for the caller to add to its plans.
     """
     int8 = [c for c in plans if c.precision == "int8"]
@@ -114,7 +114,7 @@ def export_qdq_onnx(module: Any, source: Source, path: Path) -> Artifact:
 
     import torch
 
-    from shipyard.convert.onnx_export import _dynamic_axes, check_onnx, spec_example
+    from shipyard.convert.onnx_export import dynamic_axes, check_onnx, spec_example
 
     args = tuple(torch.from_numpy(spec_example(s)) for s in source.signature.inputs)
     try:
@@ -122,7 +122,7 @@ def export_qdq_onnx(module: Any, source: Source, path: Path) -> Artifact:
             warnings.simplefilter("ignore")
             torch.onnx.export(module.eval(), args, str(path), input_names=source.signature.input_names,
                               output_names=source.signature.output_names, opset_version=ONNX_OPSET,
-                              dynamic_axes=_dynamic_axes(source.signature), dynamo=False, do_constant_folding=True)
+                              dynamic_axes=dynamic_axes(source.signature), dynamo=False, do_constant_folding=True)
         fold_weight_quantization(path)
         check_onnx(path)
     except Exception as exc:

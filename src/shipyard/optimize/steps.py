@@ -11,7 +11,8 @@ from shipyard.dataset import Dataset
 from shipyard.records import Step
 
 if TYPE_CHECKING:
-    from shipyard.pipeline.build import BuildOptions, Reporter
+    from shipyard.pipeline.build import Reporter
+    from shipyard.pipeline.options import TrainingOptions
     from shipyard.optimize.train import TrainConfig
     from shipyard.sources.base import Source
 
@@ -33,7 +34,7 @@ def _how(data: Dataset) -> str:
     return "labels+distill" if data.labels is not None else "distill"
 
 
-def distill_step(source: Source, options: BuildOptions, data: Dataset, reporter: Reporter,
+def distill_step(source: Source, options: TrainingOptions, data: Dataset, reporter: Reporter,
                  steps: list[Step]) -> Any:
     from shipyard.optimize.distill import load_student
     from shipyard.optimize.prune import count_parameters
@@ -52,7 +53,7 @@ def distill_step(source: Source, options: BuildOptions, data: Dataset, reporter:
     return student
 
 
-def prune_step(source: Source, module: Any, options: BuildOptions, data: Dataset, reporter: Reporter,
+def prune_step(source: Source, module: Any, options: TrainingOptions, data: Dataset, reporter: Reporter,
                steps: list[Step]) -> Any:
     from shipyard.optimize.prune import check_prune_options, prune
     from shipyard.optimize.train import fit, tensors
@@ -150,7 +151,7 @@ def _flat(result: Any) -> list[Any]:
     return [result]
 
 
-def sparsity_step(source: Source, module: Any, options: BuildOptions, data: Dataset, reporter: Reporter,
+def sparsity_step(source: Source, module: Any, options: TrainingOptions, data: Dataset, reporter: Reporter,
                   steps: list[Step]) -> Any:
     from shipyard.optimize import sparsity as sp
     from shipyard.optimize.train import fit

@@ -20,7 +20,7 @@ from shipyard.package.manifest import FORMAT_VERSION, MANIFEST, public_signature
 from shipyard.records import Artifact, Candidate
 
 if TYPE_CHECKING:
-    from shipyard.pipeline.build import BuildOptions, BuildResult
+    from shipyard.pipeline.build import BuildResult
 
 
 
@@ -32,7 +32,8 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise UsageError(f"--out {out} exists and is not empty; pass --force to replace it")
 
 
-def write_package(result: BuildResult, options: BuildOptions, out: Path, work: Path) -> Path:
+def write_package(result: BuildResult, out: Path) -> Path:
+    """Write ``result``'s chosen candidate as a package at ``out``, atomically."""
     chosen = result.chosen
     assert chosen is not None
     out = out.resolve()
@@ -42,10 +43,10 @@ def write_package(result: BuildResult, options: BuildOptions, out: Path, work: P
         artifact = _package_artifact(chosen)
         files = _copy_artifact(artifact, staging / "model")
         text = _copy_tokenizer(result, staging)
-        manifest = manifest_for(result, options, chosen, artifact, files, text)
+        manifest = manifest_for(result, chosen, artifact, files, text)
         from shipyard.processing.package import add_to_manifest, attach_processing
 
-        config = options.preprocess or result.source.processing_config
+        config = result.options.output.preprocess or result.source.processing_config
         add_to_manifest(manifest, attach_processing(config, artifact.signature, staging))
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         (staging / "candidates.json").write_text(json.dumps([c.to_json() for c in result.candidates], indent=2))
@@ -85,10 +86,9 @@ def _copy_tokenizer(result: BuildResult, staging: Path) -> dict[str, Any] | None
             "input_names": list(frontend.input_names)}
 
 
-def manifest_for(result: BuildResult, options: BuildOptions, chosen: Candidate, artifact: Artifact,
+def manifest_for(result: BuildResult, chosen: Candidate, artifact: Artifact,
                  files: list[str], text: dict[str, Any] | None) -> dict[str, Any]:
     signature = public_signature(artifact.signature, text)
-    verification = chosen.verification
     return {
         "format_version": FORMAT_VERSION,
         "name": result.source.name,
@@ -108,11 +108,11 @@ def manifest_for(result: BuildResult, options: BuildOptions, chosen: Candidate, 
         "metrics": _metrics(result, chosen),
         "candidates": [c.to_json() for c in result.candidates],
         "baseline": result.baseline.to_json() if result.baseline else None,
-        "source": {"model": options.model, "kind": result.source.kind, "content_hash": result.source.content_hash,
+        "source": {"model": result.options.source.model, "kind": result.source.kind, "content_hash": result.source.content_hash,
                    "task": result.source.task},
         "data": {"description": result.data_description, "synthetic": result.synthetic_data,
                  "calibration_samples": result.calibration_size, "evaluation_samples": result.evaluation_size,
-                 "metric": result.metric, "max_drop": options.max_drop},
+                 "metric": result.metric, "max_drop": result.options.search.max_drop},
         "machine": machine.describe(),
         "notes": result.notes,
         "cpp_loading": _cpp_note(artifact.format),

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shipyard.errors import DataError
 from shipyard.processing.config import config_from_json
-from shipyard.processing.package import IMAGE_INPUT, config_json_of, signature_from_manifest
+from shipyard.processing.package import (
+    IMAGE_INPUT,
+    config_json_of,
+    signature_from_manifest,
+)
 from shipyard.records import Signature
 
 if TYPE_CHECKING:

@@ -19,7 +19,6 @@ from shipyard.quantize.layerwise import LayerError
 from shipyard.records import Candidate, Recipe, Step
 
 
-
 def debuggable() -> dict[str, tuple[str, ...]]:
     """Backend → the INT8 methods whose layers it can compare one by one (``--backend`` / ``--method``)."""
     from shipyard.backends import all_backends
@@ -43,13 +42,13 @@ def debug_precision(model: str, data: Path | None, weights: Path | None = None, 
                     method: str | None = None, calibration: str = "minmax", samples: int = 16,
                     calibration_size: int = 300) -> PrecisionReport:
     """Quantise ``model`` for ``backend`` on ``data`` and compare it with FP32 layer by layer."""
-    from shipyard.workshop import Workshop
-    from shipyard.inputs import hints_from_npz, load_build_data
+    from shipyard.backends import get_backend
     from shipyard.dataset import ImageOptions
+    from shipyard.inputs import hints_from_npz, load_build_data
     from shipyard.quantize.calibration import calibration_set
     from shipyard.search.rescue import responsible_layers
-    from shipyard.backends import get_backend
     from shipyard.sources import load_source
+    from shipyard.workshop import Workshop
 
     methods = debuggable()
     if backend not in methods:

@@ -27,8 +27,9 @@ from shipyard.records import Candidate, Recipe, Step
 
 if TYPE_CHECKING:
     from shipyard.backends.base import Session
+    from shipyard.pipeline.build import Reporter
+    from shipyard.pipeline.options import SearchOptions
     from shipyard.workshop import Workshop
-    from shipyard.pipeline.build import BuildOptions, Reporter
 
 RESCUABLE = ("static-qdq", "dynamic", "nncf", "ncnn-int8")
 MAX_ATTEMPTS = 5
@@ -41,7 +42,7 @@ Verify = Callable[[list[Candidate]], "dict[str, Session]"]
 class Search:
     workshop: Workshop
     verify: Verify
-    options: BuildOptions
+    options: SearchOptions
     reporter: Reporter
     started: float
 
@@ -54,9 +55,9 @@ class Search:
         self.workshop.notes.setdefault("mixed precision", []).append(text)
 
 
-def rescue(plans: list[Candidate], sessions: dict, workshop: Workshop, verify: Verify,
-           options: BuildOptions, reporter: Reporter) -> list[Candidate]:
-    """Mixed-precision candidates for every INT8 candidate that missed the budget; ``sessions`` grows."""
+def rescue(plans: list[Candidate], workshop: Workshop, verify: Verify, options: SearchOptions,
+           reporter: Reporter) -> list[Candidate]:
+    """Mixed-precision candidates for every INT8 candidate that missed the budget, each verified by ``verify``."""
     search = Search(workshop, verify, options, reporter, time.monotonic())
     tried: list[Candidate] = []
     for candidate in [c for c in plans if _rescuable(c)]:
@@ -67,7 +68,7 @@ def rescue(plans: list[Candidate], sessions: dict, workshop: Workshop, verify: V
             break
         own = get_backend(candidate.backend).own_rescue(candidate, workshop.calibration, options.max_drop)
         if own is not None:
-            tried.append(_own_rescue(candidate, own, sessions, search))
+            tried.append(_own_rescue(candidate, own, search))
             if tried[-1].passed:
                 continue
         reporter.stage(f"{candidate.key} missed the budget: finding the layers responsible")
@@ -76,14 +77,14 @@ def rescue(plans: list[Candidate], sessions: dict, workshop: Workshop, verify: V
         except Exception as exc:  # a runtime failing to expose a model's tensors is a result, not a crash
             search.note(f"{candidate.key}: cannot compare layer by layer ({type(exc).__name__}: {str(exc)[:200]})")
             continue
-        tried += _attempts(candidate, diagnosis, sessions, search)
+        tried += _attempts(candidate, diagnosis, search)
     return tried
 
 
-def _own_rescue(candidate: Candidate, attempt: Candidate, sessions: dict, search: Search) -> Candidate:
+def _own_rescue(candidate: Candidate, attempt: Candidate, search: Search) -> Candidate:
     """The backend's own accuracy-aware attempt, verified on the evaluation set like the rest."""
     search.reporter.stage(f"{attempt.key}: reverting layers until the drop is within {search.options.max_drop:g}")
-    sessions.update(search.verify([attempt]))
+    search.verify([attempt])
     outcome = (f"passes ({attempt.verification.metric} drop {attempt.verification.drop:.2f})" if attempt.passed
                else f"misses too ({attempt.why_failed})")
     search.note(f"{candidate.key} missed the budget; {attempt.key} {outcome}")
@@ -97,7 +98,7 @@ def _rescuable(candidate: Candidate) -> bool:
             and last.options.get("method") in RESCUABLE and candidate.artifact is not None)
 
 
-def _attempts(candidate: Candidate, diagnosis: Diagnosis, sessions: dict, search: Search) -> list[Candidate]:
+def _attempts(candidate: Candidate, diagnosis: Diagnosis, search: Search) -> list[Candidate]:
     ranked = diagnosis.layers
     activations = candidate.recipe.steps[-1].options.get("method") in ("static-qdq", "nncf")
     quantized = {n for n, op in diagnosis.graph.ops.items() if op in QUANTIZED_OPS}
@@ -116,7 +117,7 @@ def _attempts(candidate: Candidate, diagnosis: Diagnosis, sessions: dict, search
             return tried
         attempt = _mixed(candidate, sorted(kept))
         search.reporter.stage(f"{attempt.key}: trying with {len(kept)} layers in FP32")
-        sessions.update(search.verify([attempt]))
+        search.verify([attempt])
         tried.append(attempt)
         if attempt.passed:
             search.note(f"{candidate.key} missed the budget; keeping {len(kept)} layers in FP32 passes "

@@ -16,7 +16,7 @@ def load_factory_source(spec: str, weights: Path | None, hints: list[InputHint],
                         output_names: list[str] | None = None) -> Source:
     file_part, _, function = spec.rpartition(":")
     path = Path(file_part)
-    factory = _find_factory(path, function)
+    factory = find_factory(path, function)
     try:
         module = factory()
     except Exception as exc:
@@ -35,7 +35,7 @@ def load_factory_source(spec: str, weights: Path | None, hints: list[InputHint],
                   task=guess_task(signature), module=module, path=path)
 
 
-def _find_factory(path: Path, function: str) -> Any:
+def find_factory(path: Path, function: str) -> Any:
     if not path.is_file():
         raise SourceError(f"model file {str(path)!r} does not exist; expected file.py:function")
     module_name = f"shipyard_user_{path.stem}"

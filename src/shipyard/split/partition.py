@@ -29,7 +29,7 @@ class Part:
     module_paths: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        where = _span(self.module_paths)
+        where = span(self.module_paths)
         if self.kind == "torch":
             return f"{self.name}: {', '.join(sorted(set(self.ops)))} in PyTorch ({where})"
         return f"{self.name}: {len(self.ops)} ops ({where})"
@@ -161,7 +161,7 @@ def _module_paths(nodes: list) -> list[str]:
     return paths
 
 
-def _span(paths: list[str]) -> str:
+def span(paths: list[str]) -> str:
     named = [p or "<root>" for p in paths]
     if len(named) <= 3:
         return ", ".join(named) or "<root>"

@@ -52,9 +52,9 @@ def split_plans(source: Source) -> list[Candidate]:
 
 
 def _part_label(part) -> str:
-    from shipyard.split.partition import _span
+    from shipyard.split.partition import span
 
-    return ", ".join(sorted(set(part.ops))) if part.kind == "torch" else _span(part.module_paths)
+    return ", ".join(sorted(set(part.ops))) if part.kind == "torch" else span(part.module_paths)
 
 
 _CUTS: list[tuple] = []

@@ -4,25 +4,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shipyard.backends.base import Runtime, Session, ensure_available, require_module
+from shipyard.backends.base import Runtime, Session
 from shipyard.records import Artifact, Candidate, Recipe
 
 if TYPE_CHECKING:
-    from shipyard.workshop import Workshop
     from shipyard.sources.base import Source
+    from shipyard.workshop import Workshop
 
 
 class AotiBackend(Runtime):
     name = "aoti"
     formats = ("aoti",)
     package = "torch"
+    module = "torch"
     converts = {"aoti": "torch-export"}
 
-    def available(self) -> tuple[bool, str]:
-        return require_module("torch", "torch")
 
-    def load(self, artifact: Artifact, threads: int) -> Session:
-        ensure_available(self)
+    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.aoti.session import load_aoti
 
         return load_aoti(artifact, threads)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shipyard.backends.base import ONNX, Runtime, Session, ensure_available, require_module
+from shipyard.backends.base import ONNX, Runtime, Session
 from shipyard.records import Artifact, Candidate
 
 if TYPE_CHECKING:
-    from shipyard.workshop import Workshop
     from shipyard.sources.base import Source
+    from shipyard.workshop import Workshop
 
 WEIGHT_OPTIONS = {"fp32": {}, "fp16": {"fp16": True}, "int8": {"weight_bits": 8}}
 """MNN's converter ``--fp16`` / ``--weightQuantBits 8`` store weights smaller; x86 computes in float."""
@@ -19,13 +19,11 @@ class MnnBackend(Runtime):
     name = "mnn"
     formats = ("mnn",)
     package = "MNN"
+    module = "MNN"
     converts = {"mnn": "onnx"}
 
-    def available(self) -> tuple[bool, str]:
-        return require_module("MNN", "MNN")
 
-    def load(self, artifact: Artifact, threads: int) -> Session:
-        ensure_available(self)
+    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.mnn.session import MnnSession
 
         return MnnSession(artifact, threads)

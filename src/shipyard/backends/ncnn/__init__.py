@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shipyard.backends.base import LayerViews, Runtime, Session, ensure_available, require_module
+from shipyard.backends.base import LayerViews, Runtime, Session
 from shipyard.records import Artifact, Candidate, Recipe
 
 if TYPE_CHECKING:
-    from shipyard.workshop import Workshop
     from shipyard.sources.base import Source
+    from shipyard.workshop import Workshop
 
 NCNN = Recipe().then("export", format="torchscript").then("convert", format="ncnn")
 
@@ -27,14 +27,12 @@ class NcnnBackend(Runtime):
     name = "ncnn"
     formats = ("ncnn",)
     package = "ncnn"
+    module = "ncnn"
     converts = {"ncnn": "torchscript"}
     quantizers = {"ncnn-int8": "ncnn"}
 
-    def available(self) -> tuple[bool, str]:
-        return require_module("ncnn", "ncnn")
 
-    def load(self, artifact: Artifact, threads: int) -> Session:
-        ensure_available(self)
+    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.ncnn.session import NcnnSession
 
         return NcnnSession(artifact, threads)

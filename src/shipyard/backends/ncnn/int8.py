@@ -17,7 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from shipyard.backends.ncnn.format import FP16_TAG, INT8_TAG, Blob, Graph, Layer, read_graph, split_weights
+from shipyard.backends.ncnn.format import (
+    FP16_TAG,
+    INT8_TAG,
+    Blob,
+    Graph,
+    Layer,
+    read_graph,
+    split_weights,
+)
 from shipyard.dataset import Dataset
 from shipyard.errors import ConversionError
 from shipyard.records import Artifact

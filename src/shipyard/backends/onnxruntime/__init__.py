@@ -7,26 +7,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shipyard.backends.base import (ONNX, LayerViews, Runtime, Session, ensure_available, fp32_onnx_recipe,
-                                    require_module)
+from shipyard.backends.base import ONNX, LayerViews, Runtime, Session, fp32_onnx_recipe
 from shipyard.records import Artifact, Candidate, Recipe
 
 if TYPE_CHECKING:
-    from shipyard.workshop import Workshop
     from shipyard.sources.base import Source
+    from shipyard.workshop import Workshop
 
 
 class OnnxRuntimeBackend(Runtime):
     name = "onnxruntime"
     formats = ("onnx",)
     package = "onnxruntime"
+    module = "onnxruntime"
     quantizers = {"static-qdq": "onnx", "dynamic": "onnx", "fp16": "onnx"}
 
-    def available(self) -> tuple[bool, str]:
-        return require_module("onnxruntime", "onnxruntime")
 
-    def load(self, artifact: Artifact, threads: int) -> Session:
-        ensure_available(self)
+    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.onnxruntime.session import OnnxRuntimeSession
 
         return OnnxRuntimeSession(artifact, threads)
@@ -52,7 +49,10 @@ class OnnxRuntimeBackend(Runtime):
             from shipyard.backends.onnxruntime.fp16 import convert_fp16
 
             return convert_fp16(previous, path)
-        from shipyard.backends.onnxruntime.int8 import quantize_dynamic_int8, quantize_static_qdq
+        from shipyard.backends.onnxruntime.int8 import (
+            quantize_dynamic_int8,
+            quantize_static_qdq,
+        )
 
         if method == "dynamic":
             return quantize_dynamic_int8(previous, path, bool(options.get("per_channel", True)), keep)

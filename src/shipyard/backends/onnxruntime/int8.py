@@ -16,13 +16,17 @@ from shipyard.errors import ConversionError
 from shipyard.records import Artifact
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")
-_QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 
 
 def quantize_static_qdq(onnx: Artifact, path: Path, calibration: Dataset, method: str = "minmax",
                         per_channel: bool = True, keep_fp32: list[str] | None = None) -> Artifact:
     """Static QDQ INT8 of ``onnx`` at ``path``, activation ranges from ``calibration``."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     if method not in CALIBRATIONS:
         raise ConversionError(f"unknown calibration {method!r}; expected one of {', '.join(CALIBRATIONS)}")

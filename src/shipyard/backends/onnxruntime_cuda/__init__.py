@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shipyard.backends.base import ONNX, Runtime, Session, ensure_available
+from shipyard.backends.base import ONNX, Runtime, Session
 from shipyard.backends.gpu import gpu_missing
 from shipyard.records import Artifact, Candidate
 
@@ -37,8 +37,7 @@ class OrtGpuBackend(Runtime):
         missing = gpu_missing()
         return (False, f"not available: {missing}") if missing else (True, "")
 
-    def load(self, artifact: Artifact, threads: int) -> Session:
-        ensure_available(self)
+    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.onnxruntime_cuda.session import OrtGpuSession
 
         return OrtGpuSession(artifact, self.provider)

@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shipyard.backends.base import (ONNX, LayerViews, Runtime, Session, ensure_available, fp32_onnx_recipe,
-                                    require_module)
+from shipyard.backends.base import ONNX, LayerViews, Runtime, Session, fp32_onnx_recipe
 from shipyard.records import Artifact, Candidate, Recipe
 
 if TYPE_CHECKING:
-    from shipyard.workshop import Workshop
     from shipyard.sources.base import Source
+    from shipyard.workshop import Workshop
 
 OPENVINO = ONNX.then("convert", format="openvino")
 
@@ -22,14 +21,12 @@ class OpenVinoBackend(Runtime):
     name = "openvino"
     formats = ("openvino", "onnx")
     package = "openvino"
+    module = "openvino"
     converts = {"openvino": "onnx"}
     quantizers = {"nncf": "openvino", "nncf-weights": "openvino", "nncf-accuracy-control": "openvino"}
 
-    def available(self) -> tuple[bool, str]:
-        return require_module("openvino", "openvino")
 
-    def load(self, artifact: Artifact, threads: int) -> Session:
-        ensure_available(self)
+    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.openvino.session import OpenVinoSession
 
         return OpenVinoSession(artifact, threads)
@@ -55,7 +52,9 @@ class OpenVinoBackend(Runtime):
     def quantize(self, workshop: Workshop, previous: Artifact, path: Path, method: str,
                  options: dict[str, Any]) -> Artifact:
         if method == "nncf-accuracy-control":
-            from shipyard.backends.openvino.accuracy_control import quantize_accuracy_control
+            from shipyard.backends.openvino.accuracy_control import (
+                quantize_accuracy_control,
+            )
 
             return quantize_accuracy_control(previous, path, workshop.calibration_data(),
                                              options.get("metric", "agreement"), float(options.get("max_drop", 1.0)))

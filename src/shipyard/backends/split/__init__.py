@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shipyard.backends.base import Runtime, Session, ensure_available, require_module
+from shipyard.backends.base import Runtime, Session, require_module
 from shipyard.records import Artifact, Candidate
 
 if TYPE_CHECKING:
@@ -18,14 +18,13 @@ if TYPE_CHECKING:
 class SplitBackend(Runtime):
     name = "split"
     formats = ("split",)
-    package = "torch onnxruntime"
+    package = "torch"
 
     def available(self) -> tuple[bool, str]:
         ok, why = require_module("torch", "torch")
         return (ok, why) if not ok else require_module("onnxruntime", "onnxruntime")
 
-    def load(self, artifact: Artifact, threads: int) -> Session:
-        ensure_available(self)
+    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.split.session import SplitSession
 
         return SplitSession(artifact, threads)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shipyard.backends.base import ONNX, Runtime, Session, ensure_available, require_module
+from shipyard.backends.base import ONNX, Runtime, Session, require_module
 from shipyard.backends.gpu import gpu_missing
 from shipyard.records import Artifact, Candidate
 
 if TYPE_CHECKING:
-    from shipyard.workshop import Workshop
     from shipyard.sources.base import Source
+    from shipyard.workshop import Workshop
 
 
 class TensorRtBackend(Runtime):
@@ -29,8 +29,7 @@ class TensorRtBackend(Runtime):
         missing = gpu_missing()
         return (False, f"not available: {missing}") if missing else (True, "")
 
-    def load(self, artifact: Artifact, threads: int) -> Session:
-        ensure_available(self)
+    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.tensorrt.session import TensorRtSession
 
         return TensorRtSession(artifact)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shipyard.backends.base import Runtime, Session, ensure_available, require_module
+from shipyard.backends.base import Runtime, Session, ensure_available
 from shipyard.records import Artifact, Candidate, Recipe, Signature
 
 if TYPE_CHECKING:
@@ -19,12 +19,10 @@ class TorchBackend(Runtime):
     name = "torch"
     formats = ("torch-export",)
     package = "torch"
+    module = "torch"
 
-    def available(self) -> tuple[bool, str]:
-        return require_module("torch", "torch")
 
-    def load(self, artifact: Artifact, threads: int) -> Session:
-        ensure_available(self)
+    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.torch.session import load_program
 
         return load_program(artifact, threads)

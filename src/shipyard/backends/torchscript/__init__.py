@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shipyard.backends.base import Runtime, Session, ensure_available, require_module
+from shipyard.backends.base import Runtime, Session
 from shipyard.records import Artifact, Candidate, Recipe
 
 if TYPE_CHECKING:
@@ -15,12 +15,10 @@ class TorchScriptBackend(Runtime):
     name = "torchscript"
     formats = ("torchscript",)
     package = "torch"
+    module = "torch"
 
-    def available(self) -> tuple[bool, str]:
-        return require_module("torch", "torch")
 
-    def load(self, artifact: Artifact, threads: int) -> Session:
-        ensure_available(self)
+    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.torchscript.session import load_torchscript
 
         return load_torchscript(artifact, threads)

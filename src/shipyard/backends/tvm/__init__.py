@@ -4,25 +4,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shipyard.backends.base import ONNX, Runtime, Session, ensure_available, require_module
+from shipyard.backends.base import ONNX, Runtime, Session
 from shipyard.records import Artifact, Candidate, Recipe
 
 if TYPE_CHECKING:
-    from shipyard.workshop import Workshop
     from shipyard.sources.base import Source
+    from shipyard.workshop import Workshop
 
 
 class TvmBackend(Runtime):
     name = "tvm"
     formats = ("tvm",)
     package = "apache-tvm"
+    module = "tvm"
     converts = {"tvm": "onnx"}
 
-    def available(self) -> tuple[bool, str]:
-        return require_module("tvm", "apache-tvm")
 
-    def load(self, artifact: Artifact, threads: int) -> Session:
-        ensure_available(self)
+    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.tvm.session import TvmSession
 
         return TvmSession(artifact, threads)

@@ -23,7 +23,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipyard.backends.tvm.convert import host_target, import_onnx, need_compiler, tvm_errors
+from shipyard.backends.tvm.convert import (
+    host_target,
+    import_onnx,
+    need_compiler,
+    tvm_errors,
+)
 from shipyard.errors import ConversionError
 from shipyard.records import Artifact, Signature
 

@@ -136,7 +136,6 @@ def example_data(count: int = 8, seed: int = 0) -> Dataset:
 
 def load():
     """The ``example:detector`` source, with its processing config attached for the package."""
-    import os
 
     from shipyard.sources.base import Source, hash_state_dict
     from shipyard.sources.torch_module import InputHint, describe_module
@@ -146,7 +145,7 @@ def load():
     signature = describe_module(model, [InputHint("image", "float32", (3, SIZE, SIZE))],
                                 ["class_logits", "box_regression"])
     content = hash_state_dict(model.state_dict(), extra="detector")
-    cache = machine.cache_root() / "examples" / f"detector-{content}"
+    cache = machine.examples_cache() / f"detector-{content}"
     return Source(name="detector", kind="torch", signature=signature, content_hash=content, module=model,
                   example_data=example_data(), processing_config=processing_config(cache, reference))
 

@@ -8,7 +8,6 @@ The trained weights are cached (safetensors) so later builds skip training.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +106,7 @@ def trained_model() -> DigitsNet:
 
 
 def _cache_dir() -> Path:
-    return machine.cache_root() / "examples"
+    return machine.examples_cache()
 
 
 def held_out() -> Dataset:

@@ -1,0 +1,55 @@
+"""The bench and choose stages: time every verified candidate beside the baseline, pick the fastest that passed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shipyard.bench import BenchConfig, time_sessions
+from shipyard.records import Candidate, Timing
+from shipyard.verify import trim_padding
+
+if TYPE_CHECKING:
+    from shipyard.backends.base import Session
+    from shipyard.dataset import Dataset
+    from shipyard.pipeline.options import SearchOptions
+
+BASELINE = "baseline"
+
+
+def time_candidates(candidates: list[Candidate], sessions: dict[str, Session], evaluation: Dataset,
+                    search: SearchOptions) -> None:
+    """Batch-1 latency and batched throughput of every candidate with a session, in alternating blocks."""
+    timed = [c for c in candidates if timing_key(c) in sessions]
+    one = trim_padding(next(evaluation.batches(1)))
+    many = trim_padding(_batch_feed(evaluation, search.throughput_batch))
+    latency = time_sessions(sessions, one, search.bench)
+    batched = time_sessions(sessions, many, BenchConfig(rounds=2, block_seconds=search.bench.block_seconds,
+                                                        max_block=10))
+    size = len(next(iter(many.values())))
+    for candidate in timed:
+        stats, stats_many = latency[timing_key(candidate)], batched[timing_key(candidate)]
+        old = candidate.timing
+        candidate.timing = Timing(stats.p50_ms, stats.p90_ms, stats.p99_ms, stats.mean_ms, stats.calls,
+                                  throughput=size / (stats_many.p50_ms / 1000), throughput_batch=size,
+                                  load_ms=old.load_ms, peak_rss_mb=old.peak_rss_mb, size_mb=old.size_mb)
+
+
+def timing_key(candidate: Candidate) -> str:
+    return BASELINE if candidate.name.startswith(BASELINE) else candidate.key
+
+
+def choose(candidates: list[Candidate], optimize_for: str) -> Candidate | None:
+    """The passing candidate with the lowest batch-1 p50 (or the highest throughput)."""
+    passing = [c for c in candidates if c.passed and c.timing and c.timing.calls]
+    if not passing:
+        return None
+    if optimize_for == "throughput":
+        return max(passing, key=lambda c: c.timing.throughput)
+    return min(passing, key=lambda c: c.timing.p50_ms)
+
+
+def _batch_feed(evaluation: Dataset, size: int) -> dict:
+    import numpy as np
+
+    index = np.arange(size) % len(evaluation)
+    return evaluation.take(index).inputs
