@@ -13,12 +13,12 @@ from typing import Any
 
 from shipyard.records import TensorSpec
 from shipyard.serve.errors import BadRequest
-from shipyard.serve.repository import ModelFace
+from shipyard.serve.repository import ModelFace, Repository, ServedModel
 
 SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 
-TF_DTYPES = {"FP32": "DT_FLOAT", "FP64": "DT_DOUBLE", "FP16": "DT_HALF", "BF16": "DT_BFLOAT16",
+TF_DTYPES = {"FP32": "DT_FLOAT", "FP64": "DT_DOUBLE", "FP16": "DT_HALF",
              "INT8": "DT_INT8", "INT16": "DT_INT16", "INT32": "DT_INT32", "INT64": "DT_INT64",
              "UINT8": "DT_UINT8", "UINT16": "DT_UINT16", "UINT32": "DT_UINT32", "UINT64": "DT_UINT64",
              "BOOL": "DT_BOOL", "BYTES": "DT_STRING"}
@@ -46,6 +46,14 @@ def model_spec(model: ModelFace, signature: bool = True) -> dict[str, Any]:
     if signature:
         spec["signature_name"] = SIGNATURE
     return spec
+
+
+def status_models(repository: Repository, name: str, version: str | None) -> list[ServedModel]:
+    """The models a status request names: the version asked for, or every version of the name."""
+    if version:
+        return [repository.get(name, version)]
+    repository.get(name)  # raises ModelNotFound naming the served models
+    return list(repository.models[name].values())
 
 
 def version_status(model: ModelFace, ready: bool) -> dict[str, Any]:

@@ -59,14 +59,9 @@ def _model(state: ServerState, request: Request) -> ServedModel:
 
 
 def _status(state: ServerState, request: Request) -> Response:
-    name, version = request.path_params["model"], request.path_params.get("version")
-    models = [state.repository.get(name, version)] if version else _versions(state, name)
+    models = tfserving.status_models(state.repository, request.path_params["model"],
+                                     request.path_params.get("version"))
     return JSONResponse({"model_version_status": [tfserving.version_status(m, state.ready) for m in models]})
-
-
-def _versions(state: ServerState, name: str) -> list[ServedModel]:
-    state.repository.get(name)  # raises ModelNotFound with the served names
-    return list(state.repository.models[name].values())
 
 
 async def _method(state: ServerState, request: Request) -> Response:
