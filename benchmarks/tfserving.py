@@ -68,14 +68,18 @@ def callers(server, x: np.ndarray) -> dict:
 
     from shipyard.serve.tfserving_protos import load_protos
 
-    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+    conn = [http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)]
     kserve_body = json.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": list(x.shape),
                                           "data": x.reshape(-1).tolist()}]})
     tfs_body = json.dumps({"instances": x.tolist()})
 
     def post(path: str, body: str) -> None:
-        conn.request("POST", path, body, {"Content-Type": "application/json"})
-        reply = conn.getresponse()
+        try:
+            conn[0].request("POST", path, body, {"Content-Type": "application/json"})
+        except (BrokenPipeError, ConnectionResetError):  # the server closed the idle keep-alive connection
+            conn[0] = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+            conn[0].request("POST", path, body, {"Content-Type": "application/json"})
+        reply = conn[0].getresponse()
         assert reply.status == 200, reply.read()
         reply.read()
 
