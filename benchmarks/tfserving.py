@@ -54,10 +54,10 @@ def measure_loading(rounds: int) -> list[list[str]]:
 
 def build_digits() -> Path:
     from shipyard.bench import BenchConfig
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
 
     out = Path(tempfile.mkdtemp()) / "digits"
-    build(BuildOptions("example:digits", out=out, backends=["onnxruntime"], threads=1,
+    build(BuildOptions.create("example:digits", out=out, backends=["onnxruntime"], threads=1,
                        bench=BenchConfig(rounds=1, block_seconds=0.05)))
     return out
 

