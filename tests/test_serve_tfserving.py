@@ -285,34 +285,65 @@ def test_grpc_text_as_string_val(tfs, stubs, packages):
                                   shipyard.load(packages["words"]).run({"text": texts})["y"])
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.slow
 @pytest.mark.backend("tensorflow_serving")
-def test_server_start_does_not_import_tensorflow(packages):
-    """The TF Serving protos load without TensorFlow's runtime, and a later ``import tensorflow`` still works."""
-    script = textwrap.dedent(f"""
+def test_shipyard_serve_answers_tf_serving_clients_without_loading_tensorflow(tfs, packages):
+    """``shipyard serve`` as a user starts it; its process never maps TensorFlow's runtime library."""
+    import time
+
+    http_port, grpc_port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "shipyard.cli.main", "serve", str(packages["words"]),
+                             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--no-access-log"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        server = type("Ports", (), {"http_port": http_port, "grpc_port": grpc_port})()
+        deadline = time.time() + 120
+        while True:
+            try:
+                if rest(server, "/v1/models/words")[0] == 200:
+                    break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert rest(server, "/v1/models/words:predict", {"instances": ["hello world"]}) == (200, {"predictions": [[5.0]]})
+        import grpc
+
+        stub = tfs.prediction_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
+        proto = tensor_proto(tfs, np.array([b"hello"], dtype=object), "DT_STRING")
+        assert from_proto(stub.Predict(predict_request(tfs, "words", {"text": proto}), timeout=30).outputs["y"]).tolist() == [[2.0]]
+        with open(f"/proc/{proc.pid}/maps") as maps:
+            assert "libtensorflow_framework" not in maps.read()
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=60)[0]
+    assert "TensorFlow Serving API: REST /v1/models/{m}[:predict], gRPC PredictionService" in output, output
+
+
+@pytest.mark.slow
+@pytest.mark.backend("tensorflow_serving")
+def test_tensorflow_imported_after_the_bare_protos_shares_their_messages():
+    script = textwrap.dedent("""
         import sys
-        import numpy as np
-        from shipyard.serve import Server, ServerConfig
-        server = Server([{str(packages['words'])!r}], ServerConfig(http_port=0, grpc_port=0))
-        with server.running():
-            import grpc
-            from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-            print("after start", "tensorflow" in sys.modules, flush=True)
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = "words"
-            request.inputs["text"].dtype = 7
-            request.inputs["text"].tensor_shape.dim.add(size=1)
-            request.inputs["text"].string_val.append(b"hello")
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{{server.grpc_port}}"))
-            reply = stub.Predict(request, timeout=30)
-            print("after predict", "tensorflow" in sys.modules, flush=True)
-            import tensorflow as tf
-            print("answer", tf.make_ndarray(reply.outputs["y"]).tolist(), flush=True)
+        from shipyard.serve.tfserving_protos import load_protos
+        protos = load_protos()
+        assert "tensorflow" not in sys.modules
+        import tensorflow as tf
+        request = protos.predict.PredictRequest()
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto([[1.5, 2.5]]))
+        print(tf.make_ndarray(request.inputs["x"]).tolist())
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = [line for line in done.stdout.splitlines() if line.startswith(("after", "answer"))]
-    assert lines == ["after start False", "after predict False", "answer [[2.0]]"], done.stdout
+    assert done.stdout.splitlines()[-1] == "[[1.5, 2.5]]"
 
 
 def test_without_tensorflow_serving_api_kserve_grpc_still_serves(packages, monkeypatch, caplog):
