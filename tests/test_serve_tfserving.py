@@ -113,6 +113,8 @@ def test_rest_status_and_metadata(server):
     ("/v1/models/nope", None, 404, "'nope' is not served"),
     ("/v1/models/digits/versions/7/metadata", None, 404, "no version '7'"),
     ("/v1/models/digits:classify", {"instances": [1]}, 400, "expected ':predict'"),
+    ("/v1/models/digits/labels/stable", None, 404, "version labels are not served"),
+    ("/v1/models/digits/labels/stable:predict", {"instances": [1]}, 404, "is not a TensorFlow Serving route"),
     ("/v1/models/digits:predict", {"instances": [[1, 2]]}, 400, "input 'image' has shape [1, 2]"),
     ("/v1/models/digits:predict", {"inputs": {"pixels": [1]}}, 400, "'pixels' is not an input"),
     ("/v1/models/digits:predict", {"instances": [1], "signature_name": "other"}, 400, "signature_name 'other'"),

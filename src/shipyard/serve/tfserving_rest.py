@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shipyard.serve import tfserving
-from shipyard.serve.errors import BadRequest, ServeError
+from shipyard.serve.errors import BadRequest, ModelNotFound, ServeError
 from shipyard.serve.repository import ServedModel
 from shipyard.serve.state import ServerState
 from shipyard.serve.tfserving_json import parse_predict, predict_response
@@ -40,7 +40,13 @@ def routes(state: ServerState) -> list[Route]:
     for prefix in ("/v1/models/{model}", "/v1/models/{model}/versions/{version}"):
         table += [Route(prefix, status, methods=["GET"]), Route(prefix + "/metadata", metadata, methods=["GET"]),
                   Route(prefix + ":{method}", method, methods=["POST"])]
-    return table
+    return table + [Route("/v1/{rest:path}", _unknown, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])]
+
+
+async def _unknown(request: Request) -> Response:
+    return _error(ModelNotFound(f"{request.method} {request.url.path} is not a TensorFlow Serving route here; "
+                                f"expected GET /v1/models/{{m}}[/versions/{{v}}][/metadata] or POST "
+                                f"/v1/models/{{m}}[/versions/{{v}}]:predict (version labels are not served)"))
 
 
 def _guard(make: Callable[[], Response]) -> Response:
