@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_line, markdown_table, write_section  # noqa: E402
+from _report import machine_line, markdown_table, write_section
 
 LOAD = {
     "bare tensorflow package (what the server does)":
@@ -135,11 +135,11 @@ def main() -> None:
         machine_line(1) + f" Load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f}.",
         f"Loading the TF Serving gRPC protos in a fresh process, median of {args.rounds} alternating runs:",
         markdown_table(["how", "seconds", "peak RSS MB", "TensorFlow runtime imported"], loading),
-        f"One client, one digits sample per request (ONNX Runtime package), {args.rounds} alternating blocks "
-        f"of {args.block} requests, median of the blocks' p50 (first 10 % of each block dropped):",
+        (f"One client, one digits sample per request (ONNX Runtime package), {args.rounds} alternating blocks "
+         f"of {args.block} requests, median of the blocks' p50 (first 10 % of each block dropped):"),
         markdown_table(["face", "p50 ms", "vs KServe HTTP JSON"], requests),
     ]))
-    print(open(Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md").read().split("begin:tfserving")[1])
+    print((Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md").read_text().split("begin:tfserving")[1])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,10 @@ MASK = TensorSpec("mask", "int64", ("batch", 2))
 TEXT = TensorSpec("text", "bytes", ("batch",))
 
 
-def face(inputs, outputs=(TensorSpec("y", "float32", ("batch", 1)),), name="m") -> ModelFace:
+Y = TensorSpec("y", "float32", ("batch", 1))
+
+
+def face(inputs, outputs=(Y,), name="m") -> ModelFace:
     return ModelFace(name, "3", "onnxruntime", Signature(tuple(inputs), tuple(outputs)), 8)
 
 

@@ -80,7 +80,7 @@ def load_protos() -> Protos:
                                     f"not installed; {INSTALL_HINT}")
     try:
         return _import_all() if "tensorflow" in sys.modules else _import_with_bare_tensorflow()
-    except Exception as exc:  # noqa: BLE001 - a broken optional extra must not stop the server
+    except Exception as exc:  # a broken optional extra must not stop the server
         raise ProtosUnavailable(f"the TensorFlow Serving protos failed to load ({type(exc).__name__}: {exc}); "
                                 f"expected tensorflow-serving-api built for this protobuf: {INSTALL_HINT}") from exc
 
