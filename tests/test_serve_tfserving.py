@@ -333,7 +333,7 @@ def test_shipyard_serve_answers_tf_serving_clients_without_loading_tensorflow(tf
 
 @pytest.mark.slow
 @pytest.mark.backend("tensorflow_serving")
-def test_tensorflow_imported_after_the_bare_protos_shares_their_messages():
+def test_tensorflow_imported_after_the_bare_protos_shares_their_messages(tfs):
     script = textwrap.dedent("""
         import sys
         from shipyard.serve.tfserving_protos import load_protos
@@ -440,7 +440,9 @@ def test_text_package_over_rest_and_grpc(real_server, minilm_package):
     np.testing.assert_array_equal(np.asarray(answer["predictions"], np.float32), expected)
     status, answer = rest(real_server, f"/v1/models/{name}:predict", {"inputs": {"text": texts}})
     np.testing.assert_array_equal(np.asarray(answer["outputs"], np.float32), expected)
-    if importlib_spec("tensorflow_serving"):
+    from shipyard.serve.tfserving_protos import status
+
+    if status()[0]:  # and over gRPC when tensorflow-serving-api is installed
         import grpc
 
         from shipyard.serve.tfserving_protos import load_protos
@@ -473,9 +475,3 @@ def test_image_package_takes_b64_jpegs_and_answers_named_outputs(real_server, cl
     outputs = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["outputs"]
     assert {k: v["dtype"] for k, v in outputs.items()} == {"labels": "DT_STRING", "scores": "DT_FLOAT",
                                                            "indices": "DT_INT64"}
-
-
-def importlib_spec(name: str):
-    import importlib.util
-
-    return importlib.util.find_spec(name)
