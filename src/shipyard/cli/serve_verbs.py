@@ -81,9 +81,18 @@ def run_serve(args: argparse.Namespace) -> int:
     server = Server(args.packages, config, options)
     print(f"serving {', '.join(sorted(server.state.repository.models))} on http://{args.host}:{args.http_port}"
           + (f" and grpc://{args.host}:{args.grpc_port}" if config.grpc_port is not None else ""), flush=True)
+    _print_tfserving(config.grpc_port is not None)
     server.run()
     print("stopped", flush=True)
     return 0
+
+
+def _print_tfserving(grpc_on: bool) -> None:
+    from shipyard.serve.tfserving_protos import status
+
+    ok, why = status() if grpc_on else (False, "gRPC is off")
+    print("TensorFlow Serving API: REST /v1/models/{m}[:predict]" + (", gRPC PredictionService and ModelService"
+          if ok else f"; its gRPC services are off: {why}"), flush=True)
 
 
 def run_loadtest(args: argparse.Namespace) -> int:

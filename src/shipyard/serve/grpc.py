@@ -141,6 +141,9 @@ def make_server(state: ServerState, address: str) -> tuple[Any, int]:
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
                                       ("grpc.max_send_message_length", 2 ** 31 - 1)])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(state), server)
+    from shipyard.serve.tfserving_grpc import add_services
+
+    add_services(server, state)  # TensorFlow Serving's PredictionService and ModelService, when installed
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind gRPC to {address}; expected a free port")

@@ -62,6 +62,9 @@ def make_app(state: ServerState) -> Any:
         routes += [Route(prefix, model_metadata), Route(prefix + "/config", model_config),
                    Route(prefix + "/ready", model_ready),
                    Route(prefix + "/infer", infer, methods=["POST"])]
+    from shipyard.serve.tfserving_rest import routes as tfserving_routes
+
+    routes += tfserving_routes(state)  # TensorFlow Serving's /v1/models/… on the same port
     return AccessLogMiddleware(Starlette(routes=routes))
 
 
