@@ -65,7 +65,7 @@ def test_hostile_model_gets_an_accuracy_control_attempt(openvino_build):
     assert verification.metric == "accuracy" and verification.samples == result.evaluation_size
     assert verification.drop < plain.verification.drop          # reverting layers recovered accuracy
     assert control.passed == (verification.drop <= 1.0) and control.timing.p50_ms > 0
-    assert any("nncf.quantize_with_accuracy_control" in n for n in result.notes)
+    assert any(AC in n and "missed the budget" in n for n in result.notes)
 
 
 @pytest.mark.slow

@@ -60,7 +60,7 @@ def test_plan_has_onnx_parts_around_a_torch_part(split_artifact):
     assert [s["kind"] for s in plan["steps"]] == ["onnx", "torch", "onnx"]
     assert plan["steps"][1]["ops"] == [OP_NAME]
     assert plan["steps"][0]["module_paths"][0].startswith("stem")
-    assert plan["ops"][0]["file"] == "ops/demo.py"
+    assert plan["ops"][0]["file"] == "ops/custom_op_model.py"
 
 
 @pytest.mark.parametrize("batch", [1, 5])
