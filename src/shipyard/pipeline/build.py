@@ -197,14 +197,18 @@ def _accuracy_aware_search(plans: list[Candidate], verify: Verifier, workshop: W
 def _baseline(source: Source, reference: dict, evaluation: Dataset, metric: str, max_drop: float) -> Candidate:
     """The source model as given, run eagerly (or by ONNX Runtime for ONNX sources): the yardstick."""
     eager = source.kind != "onnx"
-    baseline = Candidate("torch" if eager else "onnxruntime", "fp32", Recipe(),
-                         name=f"{BASELINE}: " + ("torch eager" if eager else "source on onnxruntime"))
+    backend, label = ("torch", "torch eager") if eager else ("onnxruntime", "source on onnxruntime")
+    if source.reference is not None:
+        backend, label = source.reference.framework, f"source in {source.reference.description}"
+    baseline = Candidate(backend, "fp32", Recipe(), name=f"{BASELINE}: {label}")
     baseline.verification = verify_outputs(metric, reference, reference, evaluation.labels, max_drop)
     baseline.timing = Timing(0, 0, 0, 0, 0)
     return baseline
 
 
 def _reference_session(source: Source, threads: int) -> Session:
+    if source.reference is not None:  # converted from Paddle, TensorFlow, Caffe: its own framework runs it
+        return source.reference.open_session(threads)
     if source.kind in ("torch", "torchscript"):
         return get_backend("torch").session_for_module(source.module, source.signature, threads)
     try:

@@ -5,6 +5,9 @@
     file.onnx             an ONNX model
     file.pt / file.ts     a TorchScript archive
     file.py:function      a factory returning an nn.Module (weights from --weights)
+    paddle:DIR            a Paddle inference model (also file.pdmodel, paddle:file.json)
+    tf:DIR                a TensorFlow SavedModel (also file.keras)
+    caffe:NET:WEIGHTS     a Caffe net.prototxt and its weights.caffemodel
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ def load_source(spec: str, weights: Path | None = None, hints: list[InputHint] |
         from shipyard.sources.huggingface import load_hf_source
 
         return load_hf_source(Path(spec[3:]))
+    framework = _load_framework(spec)
+    if framework is not None:
+        return framework
     if spec.endswith(".onnx"):
         from shipyard.sources.onnx_file import load_onnx_source
 
@@ -43,7 +49,25 @@ def load_source(spec: str, weights: Path | None = None, hints: list[InputHint] |
 
         return load_torchscript_source(Path(spec), hints, output_names)
     raise SourceError(f"cannot tell what model {spec!r} is; expected file.onnx, file.py:function, "
-                      f"file.pt (TorchScript), hf:DIR or example:NAME")
+                      f"file.pt (TorchScript), hf:DIR, paddle:DIR, tf:DIR, file.keras, "
+                      f"caffe:NET.prototxt:WEIGHTS.caffemodel or example:NAME")
+
+
+def _load_framework(spec: str) -> Source | None:
+    """Models from Paddle, TensorFlow and Caffe (shipyard.frameworks), or None for other forms."""
+    if spec.startswith("paddle:") or spec.endswith(".pdmodel"):
+        from shipyard.frameworks.paddle.source import load_paddle_source
+
+        return load_paddle_source(Path(spec.removeprefix("paddle:")))
+    if spec.startswith("tf:") or spec.endswith(".keras"):
+        from shipyard.frameworks.tensorflow.source import load_tensorflow_source
+
+        return load_tensorflow_source(Path(spec.removeprefix("tf:")))
+    if spec.startswith("caffe:"):
+        from shipyard.frameworks.caffe.source import load_caffe_source
+
+        return load_caffe_source(spec.removeprefix("caffe:"))
+    return None
 
 
 def _load_example(name: str) -> Source:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from shipyard.records import Signature, Step
 
@@ -18,6 +18,18 @@ class TextFrontend:
     max_length: int
     input_names: tuple[str, ...]
     """Which of ``input_ids``, ``attention_mask``, ``token_type_ids`` the model takes, in order."""
+
+
+@dataclass(frozen=True)
+class FrameworkReference:
+    """The framework a converted model came from; it, not the converted ONNX, gives the reference outputs."""
+
+    framework: str
+    """``paddle``, ``tensorflow`` or ``caffe``."""
+    description: str
+    """How the reference runs, shown as the baseline's name (``Paddle Inference 3.3.1``)."""
+    open_session: Callable[[int], Any]
+    """``threads -> Session`` that runs the original model in its framework."""
 
 
 @dataclass
@@ -44,6 +56,8 @@ class Source:
     """Model-level steps already applied to ``module`` (fold-bn, prune…); every recipe starts with them."""
     processing_config: Path | None = None
     """A ``--preprocess`` config that comes with the model (built-in examples), used when none is given."""
+    reference: FrameworkReference | None = None
+    """For models converted from another framework (kind ``onnx``, ``path`` the converted file)."""
 
 
 def hash_files(*paths: Path, extra: str = "") -> str:

@@ -1,0 +1,1 @@
+"""PaddlePaddle inference models: converted with paddle2onnx, verified against Paddle Inference."""
