@@ -72,15 +72,32 @@ def _load_model(folder: Path, pooling: Pooling | None) -> tuple[Any, str]:
     except ImportError as exc:
         raise SourceError("hf: models need transformers: pip install 'shipyard[text]'") from exc
     auto = transformers.AutoModel if pooling else transformers.AutoModelForSequenceClassification
+    safetensors = _uses_safetensors(folder)
     try:
-        backbone = auto.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
+        # weights_only: a pytorch_model.bin is read by torch's restricted unpickler, never a full unpickle
+        backbone = auto.from_pretrained(str(folder), local_files_only=True, use_safetensors=safetensors,
+                                        weights_only=True)
     except Exception as exc:
-        raise SourceError(f"cannot load {folder} with transformers ({type(exc).__name__}: {exc}); "
-                          f"expected a folder with config.json and model.safetensors") from exc
+        if "Weights only load failed" in str(exc):
+            raise SourceError(f"{folder}/pytorch_model.bin holds more than tensors (objects a full unpickle would "
+                              f"run code to build), so it is refused; expected a state dict of tensors, or "
+                              f"model.safetensors") from exc
+        raise SourceError(f"cannot load {folder} with transformers ({type(exc).__name__}: {str(exc)[:300]}); "
+                          f"expected a folder with config.json and model.safetensors (or pytorch_model.bin "
+                          f"holding only tensors)") from exc
     backbone.eval()
     if pooling:
         return _Embedder(backbone, pooling), "sentence_embedding"
     return _Classifier(backbone), "logits"
+
+
+def _uses_safetensors(folder: Path) -> bool:
+    """Safetensors when the folder has them; else the older ``pytorch_model.bin`` (sharded or not)."""
+    if any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").is_file():
+        return True
+    if (folder / "pytorch_model.bin").is_file() or (folder / "pytorch_model.bin.index.json").is_file():
+        return False
+    raise SourceError(f"{folder} has no weights; expected model.safetensors or pytorch_model.bin beside config.json")
 
 
 class _Embedder(torch.nn.Module):
