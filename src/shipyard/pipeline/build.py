@@ -127,7 +127,7 @@ def _road(work: Path, original: Source, options: BuildOptions, reporter: Reporte
     search = options.search
     reporter.stage("reading data")
     data = read_data(original, options.data, search.metric, "int8" in (search.precisions or ()))
-    for note in data.notes:
+    for note in [*original.notes, *data.notes]:  # a converted source's notes say how it was converted
         reporter.note(note)
     source = apply_model_transforms(original, options.training, data.parts, reporter)
     plans, skipped = _plans(source, search, options.training, reporter)
@@ -145,7 +145,7 @@ def _road(work: Path, original: Source, options: BuildOptions, reporter: Reporte
     for session in {id(s): s for s in (reference_session, *verify.sessions.values())}.values():
         session.close()
     result = _result(source, data, plans + skipped, choose(plans, search.optimize_for), baseline, options,
-                     [n for ns in workshop.notes.values() for n in ns])
+                     [*original.notes, *(n for ns in workshop.notes.values() for n in ns)])
     if result.chosen is None:
         reporter.note("no candidate stayed inside the accuracy budget; nothing was packaged")
     return result
