@@ -36,8 +36,11 @@ def build(variant: str):
     add(net, "bn1", "BatchNorm", "conv1", "conv1")
     add(net, "scale1", "Scale", "conv1", "conv1", scale_param=caffe_pb2.ScaleParameter(bias_term=True))
     add(net, "relu1", "ReLU", "conv1", "conv1")
-    add(net, "pool1", "Pooling", "conv1", "pool1",
-        pooling_param=caffe_pb2.PoolingParameter(pool=caffe_pb2.PoolingParameter.MAX, kernel_size=3, stride=2))
+    if variant == "avepad":  # Caffe's average counts the padding; ONNX AveragePool by default does not
+        pool = caffe_pb2.PoolingParameter(pool=caffe_pb2.PoolingParameter.AVE, kernel_size=3, stride=2, pad=1)
+    else:  # 12 → 6: Caffe rounds the pooled size up
+        pool = caffe_pb2.PoolingParameter(pool=caffe_pb2.PoolingParameter.MAX, kernel_size=3, stride=2)
+    add(net, "pool1", "Pooling", "conv1", "pool1", pooling_param=pool)
     add(net, "conv2", "Convolution", "pool1", "conv2",
         convolution_param=caffe_pb2.ConvolutionParameter(num_output=8, kernel_size=[3], pad=[1], group=2))
     add(net, "relu2", "ReLU", "conv2", "conv2")
@@ -48,12 +51,13 @@ def build(variant: str):
     add(net, "prob", "Softmax", "fc", "prob")
     weights = caffe_pb2.NetParameter()
     weights.CopyFrom(net)
+    side = 7 if variant == "avepad" else 6
     for layer in weights.layer:
-        _fill(layer)
+        _fill(layer, side)
     return net, weights
 
 
-def _fill(layer):
+def _fill(layer, side):
     if layer.type == "Convolution":
         p = layer.convolution_param
         channels_in = {"conv1": 3, "conv2": 8}[layer.name] // max(p.group, 1)
@@ -67,7 +71,7 @@ def _fill(layer):
         blob(layer, RNG.uniform(0.5, 1.5, (8,)))
         blob(layer, RNG.normal(0, 0.1, (8,)))
     elif layer.type == "InnerProduct":
-        blob(layer, RNG.normal(0, 0.2, (5, 8 * 6 * 6)))
+        blob(layer, RNG.normal(0, 0.2, (5, 8 * side * side)))
         blob(layer, RNG.normal(0, 0.1, (5,)))
 
 

@@ -110,7 +110,10 @@ def _finish(path: Path, report: dict) -> None:
             tensor.CopyFrom(numpy_helper.from_array(np.array([0, -1], dtype=np.int64), tensor.name))
     for value in (*model.graph.input, *model.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
-    onnx.checker.check_model(model, full_check=True)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # e.g. an Upsample node, which opset 10 replaced by Resize
+        raise SourceError(f"caffe-onnx's graph is not valid ONNX at opset {OPSET}: {str(exc)[:300]}") from exc
     onnx.save(model, str(path))
 
 
