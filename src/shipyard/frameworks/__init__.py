@@ -1,18 +1,35 @@
-"""Models from other frameworks: each converted to ONNX, each verified against its own framework.
+"""The frameworks models are converted from, run as themselves: the reference for a converted source.
 
-One folder per framework, each with its ``source`` (find the files, convert, signature, hash) and
-its ``session`` (the framework's own runtime behind the ``Session`` protocol, which gives the build
-its reference outputs and baseline):
+A source loaded from Paddle, TensorFlow or Caffe (``shipyard.sources.paddle``, ``.tensorflow``,
+``.caffe``) is an ONNX file plus a ``FrameworkReference``; the build asks ``reference_session`` for
+the session that gives every candidate's yardstick and the baseline's timing:
 
-    paddle/       paddle:DIR, file.pdmodel   paddle2onnx; Paddle Inference's predictor as reference
-    tensorflow/   tf:DIR, file.keras         tf2onnx; the SavedModel's serving signature as reference
-    caffe/        caffe:NET:WEIGHTS          caffe-onnx (in a child process); its graph checked layer by layer
+    paddle.py       Paddle Inference's predictor on the program and parameters
+    tensorflow.py   the SavedModel's serving signature in TensorFlow
+    caffe.py        caffe-onnx's graph, checked layer by layer when loaded, on ONNX Runtime
 
-Nothing here is imported until a model of that kind is loaded.
+Each module imports its framework only when a session is opened.
 """
 
 from __future__ import annotations
 
-from shipyard.frameworks.extras import FRAMEWORK_EXTRAS, FrameworkStatus, framework_statuses
+import importlib
 
-__all__ = ["FRAMEWORK_EXTRAS", "FrameworkStatus", "framework_statuses"]
+from shipyard.backends.base import Session
+from shipyard.errors import SourceError
+from shipyard.sources.base import Source
+
+_MODULES = {"paddle": "shipyard.frameworks.paddle", "tensorflow": "shipyard.frameworks.tensorflow",
+            "caffe": "shipyard.frameworks.caffe"}
+
+
+def reference_session(source: Source, threads: int) -> Session:
+    """The session that runs ``source`` in the framework it came from."""
+    reference = source.reference
+    if reference is None or reference.framework not in _MODULES:
+        raise SourceError(f"{source.name} has no framework reference; expected one of {sorted(_MODULES)}")
+    module = importlib.import_module(_MODULES[reference.framework])
+    return module.open_session(reference, source.signature, threads)
+
+
+__all__ = ["reference_session"]

@@ -208,7 +208,9 @@ def _baseline(source: Source, reference: dict, evaluation: Dataset, metric: str,
 
 def _reference_session(source: Source, threads: int) -> Session:
     if source.reference is not None:  # converted from Paddle, TensorFlow, Caffe: its own framework runs it
-        return source.reference.open_session(threads)
+        from shipyard.frameworks import reference_session
+
+        return reference_session(source, threads)
     if source.kind in ("torch", "torchscript"):
         return get_backend("torch").session_for_module(source.module, source.signature, threads)
     try:

@@ -54,17 +54,17 @@ def load_source(spec: str, weights: Path | None = None, hints: list[InputHint] |
 
 
 def _load_framework(spec: str) -> Source | None:
-    """Models from Paddle, TensorFlow and Caffe (shipyard.frameworks), or None for other forms."""
+    """Models from Paddle, TensorFlow and Caffe (converted to ONNX), or None for other forms."""
     if spec.startswith("paddle:") or spec.endswith(".pdmodel"):
-        from shipyard.frameworks.paddle.source import load_paddle_source
+        from shipyard.sources.paddle import load_paddle_source
 
         return load_paddle_source(Path(spec.removeprefix("paddle:")))
     if spec.startswith("tf:") or spec.endswith(".keras"):
-        from shipyard.frameworks.tensorflow.source import load_tensorflow_source
+        from shipyard.sources.tensorflow import load_tensorflow_source
 
         return load_tensorflow_source(Path(spec.removeprefix("tf:")))
     if spec.startswith("caffe:"):
-        from shipyard.frameworks.caffe.source import load_caffe_source
+        from shipyard.sources.caffe.source import load_caffe_source
 
         return load_caffe_source(spec.removeprefix("caffe:"))
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from shipyard.records import Signature, Step
 
@@ -22,14 +22,16 @@ class TextFrontend:
 
 @dataclass(frozen=True)
 class FrameworkReference:
-    """The framework a converted model came from; it, not the converted ONNX, gives the reference outputs."""
+    """The framework a converted model came from; it, not the converted ONNX, gives the reference outputs
+    (``shipyard.frameworks.reference_session`` opens it)."""
 
     framework: str
     """``paddle``, ``tensorflow`` or ``caffe``."""
     description: str
     """How the reference runs, shown as the baseline's name (``Paddle Inference 3.3.1``)."""
-    open_session: Callable[[int], Any]
-    """``threads -> Session`` that runs the original model in its framework."""
+    files: tuple[Path, ...]
+    """What the framework loads: program + parameters (Paddle), the SavedModel folder (TensorFlow),
+    the checked ONNX graph (Caffe)."""
 
 
 @dataclass

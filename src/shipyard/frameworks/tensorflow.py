@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from shipyard.backends.base import Session
 from shipyard.records import Signature
-
-SERVING_KEY = "serving_default"
-
-
-def import_tensorflow(threads: int | None = None):
-    """TensorFlow with its C++ chatter off and, on first use, ``threads`` for its pools."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    if threads:
-        try:  # only possible before the runtime starts; later sessions share the first one's pools
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:
-            pass
-    return tf
+from shipyard.sources.base import FrameworkReference
+from shipyard.sources.tensorflow import SERVING_KEY, import_tensorflow
 
 
 class TensorFlowSession(Session):
@@ -39,3 +24,8 @@ class TensorFlowSession(Session):
     def _run_impl(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self._function(**{name: self._tf.constant(value) for name, value in inputs.items()})
         return {name: outputs[name].numpy() for name in self.signature.output_names}
+
+
+def open_session(reference: FrameworkReference, signature: Signature, threads: int) -> TensorFlowSession:
+    (saved_model,) = reference.files
+    return TensorFlowSession(saved_model, signature, threads)

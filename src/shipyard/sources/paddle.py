@@ -13,7 +13,7 @@ import importlib.metadata
 from pathlib import Path
 
 from shipyard.errors import SourceError
-from shipyard.frameworks.conversion import (captured_output, converted_dir, finish_onnx, log_tail,
+from shipyard.sources.conversion import (captured_output, converted_dir, finish_onnx, log_tail,
                                             onnx_file_signature, publish, work_dir)
 from shipyard.sources.base import FrameworkReference, Source, hash_files
 from shipyard.sources.torch_factory import guess_task
@@ -29,13 +29,7 @@ def load_paddle_source(path: Path) -> Source:
     content_hash = hash_files(model_file, params_file, extra="paddle")
     onnx_file = _convert(model_file, params_file, content_hash, versions["paddle2onnx"])
     signature = onnx_file_signature(onnx_file)
-
-    def open_session(threads: int):
-        from shipyard.frameworks.paddle.session import PaddleSession
-
-        return PaddleSession(model_file, params_file, signature, threads)
-
-    reference = FrameworkReference("paddle", f"Paddle Inference {versions['paddlepaddle']}", open_session)
+    reference = FrameworkReference("paddle", f"Paddle Inference {versions['paddlepaddle']}", (model_file, params_file))
     name = model_file.parent.name if model_file.stem in ("model", "inference") else model_file.stem
     return Source(name=name, kind="onnx", signature=signature, content_hash=content_hash,
                   task=guess_task(signature), path=onnx_file, reference=reference,
@@ -103,6 +97,5 @@ def _convert(model_file: Path, params_file: Path, content_hash: str, converter: 
         raise SourceError(f"paddle2onnx cannot convert {model_file}: "
                           f"{type(error).__name__ + ': ' + str(error)[:200] if error else 'no ONNX written'}"
                           f"{'; ' + detail if detail else ''}") from error
-    log.unlink(missing_ok=True)
     finish_onnx(target)
     return publish(work, folder) / "model.onnx"

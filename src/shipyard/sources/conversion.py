@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.records import Signature
@@ -40,33 +41,37 @@ def publish(work: Path, folder: Path) -> Path:
     return folder
 
 
+@dataclass
+class Captured:
+    text: str = ""
+    """What was printed, once the ``with`` block has ended."""
+
+
 @contextlib.contextmanager
-def captured_output() -> Iterator[Path]:
+def captured_output() -> Iterator[Captured]:
     """Send this process's stdout and stderr (file descriptors 1 and 2) to a file while converting.
 
-    Converters print from C++ straight to the descriptors, which Python's redirect_stdout does not
-    catch; what they print is kept for the error message when they fail.
+    Converters and frameworks print from C++ straight to the descriptors, which Python's
+    redirect_stdout does not catch; what they print is kept for the error message when they fail.
     """
-    with tempfile.NamedTemporaryFile("w+b", prefix="shipyard-convert-", suffix=".log", delete=False) as log:
-        path = Path(log.name)
-    saved = [os.dup(1), os.dup(2)]
-    with path.open("wb") as sink:
+    captured = Captured()
+    with tempfile.TemporaryFile("w+b", prefix="shipyard-convert-") as sink:
+        saved = [os.dup(1), os.dup(2)]
         for stream in (1, 2):
             os.dup2(sink.fileno(), stream)
         try:
-            yield path
+            yield captured
         finally:
             for stream, fd in zip((1, 2), saved):
                 os.dup2(fd, stream)
                 os.close(fd)
+            sink.seek(0)
+            captured.text = sink.read().decode(errors="replace")
 
 
-def log_tail(path: Path, lines: int = 6, keep: tuple[str, ...] = ()) -> str:
-    """The last lines of a converter's log (or the lines with one of ``keep`` in them), one line."""
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
+def log_tail(captured: Captured, lines: int = 6, keep: tuple[str, ...] = ()) -> str:
+    """The last lines of a converter's output (or of the lines with one of ``keep`` in them), as one line."""
+    text = captured.text.splitlines()
     picked = [line for line in text if any(k in line for k in keep)] or text[-lines:]
     return " | ".join(line.strip() for line in picked[-lines:] if line.strip())[:600]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shipyard.frameworks.caffe.arithmetic import LAYERS, scale
+from shipyard.sources.caffe.arithmetic import LAYERS, scale
 
 TOLERANCE = 1e-4
 """Largest error allowed, relative to the largest magnitude of the layer's output (float32 vs float64)."""

@@ -37,7 +37,7 @@ class FrameworkStatus:
 
 def framework_statuses() -> list[FrameworkStatus]:
     """One row per framework extra: installed (versions) or what is missing and how to install it."""
-    from shipyard.frameworks.caffe.converter import caffe_status
+    from shipyard.sources.caffe.converter import caffe_status
 
     rows = []
     for extra in FRAMEWORK_EXTRAS:

@@ -5,7 +5,7 @@ packages named ``src`` and ``proto`` (the latter is also proto-plus's); so it li
 its own, put first on this child's path only, with protobuf's pure-Python implementation, which
 still accepts those classes. The parent never imports it.
 
-    python -m shipyard.frameworks.caffe.worker NET.prototxt WEIGHTS.caffemodel OUT_DIR
+    python -m shipyard.sources.caffe.worker NET.prototxt WEIGHTS.caffemodel OUT_DIR
 
 writes ``OUT_DIR/layers.json`` (every layer: name, type, bottoms, tops, parameters), ``blobs.npz``
 (the weights, as ``LAYER/INDEX``) and, when every layer is one caffe-onnx converts, ``model.onnx``.

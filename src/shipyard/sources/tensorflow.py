@@ -9,16 +9,33 @@ TensorFlow runs the SavedModel for the reference outputs; nothing is unpickled.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from pathlib import Path
 
 from shipyard.errors import SourceError
-from shipyard.frameworks.conversion import (captured_output, converted_dir, finish_onnx, log_tail,
+from shipyard.sources.conversion import (captured_output, converted_dir, finish_onnx, log_tail,
                                             onnx_file_signature, publish, work_dir)
 from shipyard.sources.base import FrameworkReference, Source, hash_files
 from shipyard.sources.torch_factory import guess_task
 
 OPSET = 17
 INSTALL = "pip install 'shipyard[tf]'"
+SERVING_KEY = "serving_default"
+
+
+def import_tensorflow(threads: int | None = None):
+    """TensorFlow with its C++ chatter off and, on first use, ``threads`` for its pools."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with captured_output():  # absl prints before TF_CPP_MIN_LOG_LEVEL is read
+        import tensorflow as tf
+
+    if threads:
+        try:  # only possible before the runtime starts; later sessions share the first one's pools
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass
+    return tf
 
 
 def load_tensorflow_source(path: Path) -> Source:
@@ -30,13 +47,7 @@ def load_tensorflow_source(path: Path) -> Source:
     folder = _convert(path, keras_file, content_hash, versions)
     saved_model = folder / "saved_model" if keras_file else path
     signature = onnx_file_signature(folder / "model.onnx")
-
-    def open_session(threads: int):
-        from shipyard.frameworks.tensorflow.session import TensorFlowSession
-
-        return TensorFlowSession(saved_model, signature, threads)
-
-    reference = FrameworkReference("tensorflow", f"TensorFlow {versions['tensorflow']}", open_session)
+    reference = FrameworkReference("tensorflow", f"TensorFlow {versions['tensorflow']}", (saved_model,))
     return Source(name=path.stem if keras_file else path.resolve().name, kind="onnx", signature=signature,
                   content_hash=content_hash, task=guess_task(signature), path=folder / "model.onnx",
                   reference=reference,
@@ -83,14 +94,11 @@ def _convert(path: Path, keras_file: bool, content_hash: str, versions: dict[str
         detail = log_tail(log, keep=("Unsupported", "unsupported", "ERROR"))
         raise SourceError(f"tf2onnx cannot convert {path}: {type(error).__name__}: {str(error)[:300]}"
                           f"{'; ' + detail if detail else ''}") from error
-    log.unlink(missing_ok=True)
     finish_onnx(target)
     return publish(work, folder)
 
 
 def _export_keras(path: Path, out: Path) -> Path:
-    from shipyard.frameworks.tensorflow.session import import_tensorflow
-
     import_tensorflow()
     import keras
 
@@ -105,8 +113,6 @@ def _export_keras(path: Path, out: Path) -> Path:
 
 
 def _tf2onnx(saved_model: Path, target: Path) -> None:
-    from shipyard.frameworks.tensorflow.session import SERVING_KEY, import_tensorflow
-
     import_tensorflow()
     import tf2onnx
     from tf2onnx import tf_loader

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from shipyard.errors import SourceError
-from shipyard.frameworks.caffe.converter import installed_version, install_command, run_worker
-from shipyard.frameworks.conversion import converted_dir, onnx_file_signature, publish, work_dir
+from shipyard.sources.caffe.converter import installed_version, install_command, run_worker
+from shipyard.sources.conversion import converted_dir, onnx_file_signature, publish, work_dir
 from shipyard.sources.base import FrameworkReference, Source, hash_files
 from shipyard.sources.torch_factory import guess_task
 
@@ -36,15 +36,8 @@ def load_caffe_source(spec: str) -> Source:
     onnx_file = folder / "model.onnx"
     signature = onnx_file_signature(onnx_file)
     checks = json.loads((folder / "checks.json").read_text())
-
-    def open_session(threads: int):
-        from shipyard.backends import get_backend
-        from shipyard.records import Artifact
-
-        return get_backend("onnxruntime").load(Artifact(onnx_file, "onnx", signature), threads)
-
     reference = FrameworkReference("caffe", f"caffe-onnx {version} graph on onnxruntime (checked layer by layer)",
-                                   open_session)
+                                   (onnx_file,))
     return Source(name=prototxt.stem, kind="onnx", signature=signature, content_hash=content_hash,
                   task=guess_task(signature), path=onnx_file, reference=reference,
                   notes=[_check_note(checks, version)])
@@ -62,13 +55,13 @@ def _parse(spec: str) -> tuple[Path, Path]:
 
 
 def _convert_and_check(prototxt: Path, caffemodel: Path, work: Path, version: str) -> Path:
-    from shipyard.frameworks.caffe.check import check_layers
+    from shipyard.sources.caffe.check import check_layers
 
     report = run_worker(prototxt, caffemodel, work)
     if report.get("error"):
         raise SourceError(f"{prototxt}: {report['error']}")
     if report["unsupported"]:
-        from shipyard.frameworks.caffe.worker import CONVERTED
+        from shipyard.sources.caffe.worker import CONVERTED
 
         raise SourceError(f"caffe-onnx {version} cannot convert these layers of {prototxt}: "
                           f"{', '.join(report['unsupported'])}; it converts {', '.join(sorted(CONVERTED))}")

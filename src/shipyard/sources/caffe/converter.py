@@ -41,7 +41,7 @@ def installed_version() -> str:
 
 
 def caffe_status():
-    from shipyard.frameworks.extras import FrameworkStatus
+    from shipyard.sources.extras import FrameworkStatus
 
     version = installed_version()
     if not version:
@@ -53,9 +53,8 @@ def caffe_status():
 
 def child_env() -> dict[str, str]:
     """The environment of a child that imports caffe-onnx: its folder first, pure-Python protobuf."""
-    import shipyard
-
-    path = [str(caffe_onnx_dir()), str(Path(shipyard.__file__).resolve().parent.parent)]
+    package_root = Path(__file__).resolve().parents[3]  # the folder holding shipyard/
+    path = [str(caffe_onnx_dir()), str(package_root)]
     if os.environ.get("PYTHONPATH"):
         path.append(os.environ["PYTHONPATH"])
     return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
@@ -65,7 +64,7 @@ def run_worker(prototxt: Path, caffemodel: Path, out_dir: Path) -> dict:
     """Parse and convert in the child; returns its ``layers.json``."""
     if not installed_version():
         raise SourceError(f"caffe: models need caffe-onnx in its own folder: {install_command()}")
-    command = [sys.executable, "-m", "shipyard.frameworks.caffe.worker", str(prototxt), str(caffemodel), str(out_dir)]
+    command = [sys.executable, "-m", "shipyard.sources.caffe.worker", str(prototxt), str(caffemodel), str(out_dir)]
     try:
         done = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:

@@ -8,8 +8,9 @@ import numpy as np
 
 from shipyard.backends.base import Session
 from shipyard.errors import SourceError
-from shipyard.frameworks.conversion import captured_output, log_tail
+from shipyard.sources.conversion import captured_output, log_tail
 from shipyard.records import Signature
+from shipyard.sources.base import FrameworkReference
 
 
 class PaddleSession(Session):
@@ -23,13 +24,15 @@ class PaddleSession(Session):
         config.disable_gpu()
         config.set_cpu_math_library_num_threads(threads)
         config.disable_glog_info()
+        predictor, error = None, None
         with captured_output() as log:  # the predictor prints its graph passes straight to fd 2
             try:
-                self._predictor = inference.create_predictor(config)
-            except Exception as exc:
-                raise SourceError(f"Paddle Inference cannot load {model_file}: {str(exc)[:300]} "
-                                  f"{log_tail(log)}") from exc
-        log.unlink(missing_ok=True)
+                predictor = inference.create_predictor(config)
+            except Exception as exc:  # Paddle raises its own C++ error types
+                error = exc
+        if predictor is None:
+            raise SourceError(f"Paddle Inference cannot load {model_file}: {str(error)[:300]} {log_tail(log)}") from error
+        self._predictor = predictor
         _check_names("output", self._predictor.get_output_names(), signature.output_names, model_file)
         _check_names("input", self._predictor.get_input_names(), signature.input_names, model_file)
 
@@ -47,3 +50,8 @@ def _check_names(kind: str, paddle_names: list[str], onnx_names: list[str], mode
     if sorted(paddle_names) != sorted(onnx_names):
         raise SourceError(f"{model_file}: Paddle's {kind}s {paddle_names} do not match the converted ONNX "
                           f"{kind}s {onnx_names}; expected paddle2onnx to keep the names")
+
+
+def open_session(reference: FrameworkReference, signature: Signature, threads: int) -> PaddleSession:
+    model_file, params_file = reference.files
+    return PaddleSession(model_file, params_file, signature, threads)

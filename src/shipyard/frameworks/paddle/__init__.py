@@ -1,1 +1,0 @@
-"""PaddlePaddle inference models: converted with paddle2onnx, verified against Paddle Inference."""

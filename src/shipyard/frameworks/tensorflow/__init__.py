@@ -1,1 +1,0 @@
-"""TensorFlow SavedModels and Keras files: converted with tf2onnx, verified against TensorFlow."""
