@@ -1,4 +1,5 @@
-"""What can run here: every backend (version, available or why not, how to get it) and the machine.
+"""What can run here: every backend and framework extra (version, available or why not, how to get it)
+and the machine.
 
 Example::
 
@@ -55,6 +56,13 @@ def backend_statuses() -> list[BackendStatus]:
         statuses.append(BackendStatus(name, ok, package_version(backend.package), "" if ok else why,
                                       _converter_notes(name)))
     return statuses
+
+
+def framework_statuses():
+    """The framework extras (``paddle``, ``tf``, ``caffe``): each a MODEL form, its runtime and converter."""
+    from shipyard.sources.extras import framework_statuses as statuses
+
+    return statuses()
 
 
 def package_version(package: str) -> str:

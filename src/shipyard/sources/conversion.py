@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,17 +57,27 @@ def captured_output() -> Iterator[Captured]:
     """
     captured = Captured()
     with tempfile.TemporaryFile("w+b", prefix="shipyard-convert-") as sink:
+        _flush()
         saved = [os.dup(1), os.dup(2)]
         for stream in (1, 2):
             os.dup2(sink.fileno(), stream)
         try:
             yield captured
         finally:
+            _flush()  # what Python buffered while capturing belongs to the capture
             for stream, fd in zip((1, 2), saved):
                 os.dup2(fd, stream)
                 os.close(fd)
             sink.seek(0)
             captured.text = sink.read().decode(errors="replace")
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError):
+            pass
 
 
 def log_tail(captured: Captured, lines: int = 6, keep: tuple[str, ...] = ()) -> str:

@@ -1,0 +1,60 @@
+"""Small models made on the spot in each framework, for the framework source tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+
+
+def save_paddle_cnn(folder: Path):
+    """A conv + BN + pooling + linear classifier saved with ``paddle.jit.save``; returns its eager function."""
+    import paddle
+
+    paddle.seed(0)
+
+    class Net(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.conv = paddle.nn.Conv2D(3, 8, 3, padding=1)
+            self.bn = paddle.nn.BatchNorm2D(8)
+            self.fc = paddle.nn.Linear(8, 5)
+
+        def forward(self, image):
+            hidden = paddle.nn.functional.relu(self.bn(self.conv(image)))
+            return self.fc(hidden.mean(axis=[2, 3]))
+
+    net = Net()
+    net.eval()
+    spec = [paddle.static.InputSpec([None, 3, 16, 16], "float32", "image")]
+    paddle.jit.save(net, str(folder / "model"), input_spec=spec)
+    return lambda x: net(paddle.to_tensor(x)).numpy()
+
+
+def keras_mlp():
+    """A two-layer Keras classifier with named input ``features``."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    features = keras.Input((12,), name="features")
+    hidden = keras.layers.Dense(16, activation="relu")(features)
+    return keras.Model(features, keras.layers.Dense(4, name="scores")(hidden))
+
+
+def write_caffe_net(folder: Path, variant: str = "plain") -> tuple[Path, Path]:
+    """``net.prototxt`` + ``net.caffemodel`` written from Caffe's protobuf definition (caffe_net_writer.py)."""
+    from shipyard.sources.caffe.converter import child_env
+
+    subprocess.run([sys.executable, str(HERE / "caffe_net_writer.py"), str(folder), variant],
+                   env=child_env(), check=True, capture_output=True)
+    return folder / "net.prototxt", folder / "net.caffemodel"
+
+
+def random_npz(path: Path, name: str, shape: tuple[int, ...], count: int = 48) -> np.ndarray:
+    data = np.random.default_rng(1).standard_normal((count, *shape)).astype(np.float32)
+    np.savez(path, **{name: data})
+    return data
