@@ -58,3 +58,16 @@ def random_npz(path: Path, name: str, shape: tuple[int, ...], count: int = 48) -
     data = np.random.default_rng(1).standard_normal((count, *shape)).astype(np.float32)
     np.savez(path, **{name: data})
     return data
+
+
+def assert_matches_framework(result, got: np.ndarray, expected: np.ndarray, precision: str) -> None:
+    """FP32 candidates agree with the framework's reference to float rounding; the package's outputs agree
+    with the framework's own (exactly at FP32; by class and direction at reduced precision)."""
+    fp32 = [c for c in result.candidates if c.precision == "fp32" and not c.error]
+    assert fp32 and all(c.verification.outputs[0].max_abs < 1e-4 for c in fp32), \
+        [(c.key, c.verification.outputs[0].max_abs) for c in fp32]
+    if precision == "fp32":
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+        return
+    cosine = (got * expected).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))
+    assert cosine.min() > 0.98 and (got.argmax(1) == expected.argmax(1)).mean() >= 0.8

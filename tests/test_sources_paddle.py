@@ -16,7 +16,7 @@ from shipyard.errors import SourceError  # noqa: E402
 from shipyard.pipeline.build import BuildOptions, build  # noqa: E402
 from shipyard.sources import load_source  # noqa: E402
 
-from framework_models import random_npz, save_paddle_cnn  # noqa: E402
+from framework_models import assert_matches_framework, random_npz, save_paddle_cnn  # noqa: E402
 
 QUICK = BenchConfig(rounds=1, block_seconds=0.05, max_block=10)
 
@@ -44,10 +44,8 @@ def test_paddle_model_takes_the_whole_road(paddle_model, tmp_path):
     assert any("paddle2onnx" in note for note in manifest["notes"])
     predictor = shipyard.load(tmp_path / "pkg")
     output = predictor.signature.output_names[0]
-    got = predictor.run({"image": data[:7]})[output]
-    budget = 1e-4 if manifest["precision"] == "fp32" else 5e-2
-    np.testing.assert_allclose(got, eager(data[:7]), rtol=budget, atol=budget)
-    assert (got.argmax(1) == eager(data[:7]).argmax(1)).mean() >= 0.85
+    got = predictor.run({"image": data})[output]
+    assert_matches_framework(result, got, eager(data), manifest["precision"])
 
 
 def test_paddle_source_is_verified_against_paddle_inference(paddle_model):
