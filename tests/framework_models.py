@@ -37,6 +37,9 @@ def save_paddle_cnn(folder: Path):
 
 def keras_mlp():
     """A two-layer Keras classifier with named input ``features``."""
+    from shipyard.sources.tensorflow import import_tensorflow
+
+    import_tensorflow()  # before keras imports TensorFlow: it orders the LLVM libraries (see there)
     import keras
 
     keras.utils.set_random_seed(0)

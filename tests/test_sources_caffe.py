@@ -46,7 +46,7 @@ def caffe_forward(x: np.ndarray, caffemodel_dir) -> np.ndarray:
 def test_caffe_net_takes_the_whole_road(tmp_path):
     prototxt, caffemodel = write_caffe_net(tmp_path / "net")
     data = random_npz(tmp_path / "d.npz", "data", (3, 12, 12))
-    result = build(BuildOptions(f"caffe:{prototxt}:{caffemodel}", data=tmp_path / "d.npz", out=tmp_path / "pkg",
+    result = build(BuildOptions.create(f"caffe:{prototxt}:{caffemodel}", data=tmp_path / "d.npz", out=tmp_path / "pkg",
                                 precisions=["fp32", "int8"], bench=QUICK, max_drop=5))
     assert result.baseline.name.startswith("baseline: source in caffe-onnx")
     assert any("8 of 8 layers agree with Caffe's arithmetic" in note for note in result.notes)

@@ -33,7 +33,7 @@ def paddle_model(tmp_path, monkeypatch):
 def test_paddle_model_takes_the_whole_road(paddle_model, tmp_path):
     folder, eager = paddle_model
     data = random_npz(tmp_path / "d.npz", "image", (3, 16, 16))
-    result = build(BuildOptions(f"paddle:{folder}", data=tmp_path / "d.npz", out=tmp_path / "pkg",
+    result = build(BuildOptions.create(f"paddle:{folder}", data=tmp_path / "d.npz", out=tmp_path / "pkg",
                                 precisions=["fp32", "fp16", "int8"], bench=QUICK, max_drop=5))
     assert result.baseline.name == "baseline: source in Paddle Inference " + __import__("paddle").__version__
     tried = {(c.backend, c.precision) for c in result.candidates if not c.error}

@@ -9,7 +9,9 @@ TensorFlow runs the SavedModel for the reference outputs; nothing is unpickled.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from shipyard.errors import SourceError
@@ -26,6 +28,7 @@ SERVING_KEY = "serving_default"
 def import_tensorflow(threads: int | None = None):
     """TensorFlow with its C++ chatter off and, on first use, ``threads`` for its pools."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _load_triton_first()
     with captured_output():  # absl prints before TF_CPP_MIN_LOG_LEVEL is read
         import tensorflow as tf
 
@@ -53,6 +56,21 @@ def load_tensorflow_source(path: Path) -> Source:
                   reference=reference,
                   notes=[f"converted from TensorFlow with tf2onnx {versions['tf2onnx']} (opset {OPSET}); "
                          f"verified against TensorFlow {versions['tensorflow']}"])
+
+
+def _load_triton_first() -> None:
+    """Load torch's Triton compiler library before TensorFlow, if it is installed.
+
+    Both carry their own LLVM; loading Triton's after TensorFlow's segfaults the process (transformers
+    and torch.compile load it lazily, so a build that touched TensorFlow would crash later), while
+    the other order works.
+    """
+    if "tensorflow" in sys.modules or importlib.util.find_spec("triton") is None:
+        return
+    try:
+        importlib.import_module("triton._C.libtriton")
+    except Exception:  # a broken Triton is torch's business, not a reason to refuse a TensorFlow model
+        pass
 
 
 def _check_path(path: Path, keras_file: bool) -> None:
