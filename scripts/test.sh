@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Install Shipyard with every CPU runtime and the test tools, then run the whole test suite.
+# Install Shipyard with every CPU runtime, the model-framework extras and the test tools, then run the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-python -m pip install -q -e ".[all,test]" "torch==2.14.1" "torchvision==0.29.1"
+python -m pip install -q -e ".[all,paddle,tf,test]" "torch==2.14.1" "torchvision==0.29.1"
 # TF Serving's gRPC protos without the `tensorflow` they pin (tensorflow-cpu provides TensorFlow's protos)
 python -m pip install -q --no-deps "tensorflow-serving-api==2.21.0"
+# paddle2onnx pins onnx<=1.17 and would downgrade onnx; it runs with ours (README: Models from other frameworks)
+python -m pip install -q --no-deps "paddle2onnx==2.1.0"
+# caffe-onnx pins protobuf<4 and ships a top-level "proto" package: it gets a folder of its own
+python -m pip install -q --no-deps --upgrade --target "${SHIPYARD_CAFFE_ONNX:-$HOME/.local/share/shipyard/caffe-onnx}" \
+    "caffe-onnx==0.1.2"
 python -m pytest -q "$@"

@@ -53,7 +53,8 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build", help="build a verified, benchmarked deploy package")
-    build.add_argument("model", help="file.onnx | file.py:function | file.pt | hf:DIR | example:NAME")
+    build.add_argument("model", help="file.onnx | file.py:function | file.pt | hf:DIR | paddle:DIR | tf:DIR | file.keras | "
+                       "caffe:NET.prototxt:WEIGHTS.caffemodel | example:NAME")
     build.add_argument("--out", type=Path, help="package folder to write (default: none, just report)")
     add_build_options(build)
     build.set_defaults(run=run_build)

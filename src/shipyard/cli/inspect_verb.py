@@ -11,7 +11,8 @@ from shipyard.cli.args import positive_int
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("inspect", help="FLOPs, operators and backends, per-layer time profile of a model")
-    parser.add_argument("model", help="file.onnx | file.py:function | file.pt | hf:DIR | example:NAME")
+    parser.add_argument("model", help="file.onnx | file.py:function | file.pt | hf:DIR | paddle:DIR | tf:DIR | file.keras | "
+                       "caffe:NET.prototxt:WEIGHTS.caffemodel | example:NAME")
     parser.add_argument("--weights", type=Path, help="safetensors or state-dict file for a file.py:function model")
     parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:1x3x224x224[:dtype]",
                         help="declare an input (repeatable)")

@@ -10,7 +10,8 @@ from shipyard.cli.args import positive_int
 
 def register(sub: argparse._SubParsersAction) -> None:
     debug = sub.add_parser("debug-precision", help="compare an INT8 model with FP32 layer by layer, worst first")
-    debug.add_argument("model", help="file.onnx | file.py:function | file.pt | hf:DIR | example:NAME")
+    debug.add_argument("model", help="file.onnx | file.py:function | file.pt | hf:DIR | paddle:DIR | tf:DIR | file.keras | "
+                       "caffe:NET.prototxt:WEIGHTS.caffemodel | example:NAME")
     debug.add_argument("--data", type=Path, help=".npz, .txt or image folder to calibrate and compare on")
     debug.add_argument("--weights", type=Path, help="safetensors or state-dict file for a file.py:function model")
     debug.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), openvino or ncnn")
