@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard import machine
 from shipyard.records import Signature
 
 
@@ -20,10 +21,9 @@ def converted_dir(framework: str, content_hash: str, converter: str) -> tuple[Pa
     Keyed by the source's content hash and the converter's version, so a rebuild skips the conversion;
     ``SHIPYARD_NO_CACHE=1`` gives a fresh temporary folder instead.
     """
-    if os.environ.get("SHIPYARD_NO_CACHE") == "1":
+    if os.environ.get("SHIPYARD_NO_CACHE"):
         return Path(tempfile.mkdtemp(prefix=f"shipyard-{framework}-")), False
-    root = Path(os.environ.get("SHIPYARD_CACHE", Path.home() / ".cache" / "shipyard")) / "converted"
-    folder = root / f"{framework}-{content_hash}-{converter}"
+    folder = machine.cache_root() / "converted" / f"{framework}-{content_hash}-{converter}"
     return folder, (folder / "model.onnx").is_file()
 
 
@@ -35,6 +35,9 @@ def work_dir(folder: Path) -> Path:
 
 def publish(work: Path, folder: Path) -> Path:
     """Move a finished conversion into place in one rename, so a crash never leaves half a model cached."""
+    if (folder / "model.onnx").is_file():  # another build converted the same model meanwhile: keep its copy
+        shutil.rmtree(work, ignore_errors=True)
+        return folder
     if folder.exists():
         shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
