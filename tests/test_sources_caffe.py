@@ -13,14 +13,14 @@ from shipyard.sources.caffe.converter import installed_version
 if not installed_version():
     pytest.skip("caffe-onnx is not installed in its folder (see shipyard doctor)", allow_module_level=True)
 
+from framework_models import assert_matches_framework, random_npz, write_caffe_net  # noqa: E402
+
 import shipyard  # noqa: E402
 from shipyard.bench import BenchConfig  # noqa: E402
 from shipyard.errors import SourceError  # noqa: E402
 from shipyard.pipeline.build import BuildOptions, build  # noqa: E402
 from shipyard.sources import load_source  # noqa: E402
 from shipyard.sources.caffe import arithmetic  # noqa: E402
-
-from framework_models import assert_matches_framework, random_npz, write_caffe_net  # noqa: E402
 
 QUICK = BenchConfig(rounds=1, block_seconds=0.05, max_block=10)
 

@@ -10,13 +10,13 @@ import pytest
 pytest.importorskip("paddle")
 pytest.importorskip("paddle2onnx")
 
+from framework_models import assert_matches_framework, random_npz, save_paddle_cnn  # noqa: E402
+
 import shipyard  # noqa: E402
 from shipyard.bench import BenchConfig  # noqa: E402
 from shipyard.errors import SourceError  # noqa: E402
 from shipyard.pipeline.build import BuildOptions, build  # noqa: E402
 from shipyard.sources import load_source  # noqa: E402
-
-from framework_models import assert_matches_framework, random_npz, save_paddle_cnn  # noqa: E402
 
 QUICK = BenchConfig(rounds=1, block_seconds=0.05, max_block=10)
 

@@ -14,13 +14,13 @@ import pytest
 if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf2onnx") is None:
     pytest.skip("the tf extra is not installed: pip install 'shipyard[tf]'", allow_module_level=True)
 
+from framework_models import assert_matches_framework, keras_mlp, random_npz  # noqa: E402
+
 import shipyard  # noqa: E402
 from shipyard.bench import BenchConfig  # noqa: E402
 from shipyard.errors import SourceError  # noqa: E402
 from shipyard.pipeline.build import BuildOptions, build  # noqa: E402
 from shipyard.sources import load_source  # noqa: E402
-
-from framework_models import assert_matches_framework, keras_mlp, random_npz  # noqa: E402
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 QUICK = BenchConfig(rounds=1, block_seconds=0.05, max_block=10)

@@ -8,9 +8,9 @@ import numpy as np
 
 from shipyard.backends.base import Session
 from shipyard.errors import SourceError
-from shipyard.sources.conversion import captured_output, log_tail
 from shipyard.records import Signature
 from shipyard.sources.base import FrameworkReference
+from shipyard.sources.conversion import captured_output, log_tail
 
 
 class PaddleSession(Session):

@@ -13,9 +13,16 @@ import importlib.metadata
 from pathlib import Path
 
 from shipyard.errors import SourceError
-from shipyard.sources.conversion import (captured_output, converted_dir, finish_onnx, log_tail,
-                                            onnx_file_signature, publish, work_dir)
 from shipyard.sources.base import FrameworkReference, Source, hash_files
+from shipyard.sources.conversion import (
+    captured_output,
+    converted_dir,
+    finish_onnx,
+    log_tail,
+    onnx_file_signature,
+    publish,
+    work_dir,
+)
 from shipyard.sources.torch_factory import guess_task
 
 PROGRAM_SUFFIXES = (".json", ".pdmodel")

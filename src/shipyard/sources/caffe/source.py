@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from shipyard.errors import SourceError
-from shipyard.sources.caffe.converter import installed_version, install_command, run_worker
-from shipyard.sources.conversion import converted_dir, onnx_file_signature, publish, work_dir
 from shipyard.sources.base import FrameworkReference, Source, hash_files
+from shipyard.sources.caffe.converter import install_command, installed_version, run_worker
+from shipyard.sources.conversion import converted_dir, onnx_file_signature, publish, work_dir
 from shipyard.sources.torch_factory import guess_task
 
 OPSET = 17
