@@ -72,8 +72,8 @@ def _load_triton_first() -> None:
     and torch.compile load it lazily, so a build that touched TensorFlow would crash later), while
     the other order works.
     """
-    if "tensorflow" in sys.modules or importlib.util.find_spec("triton") is None:
-        return
+    if "tensorflow.python" in sys.modules or importlib.util.find_spec("triton") is None:
+        return  # TensorFlow's runtime is in already (too late), or there is no Triton to order
     try:
         importlib.import_module("triton._C.libtriton")
     except Exception:  # a broken Triton is torch's business, not a reason to refuse a TensorFlow model
