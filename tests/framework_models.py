@@ -11,8 +11,11 @@ import numpy as np
 HERE = Path(__file__).parent
 
 
-def save_paddle_cnn(folder: Path):
-    """A conv + BN + pooling + linear classifier saved with ``paddle.jit.save``; returns its eager function."""
+def save_paddle_cnn(folder: Path, old_program: bool = False):
+    """A conv + BN + pooling + linear classifier saved with ``paddle.jit.save`` (``model.json``, or with
+    ``old_program`` the pre-3.0 ``inference.pdmodel`` most model zoos ship); returns its eager function."""
+    import contextlib
+
     import paddle
 
     paddle.seed(0)
@@ -31,7 +34,8 @@ def save_paddle_cnn(folder: Path):
     net = Net()
     net.eval()
     spec = [paddle.static.InputSpec([None, 3, 16, 16], "float32", "image")]
-    paddle.jit.save(net, str(folder / "model"), input_spec=spec)
+    with paddle.pir_utils.OldIrGuard() if old_program else contextlib.nullcontext():
+        paddle.jit.save(net, str(folder / ("inference" if old_program else "model")), input_spec=spec)
     return lambda x: net(paddle.to_tensor(x)).numpy()
 
 

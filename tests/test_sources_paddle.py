@@ -65,6 +65,22 @@ def test_paddle_source_is_verified_against_paddle_inference(paddle_model):
     assert load_source(f"paddle:{folder / 'model.json'}").content_hash == source.content_hash
 
 
+def test_an_older_pdmodel_program_is_paired_with_paddle_by_position(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHIPYARD_CACHE", str(tmp_path / "cache"))
+    eager = save_paddle_cnn(tmp_path / "zoo", old_program=True)
+    source = load_source(str(tmp_path / "zoo" / "inference.pdmodel"))
+    from shipyard.backends import get_backend
+    from shipyard.frameworks import reference_session
+    from shipyard.records import Artifact
+
+    x = np.random.default_rng(4).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    name = source.signature.output_names[0]  # paddle2onnx's fetch_name_0; Paddle calls it linear_*.tmp_*
+    reference = reference_session(source, threads=1).run({"image": x})[name]
+    converted = get_backend("onnxruntime").load(Artifact(source.path, "onnx", source.signature), 1).run({"image": x})[name]
+    np.testing.assert_allclose(reference, eager(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(converted, eager(x), rtol=1e-4, atol=1e-4)
+
+
 def test_paddle_content_hash_follows_the_parameters(paddle_model):
     folder, _ = paddle_model
     before = load_source(f"paddle:{folder}").content_hash

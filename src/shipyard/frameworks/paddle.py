@@ -33,23 +33,31 @@ class PaddleSession(Session):
         if predictor is None:
             raise SourceError(f"Paddle Inference cannot load {model_file}: {str(error)[:300]} {log_tail(log)}") from error
         self._predictor = predictor
-        _check_names("output", self._predictor.get_output_names(), signature.output_names, model_file)
-        _check_names("input", self._predictor.get_input_names(), signature.input_names, model_file)
+        self._inputs = _paired("input", signature.input_names, predictor.get_input_names(), model_file)
+        self._outputs = _paired("output", signature.output_names, predictor.get_output_names(), model_file)
 
     def _run_impl(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for name, value in inputs.items():
-            handle = self._predictor.get_input_handle(name)
+            handle = self._predictor.get_input_handle(self._inputs[name])
             handle.reshape(list(value.shape))
             handle.copy_from_cpu(np.ascontiguousarray(value))
         self._predictor.run()
-        return {name: self._predictor.get_output_handle(name).copy_to_cpu() for name in self.signature.output_names}
+        return {name: self._predictor.get_output_handle(paddle_name).copy_to_cpu()
+                for name, paddle_name in self._outputs.items()}
 
 
-def _check_names(kind: str, paddle_names: list[str], onnx_names: list[str], model_file: Path) -> None:
-    # the reference and the converted graph are matched by name; a mismatch would compare the wrong tensors
-    if sorted(paddle_names) != sorted(onnx_names):
+def _paired(kind: str, onnx_names: list[str], paddle_names: list[str], model_file: Path) -> dict[str, str]:
+    """The converted graph's name → Paddle's, by name, else by position.
+
+    paddle2onnx renames the fetch targets of older ``.pdmodel`` programs (``linear_0.tmp_1`` becomes
+    ``fetch_name_0``) but keeps their order; a wrong pairing would show as a failed verification.
+    """
+    if sorted(onnx_names) == sorted(paddle_names):
+        return {name: name for name in onnx_names}
+    if len(onnx_names) != len(paddle_names):
         raise SourceError(f"{model_file}: Paddle's {kind}s {paddle_names} do not match the converted ONNX "
-                          f"{kind}s {onnx_names}; expected paddle2onnx to keep the names")
+                          f"{kind}s {onnx_names}; expected as many, in the same order")
+    return dict(zip(onnx_names, paddle_names))
 
 
 def open_session(reference: FrameworkReference, signature: Signature, threads: int) -> PaddleSession:
