@@ -157,4 +157,4 @@ def test_build_packages_the_split_and_names_op_and_parts(tmp_path):
     x = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
     with torch.inference_mode():
         expected = make_model()(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(shipyard.load(result.package).run({"image": x})["output"], expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(shipyard.load(result.package, trust_code=True).run({"image": x})["output"], expected, atol=1e-4, rtol=0)

@@ -18,10 +18,13 @@ class Predictor:
     the model; every other package passes its feed straight to the runtime after validation.
     """
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], threads: int | None = None) -> None:
+    def __init__(self, folder: Path, manifest: dict[str, Any], threads: int | None = None,
+                 trust_code: bool = False) -> None:
         from shipyard.backends import get_backend
         from shipyard.package.manifest import public_signature
+        from shipyard.package.trust import require_consent
 
+        require_consent(folder, manifest, trust_code)  # before any runtime opens a file of the package
         self.folder = folder
         self.manifest = manifest
         self.name: str = manifest["name"]
@@ -70,9 +73,14 @@ class Predictor:
         self.session.close()
 
 
-def load(folder: str | Path, threads: int | None = None) -> Predictor:
-    """Load the package in ``folder``; ``threads`` defaults to the count the build timed with."""
+def load(folder: str | Path, threads: int | None = None, trust_code: bool = False) -> Predictor:
+    """Load the package in ``folder``; ``threads`` defaults to the count the build timed with.
+
+    The manifest is validated and every file checked against its digest first. A package that
+    carries code (custom-op Python, pickled torch objects, compiled libraries) loads only with
+    ``trust_code=True``; ``manifest["carries_code"]`` says what it carries.
+    """
     from shipyard.package.manifest import read_manifest
 
     path = Path(folder)
-    return Predictor(path, read_manifest(path), threads)
+    return Predictor(path, read_manifest(path), threads, trust_code)

@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ class RayOptions:
     threads: int | None = None
     num_cpus: float = 0.5
     max_request_bytes: int = 64 * 1024 * 1024
+    trust_code: bool = False
+    """Consent to load a package that carries code (see ``shipyard.package.trust``)."""
 
 
 def _serve_module() -> Any:
@@ -69,7 +72,7 @@ def _deployment_class(serve: Any, options: RayOptions) -> Any:
             import shipyard
             from shipyard.serve.repository import ModelFace
 
-            self.predictor = shipyard.load(folder, opts.threads)
+            self.predictor = shipyard.load(folder, opts.threads, opts.trust_code)
             p = self.predictor
             self.face = ModelFace(p.name, p.version, p.backend, p.signature, min(opts.max_batch_size, p.max_batch_size))
             self.max_bytes = opts.max_request_bytes
@@ -149,11 +152,18 @@ def export_ray(package: str | Path, out: str | Path, options: RayOptions | None 
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     app = target / "app.py"
-    app.write_text(f'"""Ray Serve app of the Shipyard package {name!r}, written by `shipyard export ray`.\n\n'
-                   f'Run: serve run app:app --route-prefix /v2/models/{name}\n"""\n\n'
-                   f"from shipyard.export.ray import RayOptions, build_app\n\n"
-                   f"app = build_app({str(folder)!r}, RayOptions(**{asdict(options)!r}))\n")
+    app.write_text(app_source(folder, name, options))
     return app
+
+
+def app_source(folder: Path, name: str, options: RayOptions) -> str:
+    """The ``app.py`` text: data only as JSON string literals, so no manifest text can become code."""
+    settings = json.dumps({"package": str(folder), "name": name, "options": asdict(options)})
+    return ('"""Ray Serve app of a Shipyard package, written by `shipyard export ray`.\n\n'
+            'Run: serve run app:app --route-prefix /v2/models/NAME (NAME: SETTINGS["name"])\n"""\n\n'
+            "import json\n\nfrom shipyard.export.ray import RayOptions, build_app\n\n"
+            f"SETTINGS = json.loads({settings!r})\n"
+            'app = build_app(SETTINGS["package"], RayOptions(**SETTINGS["options"]))\n')
 
 
 def serve_with_ray(packages: list[Path], options: RayOptions) -> None:

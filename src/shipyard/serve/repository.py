@@ -26,6 +26,8 @@ class ServeOptions:
     batch: BatchConfig = field(default_factory=BatchConfig)
     max_request_bytes: int = 64 * 1024 * 1024
     threads: int | None = None
+    trust_code: bool = False
+    """Consent to serve packages that carry code (``--trust-package``)."""
 
 
 class ModelFace:
@@ -143,7 +145,7 @@ class Repository:
 
         models = []
         for folder in folders:
-            predictors = [load(folder, options.threads) for _ in range(max(options.batch.instances, 1))]
+            predictors = [load(folder, options.threads, options.trust_code) for _ in range(max(options.batch.instances, 1))]
             models.append(ServedModel(predictors, options, metrics))
         return cls(models)
 
