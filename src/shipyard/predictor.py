@@ -60,14 +60,24 @@ class Predictor:
             return self._processing.run(inputs, self.session)
         if self._tokenizer is None:
             return self.session.run(inputs)
-        from shipyard.text import TEXT_INPUT, decode_texts
+        return self.session.run(self._tokenizer(self._texts(inputs)))
+
+    def check(self, inputs: dict[str, np.ndarray]) -> None:
+        """What can be checked without running the model: texts decode, image headers fit the pixel budget."""
+        if self._processing is not None:
+            self._processing.check(inputs)
+        elif self._tokenizer is not None:
+            self._texts(inputs)
+
+    def _texts(self, inputs: dict[str, np.ndarray]) -> list[str]:
+        from shipyard.text import BYTES_PER_TOKEN, TEXT_INPUT, decode_texts
 
         if set(inputs) != {TEXT_INPUT}:
             raise DataError(f"inputs {sorted(inputs)} do not match the model: expected ['{TEXT_INPUT}'] (BYTES)")
-        texts = decode_texts(inputs[TEXT_INPUT])
+        texts = decode_texts(inputs[TEXT_INPUT], self._tokenizer.frontend.max_length * BYTES_PER_TOKEN)
         if not texts:
             raise DataError(f"input {TEXT_INPUT!r} is empty; expected at least one text")
-        return self.session.run(self._tokenizer(texts))
+        return texts
 
     def close(self) -> None:
         self.session.close()

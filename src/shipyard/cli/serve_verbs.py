@@ -18,6 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001; -1 turns gRPC off)")
     _add_batch_options(serve)
     serve.add_argument("--max-request-mb", type=positive_float, default=64, help="request size limit (default 64)")
+    serve.add_argument("--max-inflight-mb", type=positive_float, default=256,
+                       help="request bytes held at once across the server, then 503 (default 256)")
+    serve.add_argument("--max-connections", type=positive_int, default=256,
+                       help="open HTTP connections / gRPC calls before 503 (default 256)")
+    serve.add_argument("--header-timeout", type=positive_float, default=10,
+                       help="seconds a connection may take to send its request headers (default 10)")
+    serve.add_argument("--body-timeout", type=positive_float, default=60,
+                       help="seconds a request may take to send its body (default 60)")
     serve.add_argument("--threads", type=positive_int, help="runtime threads per instance (default: the package's)")
     serve.add_argument("--no-access-log", action="store_true", help="do not print a JSON line per request")
     serve.add_argument("--ray", action="store_true", help="serve with Ray Serve instead (one package, HTTP JSON)")
@@ -83,7 +91,9 @@ def run_serve(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         logging.getLogger("shipyard.access").setLevel(logging.INFO)
     options = ServeOptions(_batch_config(args), int(args.max_request_mb * 1024 * 1024), args.threads,
-                           trust_code=args.trust_package)
+                           trust_code=args.trust_package, max_connections=args.max_connections,
+                           header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+                           max_inflight_bytes=int(args.max_inflight_mb * 1024 * 1024))
     config = ServerConfig(args.host, args.http_port, None if args.grpc_port < 0 else args.grpc_port)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host}: the server is reachable from other machines, with no "

@@ -76,10 +76,13 @@ def _deployment_class(serve: Any, options: RayOptions) -> Any:
             p = self.predictor
             self.face = ModelFace(p.name, p.version, p.backend, p.signature, min(opts.max_batch_size, p.max_batch_size))
             self.max_bytes = opts.max_request_bytes
+            from shipyard.serve.batchaxis import prove_batch_axis
+
+            self.batched = self.face.batched and prove_batch_axis(p.run, p.signature).batched
 
         @serve.batch(max_batch_size=options.max_batch_size, batch_wait_timeout_s=options.max_queue_delay_ms / 1000)
         async def run_batch(self, feeds: list[dict[str, np.ndarray]]) -> list[Any]:
-            return await asyncio.to_thread(run_grouped, self.predictor.run, feeds)
+            return await asyncio.to_thread(run_grouped, self.predictor.run, feeds, self.batched)
 
         async def __call__(self, request: Any) -> Any:
             return await answer(self, request)
@@ -116,30 +119,42 @@ async def answer(replica: Any, request: Any) -> Any:
         return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=status)
 
 
-def run_grouped(run: Any, feeds: list[dict[str, np.ndarray]]) -> list[Any]:
-    """Run feeds joined along the batch axis, one run per group of equal trailing shapes."""
-    from shipyard.serve.errors import BadRequest, ServeError
-    from shipyard.errors import DataError
+def run_grouped(run: Any, feeds: list[dict[str, np.ndarray]], batched: bool = True) -> list[Any]:
+    """Run feeds joined along the batch axis, one run per group of equal trailing shapes.
 
+    Unless ``batched`` (the model's batch axis proven at load), every feed runs alone; a group
+    whose outputs lack one row per sample is rerun feed by feed, never sliced.
+    """
     results: list[Any] = [None] * len(feeds)
     groups: dict[tuple, list[int]] = {}
     for index, feed in enumerate(feeds):
-        groups.setdefault(tuple((k, v.shape[1:]) for k, v in sorted(feed.items())), []).append(index)
+        key = tuple((k, v.shape[1:]) for k, v in sorted(feed.items())) if batched else (index,)
+        groups.setdefault(key, []).append(index)
     for members in groups.values():
         joined = {k: np.concatenate([feeds[i][k] for i in members]) for k in feeds[members[0]]}
-        try:
-            outputs = run(joined)
-        except Exception as exc:  # noqa: BLE001 - reported to each request of the group
-            error = BadRequest(str(exc)) if isinstance(exc, DataError) else ServeError(f"model failed: {exc}")
+        outputs = _run_one(run, joined)
+        sizes = [len(next(iter(feeds[i].values()))) for i in members]
+        if isinstance(outputs, Exception) or len(members) == 1:
             for i in members:
-                results[i] = error
-            continue
-        start = 0
-        for i in members:
-            size = len(next(iter(feeds[i].values())))
-            results[i] = {k: v[start:start + size] for k, v in outputs.items()}
-            start += size
+                results[i] = outputs
+        elif all(np.ndim(v) and len(v) == sum(sizes) for v in outputs.values()):
+            starts = np.cumsum([0, *sizes])
+            for i, start, size in zip(members, starts, sizes):
+                results[i] = {k: v[start:start + size] for k, v in outputs.items()}
+        else:
+            for i in members:
+                results[i] = _run_one(run, feeds[i])
     return results
+
+
+def _run_one(run: Any, feed: dict[str, np.ndarray]) -> Any:
+    from shipyard.errors import DataError
+    from shipyard.serve.errors import BadRequest, ServeError
+
+    try:
+        return run(feed)
+    except Exception as exc:  # noqa: BLE001 - reported to each request it was for
+        return BadRequest(str(exc)) if isinstance(exc, DataError) else ServeError(f"model failed: {exc}")
 
 
 def export_ray(package: str | Path, out: str | Path, options: RayOptions | None = None) -> Path:
