@@ -19,15 +19,14 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import stat
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
+from shipyard.digests import digest, file_digests, package_files
 from shipyard.errors import PackageError
 
 MANIFEST = "manifest.json"
@@ -139,28 +138,6 @@ def inside(folder: Path, relative: Any) -> Path:
     return path
 
 
-def package_files(folder: Path) -> Iterator[str]:
-    """Every file of the package except the manifest, as sorted relative POSIX paths; refuses symlinks."""
-    root = folder.resolve()
-    for path in sorted(root.rglob("*")):
-        mode = path.lstat().st_mode
-        if stat.S_ISLNK(mode):
-            raise PackageError(f"package {folder} holds a symlink {path.relative_to(root)}; expected only "
-                               f"plain files (a link may point out of the package)")
-        if stat.S_ISREG(mode) and path != root / MANIFEST:
-            yield path.relative_to(root).as_posix()
-        elif not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-            raise PackageError(f"package {folder} holds {path.relative_to(root)}, which is not a plain file")
-
-
-def digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            sha.update(block)
-    return "sha256:" + sha.hexdigest()
-
-
 def check_digests(folder: Path, manifest: dict[str, Any]) -> None:
     """Refuse a package whose files differ from the ones its build sealed."""
     recorded = manifest.get("digests")
@@ -258,7 +235,7 @@ def require_consent(folder: Path, manifest: dict[str, Any], trust_code: bool) ->
 
 def seal(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Record the digest of every file and the code the package carries, and write ``manifest.json``."""
-    manifest["digests"] = {relative: digest(folder / relative) for relative in package_files(folder)}
+    manifest["digests"] = file_digests(folder)
     manifest["carries_code"] = [asdict(c) for c in carried_code(folder, manifest)]
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
