@@ -82,8 +82,8 @@ class ModelFace:
     def check_batch_dim(self, spec: TensorSpec, shape: tuple[int, ...]) -> None:
         """Refuse more samples than the model takes before any element is decoded."""
         if self.batched and shape and shape[0] > self.max_batch:
-            raise BadRequest(f"input {spec.name!r} has {shape[0]} samples; model {self.name!r} accepts at most "
-                             f"{self.max_batch} per request (max_batch_size)")
+            raise BadRequest(f"batch size {shape[0]} of input {spec.name!r} is outside what model {self.name!r} "
+                             f"accepts; expected 1 to {self.max_batch} (max_batch_size)")
 
     def check_request(self, inputs: dict[str, np.ndarray]) -> None:
         """Checks of a decoded request that need no model run (batch sizes; content in ServedModel)."""
