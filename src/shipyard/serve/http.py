@@ -23,7 +23,7 @@ from starlette.routing import Route
 from shipyard.serve import tensors
 from shipyard.serve.accesslog import AccessLogMiddleware
 from shipyard.serve.config import config_json
-from shipyard.serve.errors import BadRequest, RequestTooLarge, ServeError
+from shipyard.serve.errors import BadRequest, NotReady, RequestTooLarge, ServeError
 from shipyard.serve.limits import JSON_GROWTH, BodyTimeout, Holding, off_loop
 from shipyard.serve.repository import ModelFace, ServedModel
 from shipyard.serve.state import ServerState
@@ -101,6 +101,11 @@ async def _infer(state: ServerState, request: Request) -> Response:
         status = 200
     except ServeError as exc:
         response, status = _error(exc), exc.status
+    except asyncio.CancelledError:
+        if state.ready:
+            raise
+        # shutdown cancelled a request still arriving after the grace period: answer it, quietly
+        response, status = _error(NotReady("the server is shutting down; retry on another instance")), 503
     except Exception as exc:  # noqa: BLE001 - never let one request take the server down
         response, status = _error(ServeError(f"internal error: {type(exc).__name__}: {exc}")), 500
     if name in state.repository.models:  # unknown names stay out of the labels: bounded cardinality
@@ -136,8 +141,13 @@ async def read_body(request: Request, limit: int, holding: Holding | None = None
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise RequestTooLarge(f"request body is {length} bytes; expected at most {limit} bytes")
+    if holding is not None and length is not None and length.isdigit():
+        holding.add(int(length))  # reserved before reading: over budget is 503 before the body arrives
+        holding_chunks = None
+    else:
+        holding_chunks = holding
     try:
-        body = await asyncio.wait_for(_read_chunks(request, limit, holding), deadline_s)
+        body = await asyncio.wait_for(_read_chunks(request, limit, holding_chunks), deadline_s)
     except asyncio.TimeoutError:
         raise BodyTimeout(f"request body took over {deadline_s:g} s to arrive; expected the whole body "
                           f"within the server's body timeout") from None
