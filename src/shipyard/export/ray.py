@@ -95,7 +95,7 @@ async def answer(replica: Any, request: Any) -> Any:
     from starlette.responses import JSONResponse
 
     from shipyard.serve.errors import ServeError
-    from shipyard.serve.http import decode_request, encode_response, read_body, split_body
+    from shipyard.serve.http import decode_checked, encode_response, read_body
 
     path = request.url.path.rstrip("/")
     if request.method == "GET":
@@ -105,9 +105,9 @@ async def answer(replica: Any, request: Any) -> Any:
         if not path.endswith("/infer"):
             raise UsageError(f"path {path!r} is not an inference endpoint; expected …/infer")
         body = await read_body(request, replica.max_bytes)
-        header, binary = split_body(body, request.headers.get("inference-header-content-length"))
-        inputs, outputs = decode_request(replica.face, header, binary, replica.max_bytes)
-        replica.face.batch_size(inputs)
+        header, inputs, outputs = await asyncio.to_thread(  # parsing never blocks the replica's event loop
+            decode_checked, replica.face, body, request.headers.get("inference-header-content-length"),
+            replica.max_bytes)
         result = await replica.run_batch(inputs)
         if isinstance(result, Exception):
             raise result

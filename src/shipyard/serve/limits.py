@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from shipyard.errors import UsageError
-from shipyard.serve.errors import Overloaded, ServeError
+from shipyard.serve.errors import Overloaded, RequestTooLarge, ServeError
 
 T = TypeVar("T")
 JSON_GROWTH = 8
@@ -56,6 +56,9 @@ class ByteBudget:
         self.held = 0
 
     def reserve(self, size: int) -> None:
+        if size > self.limit:  # could never fit: retrying would not help
+            raise RequestTooLarge(f"the request needs {size} bytes in flight (JSON counts {JSON_GROWTH}×); expected "
+                                  f"at most the server's budget of {self.limit} bytes: send tensors as binary data")
         if self.held + size > self.limit:
             raise Overloaded(f"the server holds {self.held} bytes of requests, and {size} more would pass its "
                              f"budget of {self.limit} bytes in flight; retry later")
