@@ -225,12 +225,12 @@ def main() -> None:
     args = parser.parse_args()
     package = args.package
     if package is None:
+        import shipyard
         from shipyard.bench import BenchConfig
-        from shipyard.pipeline.build import BuildOptions, build
 
         package = Path(tempfile.mkdtemp(prefix="soak-")) / "digits"
-        build(BuildOptions("example:digits", out=package, backends=["onnxruntime"],
-                           bench=BenchConfig(rounds=1, block_seconds=0.05)))
+        shipyard.build("example:digits", out=package, backends=["onnxruntime"],
+                       bench=BenchConfig(rounds=1, block_seconds=0.05))
     result = run_soak(package, args.duration, args.clients, args.max_requests, args.warmup)
     print(json.dumps(result, indent=1))
     write_section(markdown(result))
