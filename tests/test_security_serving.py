@@ -144,6 +144,24 @@ def test_decoding_runs_off_the_event_loop(server, monkeypatch):
     assert len(threads) == 1 and threads[0].startswith("decode")
 
 
+def test_tf_serving_predict_is_decoded_off_the_loop_and_checked_before_the_queue(server, monkeypatch):
+    import shipyard.serve.tfserving_rest as rest
+
+    threads = []
+    original = rest._parse_checked
+
+    def recording(*args):
+        threads.append(threading.current_thread().name)
+        return original(*args)
+
+    monkeypatch.setattr(rest, "_parse_checked", recording)
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+    conn.request("POST", "/v1/models/words:predict", json.dumps({"instances": [{"b64": "//4="}]}).encode())
+    response = conn.getresponse()
+    assert response.status == 400 and b"UTF-8" in response.read()  # refused by the pre-queue check
+    assert len(threads) == 1 and threads[0].startswith("decode")
+
+
 def test_millions_of_empty_strings_are_refused_before_decoding(server):
     body, headers = binary_bytes("text", [2_000_000], [b""] * 2_000_000)
     status, answer = post(server.http_port, "words", body, headers)
