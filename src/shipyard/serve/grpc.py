@@ -145,12 +145,17 @@ def _encode_response(model: ServedModel, request_id: str, results: dict[str, np.
     return response
 
 
+GRPC_IDLE_MS = 60_000
+
+
 def make_server(state: ServerState, address: str) -> tuple[Any, int]:
     """A ``grpc.aio`` server bound to ``address`` (``host:port``), not yet started, and its port."""
     limit = state.options.max_request_bytes
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
                                       ("grpc.max_send_message_length", 2 ** 31 - 1),
-                                      ("grpc.max_concurrent_streams", 100)],
+                                      ("grpc.max_concurrent_streams", 100),
+                                      # an idle connection is closed (GOAWAY; clients reconnect by themselves)
+                                      ("grpc.max_connection_idle_ms", GRPC_IDLE_MS)],
                              maximum_concurrent_rpcs=state.options.max_connections)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(state), server)
     from shipyard.serve.tfserving_grpc import add_services
