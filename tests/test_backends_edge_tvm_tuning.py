@@ -108,7 +108,7 @@ RUN_PACKAGE = """
 import json, sys
 import numpy as np
 import shipyard
-predictor = shipyard.load(sys.argv[1])
+predictor = shipyard.load(sys.argv[1], trust_code=True)
 images = np.load(sys.argv[2])["image"][:5]
 print(json.dumps({n: predictor.run({"image": images[:n]})["output"].tolist() for n in (1, 5)}))
 """

@@ -71,6 +71,6 @@ def test_ray_deployment_answers_bad_requests_with_4xx(ray_serve):
 def test_export_ray_writes_an_importable_app(digits_package, tmp_path):
     assert main(["export", "ray", str(digits_package), "--out", str(tmp_path / "app"), "--replicas", "2"]) == 0
     source = (tmp_path / "app" / "app.py").read_text()
-    assert "build_app(" in source and "'replicas': 2" in source
+    assert "build_app(" in source and '"replicas": 2' in source
     app = runpy.run_path(str(tmp_path / "app" / "app.py"))["app"]
     assert type(app).__name__ == "Application"

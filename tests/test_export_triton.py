@@ -50,13 +50,15 @@ def test_onnx_package_exports_a_repository_triton_accepts(digits_package, tmp_pa
 def test_openvino_package_exports_xml_and_bin(digits_package, tmp_path):
     import openvino as ov
 
+    from shipyard.package.trust import seal
+
     package = tmp_path / "digits_ov"
     shutil.copytree(digits_package, package)
     manifest = json.loads((package / "manifest.json").read_text())
     ov.save_model(ov.convert_model(str(package / manifest["model_file"])), str(package / "model" / "model.xml"),
                   compress_to_fp16=False)
     manifest.update(backend="openvino", artifact_format="openvino", model_file="model/model.xml")
-    (package / "manifest.json").write_text(json.dumps(manifest))
+    seal(package, manifest)  # files were added: a package is read only with digests of all its files
     folder = export_triton(package, tmp_path / "repo", TritonOptions(max_batch_size=8))
     config = parse_config(folder)
     assert config.backend == "openvino" and config.default_model_filename == "model.xml"

@@ -154,7 +154,10 @@ def test_build_packages_the_split_and_names_op_and_parts(tmp_path):
     assert OP_NAME in onnx.why_failed and "split candidate" in onnx.why_failed
     manifest = json.loads((result.package / "manifest.json").read_text())
     assert manifest["backend"] == "split" and manifest["model_file"].endswith(".split.zip")
+    assert manifest["carries_code"][0]["kind"] == "python"  # the op's Python is imported at load: consent first
+    with pytest.raises(shipyard.PackageError, match="trust_code=True"):
+        shipyard.load(result.package)
     x = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
     with torch.inference_mode():
         expected = make_model()(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(shipyard.load(result.package).run({"image": x})["output"], expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(shipyard.load(result.package, trust_code=True).run({"image": x})["output"], expected, atol=1e-4, rtol=0)

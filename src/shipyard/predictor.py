@@ -18,10 +18,13 @@ class Predictor:
     the model; every other package passes its feed straight to the runtime after validation.
     """
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], threads: int | None = None) -> None:
+    def __init__(self, folder: Path, manifest: dict[str, Any], threads: int | None = None,
+                 trust_code: bool = False) -> None:
         from shipyard.backends import get_backend
         from shipyard.package.manifest import public_signature
+        from shipyard.package.trust import require_consent
 
+        require_consent(folder, manifest, trust_code)  # before any runtime opens a file of the package
         self.folder = folder
         self.manifest = manifest
         self.name: str = manifest["name"]
@@ -57,22 +60,37 @@ class Predictor:
             return self._processing.run(inputs, self.session)
         if self._tokenizer is None:
             return self.session.run(inputs)
-        from shipyard.text import TEXT_INPUT, decode_texts
+        return self.session.run(self._tokenizer(self._texts(inputs)))
+
+    def check(self, inputs: dict[str, np.ndarray]) -> None:
+        """What can be checked without running the model: texts decode, image headers fit the pixel budget."""
+        if self._processing is not None:
+            self._processing.check(inputs)
+        elif self._tokenizer is not None:
+            self._texts(inputs)
+
+    def _texts(self, inputs: dict[str, np.ndarray]) -> list[str]:
+        from shipyard.text import BYTES_PER_TOKEN, TEXT_INPUT, decode_texts
 
         if set(inputs) != {TEXT_INPUT}:
             raise DataError(f"inputs {sorted(inputs)} do not match the model: expected ['{TEXT_INPUT}'] (BYTES)")
-        texts = decode_texts(inputs[TEXT_INPUT])
+        texts = decode_texts(inputs[TEXT_INPUT], self._tokenizer.frontend.max_length * BYTES_PER_TOKEN)
         if not texts:
             raise DataError(f"input {TEXT_INPUT!r} is empty; expected at least one text")
-        return self.session.run(self._tokenizer(texts))
+        return texts
 
     def close(self) -> None:
         self.session.close()
 
 
-def load(folder: str | Path, threads: int | None = None) -> Predictor:
-    """Load the package in ``folder``; ``threads`` defaults to the count the build timed with."""
+def load(folder: str | Path, threads: int | None = None, trust_code: bool = False) -> Predictor:
+    """Load the package in ``folder``; ``threads`` defaults to the count the build timed with.
+
+    The manifest is validated and every file checked against its digest first. A package that
+    carries code (custom-op Python, pickled torch objects, compiled libraries) loads only with
+    ``trust_code=True``; ``manifest["carries_code"]`` says what it carries.
+    """
     from shipyard.package.manifest import read_manifest
 
     path = Path(folder)
-    return Predictor(path, read_manifest(path), threads)
+    return Predictor(path, read_manifest(path), threads, trust_code)

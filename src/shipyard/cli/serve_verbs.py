@@ -18,10 +18,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001; -1 turns gRPC off)")
     _add_batch_options(serve)
     serve.add_argument("--max-request-mb", type=positive_float, default=64, help="request size limit (default 64)")
+    serve.add_argument("--max-inflight-mb", type=positive_float, default=256,
+                       help="request bytes held at once across the server, then 503 (default 256)")
+    serve.add_argument("--max-connections", type=positive_int, default=256,
+                       help="open HTTP connections / gRPC calls before 503 (default 256)")
+    serve.add_argument("--header-timeout", type=positive_float, default=10,
+                       help="seconds a connection may take to send its request headers (default 10)")
+    serve.add_argument("--body-timeout", type=positive_float, default=60,
+                       help="seconds a request may take to send its body (default 60)")
     serve.add_argument("--threads", type=positive_int, help="runtime threads per instance (default: the package's)")
     serve.add_argument("--no-access-log", action="store_true", help="do not print a JSON line per request")
     serve.add_argument("--ray", action="store_true", help="serve with Ray Serve instead (one package, HTTP JSON)")
     serve.add_argument("--replicas", type=positive_int, default=1, help="Ray Serve replicas (with --ray)")
+    _add_trust_option(serve)
     serve.set_defaults(run=run_serve)
 
     load = sub.add_parser("loadtest", help="closed-loop load test of a local KServe v2 server (like perf_analyzer)")
@@ -40,7 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--out", type=Path, required=True, help="repository folder (triton) or app folder (ray)")
     _add_batch_options(export)
     export.add_argument("--replicas", type=positive_int, default=1, help="Ray Serve replicas (ray)")
+    _add_trust_option(export)
     export.set_defaults(run=run_export)
+
+
+def _add_trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-package", action="store_true",
+                        help="consent to load packages that carry code (custom-op Python, pickles, compiled "
+                             "libraries); only for packages from a source you trust")
 
 
 def _add_batch_options(parser: argparse.ArgumentParser) -> None:
@@ -66,14 +82,18 @@ def run_serve(args: argparse.Namespace) -> int:
         from shipyard.export.ray import RayOptions, serve_with_ray
 
         serve_with_ray(args.packages, RayOptions(args.replicas, args.max_batch_size, args.max_queue_delay_ms,
-                                                 args.host, args.http_port, args.threads))
+                                                 args.host, args.http_port, args.threads,
+                                                 trust_code=args.trust_package))
         return 0
     from shipyard.serve import Server, ServerConfig, ServeOptions
 
     if not args.no_access_log:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         logging.getLogger("shipyard.access").setLevel(logging.INFO)
-    options = ServeOptions(_batch_config(args), int(args.max_request_mb * 1024 * 1024), args.threads)
+    options = ServeOptions(_batch_config(args), int(args.max_request_mb * 1024 * 1024), args.threads,
+                           trust_code=args.trust_package, max_connections=args.max_connections,
+                           header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+                           max_inflight_bytes=int(args.max_inflight_mb * 1024 * 1024))
     config = ServerConfig(args.host, args.http_port, None if args.grpc_port < 0 else args.grpc_port)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host}: the server is reachable from other machines, with no "
@@ -115,6 +135,7 @@ def run_export(args: argparse.Namespace) -> int:
         return 0
     from shipyard.export.ray import RayOptions, export_ray
 
-    app = export_ray(args.package, args.out, RayOptions(args.replicas, args.max_batch_size, args.max_queue_delay_ms))
+    app = export_ray(args.package, args.out, RayOptions(args.replicas, args.max_batch_size, args.max_queue_delay_ms,
+                                                        trust_code=args.trust_package))
     print(f"wrote Ray Serve app {app} (serve run {app.stem}:app, from {app.parent})")
     return 0

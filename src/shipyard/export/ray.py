@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ class RayOptions:
     threads: int | None = None
     num_cpus: float = 0.5
     max_request_bytes: int = 64 * 1024 * 1024
+    trust_code: bool = False
+    """Consent to load a package that carries code (see ``shipyard.package.trust``)."""
 
 
 def _serve_module() -> Any:
@@ -69,14 +72,17 @@ def _deployment_class(serve: Any, options: RayOptions) -> Any:
             import shipyard
             from shipyard.serve.repository import ModelFace
 
-            self.predictor = shipyard.load(folder, opts.threads)
+            self.predictor = shipyard.load(folder, opts.threads, opts.trust_code)
             p = self.predictor
             self.face = ModelFace(p.name, p.version, p.backend, p.signature, min(opts.max_batch_size, p.max_batch_size))
             self.max_bytes = opts.max_request_bytes
+            from shipyard.serve.batchaxis import prove_batch_axis
+
+            self.batched = self.face.batched and prove_batch_axis(p.run, p.signature).batched
 
         @serve.batch(max_batch_size=options.max_batch_size, batch_wait_timeout_s=options.max_queue_delay_ms / 1000)
         async def run_batch(self, feeds: list[dict[str, np.ndarray]]) -> list[Any]:
-            return await asyncio.to_thread(run_grouped, self.predictor.run, feeds)
+            return await asyncio.to_thread(run_grouped, self.predictor.run, feeds, self.batched)
 
         async def __call__(self, request: Any) -> Any:
             return await answer(self, request)
@@ -89,7 +95,7 @@ async def answer(replica: Any, request: Any) -> Any:
     from starlette.responses import JSONResponse
 
     from shipyard.serve.errors import ServeError
-    from shipyard.serve.http import decode_request, encode_response, read_body, split_body
+    from shipyard.serve.http import decode_checked, encode_response, read_body
 
     path = request.url.path.rstrip("/")
     if request.method == "GET":
@@ -99,9 +105,9 @@ async def answer(replica: Any, request: Any) -> Any:
         if not path.endswith("/infer"):
             raise UsageError(f"path {path!r} is not an inference endpoint; expected …/infer")
         body = await read_body(request, replica.max_bytes)
-        header, binary = split_body(body, request.headers.get("inference-header-content-length"))
-        inputs, outputs = decode_request(replica.face, header, binary, replica.max_bytes)
-        replica.face.batch_size(inputs)
+        header, inputs, outputs = await asyncio.to_thread(  # parsing never blocks the replica's event loop
+            decode_checked, replica.face, body, request.headers.get("inference-header-content-length"),
+            replica.max_bytes)
         result = await replica.run_batch(inputs)
         if isinstance(result, Exception):
             raise result
@@ -113,30 +119,42 @@ async def answer(replica: Any, request: Any) -> Any:
         return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=status)
 
 
-def run_grouped(run: Any, feeds: list[dict[str, np.ndarray]]) -> list[Any]:
-    """Run feeds joined along the batch axis, one run per group of equal trailing shapes."""
-    from shipyard.serve.errors import BadRequest, ServeError
-    from shipyard.errors import DataError
+def run_grouped(run: Any, feeds: list[dict[str, np.ndarray]], batched: bool = True) -> list[Any]:
+    """Run feeds joined along the batch axis, one run per group of equal trailing shapes.
 
+    Unless ``batched`` (the model's batch axis proven at load), every feed runs alone; a group
+    whose outputs lack one row per sample is rerun feed by feed, never sliced.
+    """
     results: list[Any] = [None] * len(feeds)
     groups: dict[tuple, list[int]] = {}
     for index, feed in enumerate(feeds):
-        groups.setdefault(tuple((k, v.shape[1:]) for k, v in sorted(feed.items())), []).append(index)
+        key = tuple((k, v.shape[1:]) for k, v in sorted(feed.items())) if batched else (index,)
+        groups.setdefault(key, []).append(index)
     for members in groups.values():
         joined = {k: np.concatenate([feeds[i][k] for i in members]) for k in feeds[members[0]]}
-        try:
-            outputs = run(joined)
-        except Exception as exc:  # noqa: BLE001 - reported to each request of the group
-            error = BadRequest(str(exc)) if isinstance(exc, DataError) else ServeError(f"model failed: {exc}")
+        outputs = _run_one(run, joined)
+        sizes = [len(next(iter(feeds[i].values()))) for i in members]
+        if isinstance(outputs, Exception) or len(members) == 1:
             for i in members:
-                results[i] = error
-            continue
-        start = 0
-        for i in members:
-            size = len(next(iter(feeds[i].values())))
-            results[i] = {k: v[start:start + size] for k, v in outputs.items()}
-            start += size
+                results[i] = outputs
+        elif all(np.ndim(v) and len(v) == sum(sizes) for v in outputs.values()):
+            starts = np.cumsum([0, *sizes])
+            for i, start, size in zip(members, starts, sizes):
+                results[i] = {k: v[start:start + size] for k, v in outputs.items()}
+        else:
+            for i in members:
+                results[i] = _run_one(run, feeds[i])
     return results
+
+
+def _run_one(run: Any, feed: dict[str, np.ndarray]) -> Any:
+    from shipyard.errors import DataError
+    from shipyard.serve.errors import BadRequest, ServeError
+
+    try:
+        return run(feed)
+    except Exception as exc:  # noqa: BLE001 - reported to each request it was for
+        return BadRequest(str(exc)) if isinstance(exc, DataError) else ServeError(f"model failed: {exc}")
 
 
 def export_ray(package: str | Path, out: str | Path, options: RayOptions | None = None) -> Path:
@@ -149,11 +167,18 @@ def export_ray(package: str | Path, out: str | Path, options: RayOptions | None 
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     app = target / "app.py"
-    app.write_text(f'"""Ray Serve app of the Shipyard package {name!r}, written by `shipyard export ray`.\n\n'
-                   f'Run: serve run app:app --route-prefix /v2/models/{name}\n"""\n\n'
-                   f"from shipyard.export.ray import RayOptions, build_app\n\n"
-                   f"app = build_app({str(folder)!r}, RayOptions(**{asdict(options)!r}))\n")
+    app.write_text(app_source(folder, name, options))
     return app
+
+
+def app_source(folder: Path, name: str, options: RayOptions) -> str:
+    """The ``app.py`` text: data only as JSON string literals, so no manifest text can become code."""
+    settings = json.dumps({"package": str(folder), "name": name, "options": asdict(options)})
+    return ('"""Ray Serve app of a Shipyard package, written by `shipyard export ray`.\n\n'
+            'Run: serve run app:app --route-prefix /v2/models/NAME (NAME: SETTINGS["name"])\n"""\n\n'
+            "import json\n\nfrom shipyard.export.ray import RayOptions, build_app\n\n"
+            f"SETTINGS = json.loads({settings!r})\n"
+            'app = build_app(SETTINGS["package"], RayOptions(**SETTINGS["options"]))\n')
 
 
 def serve_with_ray(packages: list[Path], options: RayOptions) -> None:

@@ -24,19 +24,18 @@ if TYPE_CHECKING:
 
 
 
-def check_out_dir(out: Path, force: bool) -> None:
-    """Refuse, before any work, to replace a folder that is not empty unless ``force``."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; expected a folder for the package")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UsageError(f"--out {out} exists and is not empty; pass --force to replace it")
+def check_out_dir(out: Path, force: bool, inputs: list[Path] | tuple[Path, ...] = ()) -> None:
+    """Refuse, before any work, an ``--out`` that is not empty unless ``force`` and an old package."""
+    from shipyard.package.outdir import check_out_dir as check
+
+    check(out, force, inputs)
 
 
 def write_package(result: BuildResult, out: Path) -> Path:
     """Write ``result``'s chosen candidate as a package at ``out``, atomically."""
     chosen = result.chosen
     assert chosen is not None
-    out = out.resolve()
+    out = out.parent.resolve() / out.name  # never a symlink's target (check_out_dir refused links)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -48,11 +47,13 @@ def write_package(result: BuildResult, out: Path) -> Path:
 
         config = result.options.output.preprocess or result.source.processing_config
         add_to_manifest(manifest, attach_processing(config, artifact.signature, staging))
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         (staging / "candidates.json").write_text(json.dumps([c.to_json() for c in result.candidates], indent=2))
         from shipyard.package.report import write_report
+        from shipyard.package.trust import seal
 
         write_report(result, staging / "report.html")
+        seal(staging, manifest)
+        make_readable(staging)
         _swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -145,6 +146,9 @@ def _metrics(result: BuildResult, chosen: Candidate) -> dict[str, Any]:
 
 
 def _swap_into_place(staging: Path, out: Path) -> None:
+    from shipyard.package.outdir import check_still_replaceable
+
+    check_still_replaceable(out)
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{int(time.time() * 1000)}")
@@ -152,3 +156,10 @@ def _swap_into_place(staging: Path, out: Path) -> None:
     staging.rename(out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def make_readable(folder: Path) -> None:
+    """Folders 0755, files 0644: a package is served by another account than the one that built it."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)

@@ -97,9 +97,12 @@ def build(options: BuildOptions, reporter: Reporter | None = None) -> BuildResul
         search, backends=_tupled(backends), precisions=_tupled(precisions)))
     out = options.output.out
     if out is not None:
+        from shipyard.package.outdir import build_inputs
         from shipyard.package.writer import check_out_dir
 
-        check_out_dir(out, options.output.force)
+        check_out_dir(out, options.output.force, build_inputs(
+            options.source.model, options.source.weights, options.data.data, options.output.preprocess,
+            options.search.cache_dir))
     source = _load(options.source, options.data.data, reporter)
     with tempfile.TemporaryDirectory(prefix="shipyard-build-") as work:
         result = _road(Path(work), source, options, reporter)

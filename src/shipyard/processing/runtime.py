@@ -38,9 +38,12 @@ class Processing:
     def run(self, inputs: dict[str, np.ndarray], model: Session) -> dict[str, np.ndarray]:
         """Public inputs → public outputs, the model running in its own backend in between."""
         if self._pre is not None:
+            from shipyard.processing.decode import image_sizes
+
+            originals = image_sizes(self._images(inputs))  # boxes are given in the sent image's pixels
             images = self.decode(inputs)
             feed = {self.model_input: self.pixels_to_tensor(images)}
-            sizes = np.array([i.shape[:2] for i in images], np.float32)
+            sizes = np.array([(h, w) for w, h in originals], np.float32)
         else:
             feed, sizes = inputs, None
         outputs = model.run(feed)
@@ -49,10 +52,27 @@ class Processing:
     def decode(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         from shipyard.processing.decode import decode_images
 
+        return decode_images(self._images(inputs), self._target_side())
+
+    def check(self, inputs: dict[str, np.ndarray]) -> None:
+        """Image headers and the request's pixel budget, without decoding (before batching)."""
+        if self._pre is not None:
+            from shipyard.processing.decode import image_sizes
+
+            image_sizes(self._images(inputs))
+
+    def _images(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         if set(inputs) != {IMAGE_INPUT}:
             raise DataError(f"inputs {sorted(inputs)} do not match the model: expected ['{IMAGE_INPUT}'] "
                             f"(BYTES: encoded JPEG/PNG images)")
-        return decode_images(inputs[IMAGE_INPUT])
+        return inputs[IMAGE_INPUT]
+
+    def _target_side(self) -> int | None:
+        """The largest side the resize graph makes, so larger images may decode reduced; None = no resize."""
+        image = self.config.image
+        if image is None or image.resize is None:
+            return None
+        return max(image.resize)
 
     def pixels_to_tensor(self, images: list[np.ndarray]) -> np.ndarray:
         """Same-size images go through the graph as one batch; mixed sizes one by one."""

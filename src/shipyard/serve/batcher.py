@@ -182,9 +182,12 @@ class Batcher:
         try:
             try:
                 outputs = await loop.run_in_executor(self._executor, runner, _concat(batch))
-                _deliver(batch, outputs)
             except Exception as exc:  # noqa: BLE001 - a failing model must not take the server down
                 await self._isolate(batch, runner, exc)
+            else:
+                if not _deliver(batch, outputs):
+                    self._unbatch(outputs)
+                    await self._isolate(batch, runner, None)
             done = time.perf_counter()
             self.metrics.compute_seconds.observe(done - started)
             self.metrics.batch_size.observe(sum(i.size for i in batch))
@@ -193,9 +196,16 @@ class Batcher:
             self._idle.append(runner)
             self._free.release()
 
-    async def _isolate(self, batch: list[_Item], runner: Runner, exc: Exception) -> None:
-        """Rerun a failed batch one request at a time so only the culprit fails."""
-        if len(batch) == 1:
+    def _unbatch(self, outputs: dict[str, np.ndarray]) -> None:
+        shapes = {name: list(np.shape(value)) for name, value in outputs.items()}
+        LOGGER.warning("model %r returned outputs %s without one row per sample; it runs request by request "
+                       "from now on", self.name, shapes)
+        self.max_batch = 1
+
+    async def _isolate(self, batch: list[_Item], runner: Runner, exc: Exception | None) -> None:
+        """Run a batch one request at a time: after a failure (so only the culprit fails), or when its
+        outputs could not be split."""
+        if len(batch) == 1 and exc is not None:
             _fail(batch[0], self.name, exc)
             return
         loop = asyncio.get_running_loop()
@@ -222,19 +232,25 @@ def _concat(batch: list[_Item]) -> dict[str, np.ndarray]:
     return {name: np.concatenate([item.inputs[name] for item in batch]) for name in batch[0].inputs}
 
 
-def _deliver(batch: list[_Item], outputs: dict[str, np.ndarray]) -> None:
+def _deliver(batch: list[_Item], outputs: dict[str, np.ndarray]) -> bool:
+    """Hand each request its rows; False (nothing delivered) when an output has not one row per sample.
+
+    Never a fallback to the whole output: that would give one client another's data.
+    """
     if len(batch) == 1:
         if not batch[0].future.done():
             batch[0].future.set_result(outputs)
-        return
+        return True
     total = sum(item.size for item in batch)
+    if not all(np.ndim(value) and len(value) == total for value in outputs.values()):
+        return False
     start = 0
     for item in batch:
-        part = {name: (value[start:start + item.size] if value.ndim and len(value) == total else value)
-                for name, value in outputs.items()}
+        part = {name: value[start:start + item.size] for name, value in outputs.items()}
         start += item.size
         if not item.future.done():
             item.future.set_result(part)
+    return True
 
 
 def _fail(item: _Item, model: str, exc: Exception) -> None:

@@ -18,6 +18,7 @@ from shipyard.serve import tensors
 from shipyard.serve.accesslog import log_access
 from shipyard.serve.config import model_config
 from shipyard.serve.errors import BadRequest, ServeError
+from shipyard.serve.limits import off_loop
 from shipyard.serve.repository import ServedModel
 from shipyard.serve.state import ServerState
 
@@ -67,11 +68,13 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         started, status = time.perf_counter(), 200
         try:
             model = self.state.repository.get(request.model_name, request.model_version)
-            inputs = _decode_inputs(model, request, self.state.options.max_request_bytes)
-            wanted = [o.name for o in request.outputs] or model.signature.output_names
-            model.check_output_names(wanted)
-            results = await model.infer(inputs, context.time_remaining())  # the client's deadline, if any
-            return _encode_response(model, request.id, results, wanted)
+            async with self.state.budget.hold() as holding:
+                holding.add(request.ByteSize())
+                inputs = await off_loop(_decode_checked, model, request, self.state.options.max_request_bytes)
+                wanted = [o.name for o in request.outputs] or model.signature.output_names
+                model.check_output_names(wanted)
+                results = await model.infer(inputs, context.time_remaining())  # the client's deadline, if any
+                return await off_loop(_encode_response, model, request.id, results, wanted)
         except ServeError as exc:
             status = exc.status
             await context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
@@ -92,6 +95,12 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             await context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
 
 
+def _decode_checked(model: ServedModel, request: Any, max_bytes: int) -> dict[str, np.ndarray]:
+    inputs = _decode_inputs(model, request, max_bytes)
+    model.check_request(inputs)  # content checks before batching, so a bad request fails alone
+    return inputs
+
+
 def _decode_inputs(model: ServedModel, request: Any, max_bytes: int) -> dict[str, np.ndarray]:
     model.check_input_names([t.name for t in request.inputs])
     raw = request.raw_input_contents
@@ -102,6 +111,7 @@ def _decode_inputs(model: ServedModel, request: Any, max_bytes: int) -> dict[str
     for index, tensor in enumerate(request.inputs):
         spec = model.input_spec(tensor.name)
         shape = tensors.check_header(spec, tensor.datatype, list(tensor.shape), max_bytes)
+        model.check_batch_dim(spec, shape)
         if raw:
             inputs[spec.name] = tensors.from_raw(spec, shape, raw[index])
         else:
@@ -135,11 +145,18 @@ def _encode_response(model: ServedModel, request_id: str, results: dict[str, np.
     return response
 
 
+GRPC_IDLE_MS = 60_000
+
+
 def make_server(state: ServerState, address: str) -> tuple[Any, int]:
     """A ``grpc.aio`` server bound to ``address`` (``host:port``), not yet started, and its port."""
     limit = state.options.max_request_bytes
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
-                                      ("grpc.max_send_message_length", 2 ** 31 - 1)])
+                                      ("grpc.max_send_message_length", 2 ** 31 - 1),
+                                      ("grpc.max_concurrent_streams", 100),
+                                      # an idle connection is closed (GOAWAY; clients reconnect by themselves)
+                                      ("grpc.max_connection_idle_ms", GRPC_IDLE_MS)],
+                             maximum_concurrent_rpcs=state.options.max_connections)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(state), server)
     from shipyard.serve.tfserving_grpc import add_services
 

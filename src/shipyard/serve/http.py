@@ -8,6 +8,7 @@ for Prometheus. Every failure is a JSON body ``{"error": "..."}`` with the statu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import zlib
@@ -15,14 +16,15 @@ from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shipyard.serve import tensors
 from shipyard.serve.accesslog import AccessLogMiddleware
 from shipyard.serve.config import config_json
-from shipyard.serve.errors import BadRequest, RequestTooLarge, ServeError
+from shipyard.serve.errors import BadRequest, NotReady, RequestTooLarge, ServeError
+from shipyard.serve.limits import JSON_GROWTH, BodyTimeout, Holding, off_loop
 from shipyard.serve.repository import ModelFace, ServedModel
 from shipyard.serve.state import ServerState
 
@@ -88,14 +90,22 @@ async def _infer(state: ServerState, request: Request) -> Response:
     name = request.path_params["model"]
     try:
         model = _model(state, request)
-        body = await read_body(request, state.options.max_request_bytes)
-        header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
-        inputs, outputs = decode_request(model, header, binary, state.options.max_request_bytes)
-        results = await model.infer(inputs, client_timeout_s(header))
-        response = encode_response(model, header, results, outputs)
+        async with state.budget.hold() as holding:
+            body = await read_body(request, state.options.max_request_bytes, holding, state.options.body_timeout_s)
+            holding.add(JSON_GROWTH * json_size(body, request.headers.get(HEADER_LENGTH)))
+            header, inputs, outputs = await off_loop(decode_checked, model, body, request.headers.get(HEADER_LENGTH),
+                                                     state.options.max_request_bytes)
+            del body
+            results = await model.infer(inputs, client_timeout_s(header))
+            response = await off_loop(encode_response, model, header, results, outputs)
         status = 200
     except ServeError as exc:
         response, status = _error(exc), exc.status
+    except asyncio.CancelledError:
+        if state.ready:
+            raise
+        # shutdown cancelled a request still arriving after the grace period: answer it, quietly
+        response, status = _error(NotReady("the server is shutting down; retry on another instance")), 503
     except Exception as exc:  # noqa: BLE001 - never let one request take the server down
         response, status = _error(ServeError(f"internal error: {type(exc).__name__}: {exc}")), 500
     if name in state.repository.models:  # unknown names stay out of the labels: bounded cardinality
@@ -103,25 +113,65 @@ async def _infer(state: ServerState, request: Request) -> Response:
     return response
 
 
+def decode_checked(model: ModelFace, body: bytes, header_length: str | None, max_bytes: int
+                   ) -> tuple[dict[str, Any], dict[str, np.ndarray], list[dict[str, Any]] | None]:
+    """Parse, decode and check one request body (run it off the event loop: see ``limits.off_loop``)."""
+    header, binary = split_body(body, header_length)
+    inputs, outputs = decode_request(model, header, binary, max_bytes)
+    model.check_request(inputs)  # content checks before batching, so a bad request fails alone
+    return header, inputs, outputs
+
+
+def json_size(body: bytes, header_length: str | None) -> int:
+    """How many bytes of ``body`` are JSON (all of it without the binary extension's header length)."""
+    if header_length is not None and header_length.isdigit():
+        return min(int(header_length), len(body))
+    return len(body)
+
+
 def client_timeout_s(header: dict[str, Any]) -> float | None:
     """The ``timeout`` request parameter (microseconds, as tritonclient sends it) in seconds."""
-    value = (header.get("parameters") or {}).get("timeout")
+    value = _parameters(header, "request").get("timeout")
     return value / 1e6 if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, holding: Holding | None = None,
+                    deadline_s: float | None = None) -> bytes:
+    """The request body, at most ``limit`` bytes (413), within ``deadline_s`` (408); bytes count on ``holding``."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise RequestTooLarge(f"request body is {length} bytes; expected at most {limit} bytes")
+    if holding is not None and length is not None and length.isdigit():
+        holding.add(int(length))  # reserved before reading: over budget is 503 before the body arrives
+        holding_chunks = None
+    else:
+        holding_chunks = holding
+    try:
+        body = await asyncio.wait_for(_read_chunks(request, limit, holding_chunks), deadline_s)
+    except asyncio.TimeoutError:
+        raise BodyTimeout(f"request body took over {deadline_s:g} s to arrive; expected the whole body "
+                          f"within the server's body timeout") from None
+    except ClientDisconnect:
+        raise BadRequest("the client disconnected before sending its whole body") from None
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding == "identity":
+        return body
+    data = _decompress(body, encoding, limit)
+    if holding is not None:
+        holding.add(len(data))
+    return data
+
+
+async def _read_chunks(request: Request, limit: int, holding: Holding | None) -> bytes:
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise RequestTooLarge(f"request body is over {limit} bytes; expected at most {limit} bytes")
+        if holding is not None:
+            holding.add(len(chunk))
         chunks.append(chunk)
-    body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "identity").lower()
-    return body if encoding == "identity" else _decompress(body, encoding, limit)
+    return b"".join(chunks)
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
@@ -148,10 +198,24 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
         header = json.loads(body[:size])
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request JSON is malformed: {exc}; expected a KServe v2 inference request") from exc
+    except RecursionError:
+        raise BadRequest("request JSON is nested too deeply; expected a KServe v2 inference request") from None
     if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
         raise BadRequest("request JSON has no 'inputs' list; expected {\"inputs\": [{\"name\", \"datatype\", "
                          "\"shape\", \"data\"}...]}")
+    _parameters(header, "request")
     return header, memoryview(body)[size:]
+
+
+def _parameters(entry: dict[str, Any], what: str) -> dict[str, Any]:
+    """An entry's ``parameters`` object ({} when absent); anything but an object is a client error."""
+    params = entry.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadRequest(f"{what} 'parameters' is {type(params).__name__} {str(params)[:40]!r}; expected a JSON "
+                         f"object such as {{\"binary_data_output\": true}}")
+    return params
 
 
 def decode_request(model: ModelFace, header: dict[str, Any], binary: memoryview, max_bytes: int
@@ -164,11 +228,12 @@ def decode_request(model: ModelFace, header: dict[str, Any], binary: memoryview,
     for entry in entries:
         spec = model.input_spec(entry["name"])
         shape = tensors.check_header(spec, entry.get("datatype"), entry.get("shape"), max_bytes)
-        size = (entry.get("parameters") or {}).get("binary_data_size")
+        model.check_batch_dim(spec, shape)
+        size = _parameters(entry, f"input {spec.name!r}").get("binary_data_size")
         if size is None:
             inputs[spec.name] = tensors.from_json_data(spec, shape, entry.get("data"))
             continue
-        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
             raise BadRequest(f"input {spec.name!r} declares binary_data_size {size!r}; expected a byte count "
                              f"within the {len(binary) - offset} binary bytes left in the body")
         inputs[spec.name] = tensors.from_raw(spec, shape, binary[offset:offset + size])
@@ -181,20 +246,21 @@ def decode_request(model: ModelFace, header: dict[str, Any], binary: memoryview,
         if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
             raise BadRequest("request 'outputs' is not a list of objects; expected [{\"name\": ...}]")
         model.check_output_names([o.get("name") for o in outputs])
+        for entry in outputs:
+            _parameters(entry, f"output {entry.get('name')!r}")
     return inputs, outputs
 
 
 def encode_response(model: ModelFace, header: dict[str, Any], results: dict[str, np.ndarray],
                      outputs: list[dict[str, Any]] | None) -> Response:
-    params = header.get("parameters") or {}
-    all_binary = bool(params.get("binary_data_output", False))
+    all_binary = bool(_parameters(header, "request").get("binary_data_output", False))
     wanted = outputs if outputs is not None else [{"name": n} for n in model.signature.output_names]
     entries, blobs = [], []
     for request in wanted:
         spec = model.output_spec(request["name"])
         array = results[spec.name]
         entry: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype, "shape": list(array.shape)}
-        if (request.get("parameters") or {}).get("binary_data", all_binary):
+        if _parameters(request, "output").get("binary_data", all_binary):
             blob = tensors.to_raw(array, spec.datatype)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)

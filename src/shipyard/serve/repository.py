@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from shipyard.errors import UsageError
+from shipyard.errors import DataError, UsageError
 from shipyard.records import Signature, TensorSpec
-from shipyard.serve.batcher import BatchConfig, Batcher
+from shipyard.serve.batchaxis import BatchProof, prove_batch_axis
+from shipyard.serve.batcher import LOGGER, BatchConfig, Batcher
 from shipyard.serve.errors import BadRequest, ModelNotFound
 from shipyard.serve.metrics import Metrics
 
@@ -26,6 +27,13 @@ class ServeOptions:
     batch: BatchConfig = field(default_factory=BatchConfig)
     max_request_bytes: int = 64 * 1024 * 1024
     threads: int | None = None
+    trust_code: bool = False
+    """Consent to serve packages that carry code (``--trust-package``)."""
+    max_connections: int = 256
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    max_inflight_bytes: int = 256 * 1024 * 1024
+    """Request bytes held at once across the server (bodies, and their JSON ×8); beyond it, 503."""
 
 
 class ModelFace:
@@ -71,6 +79,16 @@ class ModelFace:
     def output_spec(self, name: str) -> TensorSpec:
         return self._outputs[name]
 
+    def check_batch_dim(self, spec: TensorSpec, shape: tuple[int, ...]) -> None:
+        """Refuse more samples than the model takes before any element is decoded."""
+        if self.batched and shape and shape[0] > self.max_batch:
+            raise BadRequest(f"batch size {shape[0]} of input {spec.name!r} is outside what model {self.name!r} "
+                             f"accepts; expected 1 to {self.max_batch} (max_batch_size)")
+
+    def check_request(self, inputs: dict[str, np.ndarray]) -> None:
+        """Checks of a decoded request that need no model run (batch sizes; content in ServedModel)."""
+        self.batch_size(inputs)
+
     def batch_size(self, inputs: dict[str, np.ndarray]) -> int:
         if not self.batched:
             return 1
@@ -102,9 +120,29 @@ class ServedModel(ModelFace):
         super().__init__(first.name, first.version, first.backend, first.signature,
                          min(options.batch.max_batch_size, first.max_batch_size))
         self.predictors = predictors
+        self.proof = self._prove(first)
         config = BatchConfig(**{**options.batch.__dict__, "max_batch_size": max(self.max_batch, 1)})
         self.batcher = Batcher(self.name, [p.run for p in predictors], config,
-                               metrics.for_model(self.name), self.batched)
+                               metrics.for_model(self.name), self.batched and self.proof.batched)
+
+    def _prove(self, predictor: Any) -> BatchProof:
+        """Batch only a model whose outputs are proven to keep samples apart (two-sample probe)."""
+        if not self.batched or self.max_batch < 2:
+            return BatchProof(False, "batching is off for this model")
+        proof = prove_batch_axis(predictor.run, self.signature)
+        if not proof.batched:
+            LOGGER.warning("model %r is served request by request, not batched: %s", self.name, proof.reason)
+        return proof
+
+    def check_request(self, inputs: dict[str, np.ndarray]) -> None:
+        """Batch sizes, texts and image headers checked before queueing: a bad request fails alone."""
+        super().check_request(inputs)
+        check = getattr(self.predictors[0], "check", None)
+        if check is not None:
+            try:
+                check(inputs)
+            except DataError as exc:
+                raise BadRequest(str(exc)) from exc
 
     async def infer(self, inputs: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, np.ndarray]:
         """Queue checked inputs for a batch; returns every output of the package.
@@ -143,7 +181,7 @@ class Repository:
 
         models = []
         for folder in folders:
-            predictors = [load(folder, options.threads) for _ in range(max(options.batch.instances, 1))]
+            predictors = [load(folder, options.threads, options.trust_code) for _ in range(max(options.batch.instances, 1))]
             models.append(ServedModel(predictors, options, metrics))
         return cls(models)
 

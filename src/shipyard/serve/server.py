@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from shipyard.errors import UsageError
+from shipyard.serve.connections import ConnectionLimits, protocol_class
+from shipyard.serve.limits import check_options
 from shipyard.serve.metrics import Metrics
 from shipyard.serve.repository import Repository, ServeOptions
 from shipyard.serve.state import ServerState
@@ -48,6 +50,7 @@ class Server:
             raise UsageError("no packages to serve; expected at least one package directory")
         self.config = config or ServerConfig()
         self.options = options or ServeOptions()
+        check_options(self.options)  # before any package loads: a zero limit would refuse every request
         self.metrics = Metrics()
         self.state = ServerState(Repository.load(list(folders), self.options, self.metrics), self.metrics,
                                  self.options)
@@ -70,9 +73,12 @@ class Server:
         self._loop = asyncio.get_running_loop()
         self.state.repository.start()
         grpc_server = await self._start_grpc()
+        limits = ConnectionLimits(self.options.max_connections, self.options.header_timeout_s)
         config = uvicorn.Config(make_app(self.state), host=self.config.host, port=self.config.http_port,
                                 log_level=self.config.log_level, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=self.config.graceful_timeout_s)
+                                timeout_graceful_shutdown=self.config.graceful_timeout_s,
+                                http=protocol_class(limits), limit_concurrency=self.options.max_connections,
+                                timeout_keep_alive=limits.keep_alive_s)
         self._uvicorn = _QuietSignals(config)
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):

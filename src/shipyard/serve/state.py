@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from shipyard.serve.limits import ByteBudget
 from shipyard.serve.metrics import Metrics
 from shipyard.serve.repository import Repository, ServeOptions
 
@@ -17,6 +18,10 @@ class ServerState:
     metrics: Metrics
     options: ServeOptions
     ready: bool = False
+    budget: ByteBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.budget = ByteBudget(self.options.max_inflight_bytes)
 
     def server_metadata(self) -> dict[str, Any]:
         from shipyard import __version__

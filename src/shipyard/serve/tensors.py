@@ -87,7 +87,7 @@ def _check_count(spec: TensorSpec, shape: tuple[int, ...], count: int) -> None:
 def from_raw(spec: TensorSpec, shape: tuple[int, ...], raw: bytes | memoryview) -> np.ndarray:
     """The numpy array of a raw buffer (binary extension or gRPC raw contents)."""
     if spec.dtype == "bytes":
-        items = deserialize_bytes(spec.name, raw)
+        items = deserialize_bytes(spec.name, raw, math.prod(shape))
         _check_count(spec, shape, len(items))
         array = np.empty(len(items), dtype=object)
         array[:] = items
@@ -100,9 +100,16 @@ def from_raw(spec: TensorSpec, shape: tuple[int, ...], raw: bytes | memoryview) 
     return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
 
 
-def deserialize_bytes(name: str, raw: bytes | memoryview) -> list[bytes]:
+def deserialize_bytes(name: str, raw: bytes | memoryview, count: int | None = None) -> list[bytes]:
+    """Length-prefixed elements; with ``count`` (from the declared shape) the element count is checked
+    before and while decoding, so a body of millions of empty strings is refused, not walked."""
     items, offset, view = [], 0, memoryview(raw)
+    if count is not None and len(view) < 4 * count:
+        raise BadRequest(f"input {name!r} has {len(view)} bytes of BYTES data; expected at least {4 * count} "
+                         f"for {count} elements (a 4-byte length before each)")
     while offset < len(view):
+        if count is not None and len(items) == count:
+            raise BadRequest(f"input {name!r} has more than the {count} BYTES elements its shape declares")
         if offset + 4 > len(view):
             raise BadRequest(f"input {name!r} has a truncated BYTES element at offset {offset}; "
                              f"expected a 4-byte length before each element")

@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from shipyard.serve import tfserving
 from shipyard.serve.accesslog import log_access
 from shipyard.serve.errors import BadRequest, ModelNotFound, ServeError
+from shipyard.serve.limits import off_loop
 from shipyard.serve.repository import ServedModel
 from shipyard.serve.state import ServerState
 from shipyard.serve.tfserving_protos import Protos, ProtosUnavailable, load_protos
@@ -70,11 +71,13 @@ class PredictionService(_Face):
         try:
             model = self.model(request.model_spec)
             tfserving.check_signature(model, request.model_spec.signature_name)
-            inputs = self._decode(model, request)
-            wanted = list(request.output_filter) or model.signature.output_names
-            model.check_output_names(wanted)
-            results = await model.infer(inputs, context.time_remaining())  # the client's deadline, if any
-            return self._encode(model, results, wanted)
+            async with self.state.budget.hold() as holding:  # the KServe endpoints' bounds (serve/limits.py)
+                holding.add(request.ByteSize())
+                inputs = await off_loop(self._decode, model, request)
+                wanted = list(request.output_filter) or model.signature.output_names
+                model.check_output_names(wanted)
+                results = await model.infer(inputs, context.time_remaining())  # the client's deadline, if any
+                return await off_loop(self._encode, model, results, wanted)
         except ServeError as exc:
             status = exc.status
             await context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
@@ -87,8 +90,10 @@ class PredictionService(_Face):
     def _decode(self, model: ServedModel, request: Any) -> dict[str, Any]:
         model.check_input_names(list(request.inputs.keys()))
         limit = self.state.options.max_request_bytes
-        return {name: from_tensor_proto(model.input_spec(name), proto, self.pb.types, limit)
-                for name, proto in request.inputs.items()}
+        inputs = {name: from_tensor_proto(model.input_spec(name), proto, self.pb.types, limit)
+                  for name, proto in request.inputs.items()}
+        model.check_request(inputs)  # content checks before batching, so a bad request fails alone
+        return inputs
 
     def _encode(self, model: ServedModel, results: dict[str, Any], wanted: list[str]) -> Any:
         response = self.pb.predict.PredictResponse(model_spec=self.model_spec(model))

@@ -87,16 +87,26 @@ async def _method(state: ServerState, request: Request) -> Response:
 
 async def _predict(state: ServerState, request: Request) -> Response:
     from shipyard.serve.http import read_body
+    from shipyard.serve.limits import JSON_GROWTH, off_loop
 
     verb = request.path_params["method"]
     if verb != "predict":
         raise BadRequest(f"':{verb}' is not served; expected ':predict' (packages have one predict signature, "
                          f"no classify or regress)")
     model = _model(state, request)
-    body = await read_body(request, state.options.max_request_bytes)
-    decoded = parse_predict(model, body, state.options.max_request_bytes)
-    results = await model.infer(decoded.inputs)
-    return _json(predict_response(model, results, decoded.row))
+    async with state.budget.hold() as holding:  # the same bounds as the KServe endpoints (serve/limits.py)
+        body = await read_body(request, state.options.max_request_bytes, holding, state.options.body_timeout_s)
+        holding.add(JSON_GROWTH * len(body))
+        decoded = await off_loop(_parse_checked, model, body, state.options.max_request_bytes)
+        del body
+        results = await model.infer(decoded.inputs)
+        return await off_loop(lambda: _json(predict_response(model, results, decoded.row)))
+
+
+def _parse_checked(model: ServedModel, body: bytes, max_bytes: int) -> Any:
+    decoded = parse_predict(model, body, max_bytes)
+    model.check_request(decoded.inputs)  # content checks before batching, so a bad request fails alone
+    return decoded
 
 
 def _json(body: Any) -> Response:

@@ -82,6 +82,9 @@ def write_fake_package(folder, name: str = "fake", *, features: int = 4, scale: 
                 "text": {"tokenizer": "tokenizer.json", "max_length": 32,
                          "input_names": ["input_ids", "attention_mask"]} if text else None,
                 "threads": 1, "max_batch_size": max_batch_size}
+    from shipyard.digests import file_digests
+
+    manifest.update(digests=file_digests(folder), carries_code=[])
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return folder
 

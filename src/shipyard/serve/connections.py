@@ -1,0 +1,69 @@
+"""Connection-level bounds for the HTTP front end: a connection limit and a header read deadline.
+
+uvicorn closes a kept-alive connection only after a response, and never one that connects and
+sends nothing or sends its headers a byte at a time; each such connection holds memory and a
+file descriptor forever. This protocol (uvicorn's own, with two additions) closes a connection
+whose request headers are not complete ``header_timeout_s`` after it connected or after its last
+response, and drops connections beyond twice the limit at once (up to the limit uvicorn answers
+extra requests with 503 itself, ``limit_concurrency``). The body has its own deadline, enforced
+where it is read (:func:`shipyard.serve.limits.read_body`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_connections: int = 256
+    header_timeout_s: float = 10.0
+    keep_alive_s: float = 5.0
+
+
+def protocol_class(limits: ConnectionLimits) -> type:
+    """uvicorn's HTTP protocol class with the header deadline and the hard connection cap."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class DeadlineProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        _deadline: asyncio.TimerHandle | None = None
+        _waiting_after: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > 2 * limits.max_connections:
+                transport.close()
+                return
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._deadline is not None and self.cycle is not self._waiting_after:
+                self._deadline.cancel()  # a new request's headers are in: the body deadline takes over
+                self._deadline = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            if self.cycle is not None and not self.cycle.response_complete:
+                return  # a pipelined request is already being answered
+            self._waiting_after = self.cycle
+            self._deadline = self.loop.call_later(limits.header_timeout_s, self._expire)
+
+        def _expire(self) -> None:
+            if self.cycle is self._waiting_after and not self.transport.is_closing():
+                self.transport.close()
+
+    return DeadlineProtocol
