@@ -26,6 +26,8 @@ class TritonOptions:
     max_queue_delay_us: int = 2000
     instances: int = 1
     threads: int | None = None
+    python_backend: bool = False
+    """Export through Triton's Python backend even where a native backend runs the artifact."""
 
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from shipyard.serve.metrics import Metrics
 from shipyard.serve.repository import Repository, ServeOptions
 
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "statistics"]
 
 
 @dataclass
