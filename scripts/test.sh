@@ -13,5 +13,5 @@ python -m pip install -q --no-deps --upgrade --target "${SHIPYARD_CAFFE_ONNX:-$H
     "caffe-onnx==0.1.2"
 # a real Triton (nvidia-pytriton's tritonserver, in a venv of its own) for tests/test_export_triton_server.py;
 # where the wheel cannot install, those tests skip and say why
-bash scripts/triton_env.sh || echo "no Triton environment: the tests against a real Triton will skip" >&2
+PYTHON=python bash scripts/triton_env.sh || echo "no Triton environment: the tests against a real Triton will skip" >&2
 python -m pytest -q "$@"

@@ -30,6 +30,9 @@ site="$("$env_dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()[
 server="$site/pytriton/tritonserver"
 stub="$server/python_backend_stubs/$pyver/triton_python_backend_stub"
 [[ -f "$stub" ]] || { echo "nvidia-pytriton has no Python-backend stub for Python $pyver" >&2; exit 1; }
+# the stub embeds libpython of that version from the system (Debian/Ubuntu: libpython3.X)
+missing="$(LD_LIBRARY_PATH="$site/nvidia_pytriton.libs" ldd "$stub" | grep "not found" || true)"
+[[ -z "$missing" ]] || { echo "Triton's Python-backend stub cannot run here: $missing (apt-get install libpython$pyver)" >&2; exit 1; }
 cp "$stub" "$server/backends/python/triton_python_backend_stub"
 chmod +x "$server/backends/python/triton_python_backend_stub" "$server/bin/tritonserver"
 # --help exits 1 even when it works; what matters is that the binary finds its libraries and runs
