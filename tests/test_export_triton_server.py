@@ -125,6 +125,26 @@ def test_text_package_takes_bytes_text(triton, predictors):
         np.testing.assert_allclose(got, expected[name], rtol=1e-4, atol=1e-5, err_msg=protocol)
 
 
+def test_a_triton_client_works_unchanged_against_shipyard_serve(triton, minilm_package, image_package):
+    """Requests built from Triton's config (a text or an image per sample is shape [N, 1]) get the
+    same answers from ``shipyard serve``."""
+    import tritonclient.http as th
+    from test_processing_package import jpegs
+
+    from shipyard.serve import Server, ServerConfig
+
+    texts = np.array([[b"Lighthouses guide sailors through fog."], [b"The soup was too salty."]], dtype=object)
+    ours = Server([minilm_package, image_package], ServerConfig(http_port=0, grpc_port=None))
+    with ours.running():
+        answers = [(infer(th, th.InferenceServerClient(url), "minilm", "text", texts, "BYTES"),
+                    infer(th, th.InferenceServerClient(url), "classifier", "image", jpegs().reshape(-1, 1), "BYTES"))
+                   for url in (triton.http_url, f"127.0.0.1:{ours.http_port}")]
+    (text_theirs, image_theirs), (text_mine, image_mine) = answers
+    (name,) = [o["name"] for o in text_theirs.get_response()["outputs"]]
+    np.testing.assert_allclose(text_mine.as_numpy(name), text_theirs.as_numpy(name), rtol=1e-4, atol=1e-5)
+    assert image_mine.as_numpy("labels").reshape(3, -1).tolist() == image_theirs.as_numpy("labels").reshape(3, -1).tolist()
+
+
 def test_image_package_takes_jpeg_and_returns_labels(triton, predictors):
     from test_processing_package import jpegs
 
