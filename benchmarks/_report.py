@@ -22,14 +22,14 @@ def machine_line(threads: int) -> str:
             f"{threads} thread(s) for every backend; run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
 
 
-def write_section(name: str, markdown: str) -> None:
-    """Replace (or append) the section called ``name`` in docs/benchmarks.md."""
-    text = DOC.read_text() if DOC.exists() else HEADER
+def write_section(name: str, markdown: str, doc: Path = DOC) -> None:
+    """Replace (or append) the section called ``name`` in ``doc`` (docs/benchmarks.md)."""
+    text = doc.read_text() if doc.exists() else HEADER
     block = f"<!-- begin:{name} -->\n{markdown.strip()}\n<!-- end:{name} -->"
     pattern = re.compile(rf"<!-- begin:{re.escape(name)} -->.*?<!-- end:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

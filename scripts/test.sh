@@ -11,4 +11,7 @@ python -m pip install -q --no-deps "paddle2onnx==2.1.0"
 # caffe-onnx pins protobuf<4 and ships a top-level "proto" package: it gets a folder of its own
 python -m pip install -q --no-deps --upgrade --target "${SHIPYARD_CAFFE_ONNX:-$HOME/.local/share/shipyard/caffe-onnx}" \
     "caffe-onnx==0.1.2"
+# a real Triton (nvidia-pytriton's tritonserver, in a venv of its own) for tests/test_export_triton_server.py;
+# where the wheel cannot install, those tests skip and say why
+PYTHON=python bash scripts/triton_env.sh || echo "no Triton environment: the tests against a real Triton will skip" >&2
 python -m pytest -q "$@"

@@ -11,7 +11,7 @@ import pytest
 import shipyard
 from shipyard.backends.fake import write_fake_package
 from shipyard.cli.main import main
-from shipyard.errors import UsageError
+from shipyard.errors import PackageError, UsageError
 from shipyard.export.triton import TritonOptions, export_triton
 
 pytestmark = pytest.mark.backend("tritonclient")
@@ -70,9 +70,49 @@ def test_openvino_package_exports_xml_and_bin(digits_package, tmp_path):
                                rtol=1e-4, atol=1e-4)
 
 
-def test_formats_triton_cannot_load_are_refused(tmp_path):
-    with pytest.raises(UsageError, match="Triton cannot load"):
-        export_triton(write_fake_package(tmp_path / "fake"), tmp_path / "repo")
+def test_what_no_native_backend_runs_gets_the_python_backend(tmp_path):
+    """A text package: Triton's Python backend, the package copied in, ``model.py`` the fixed template."""
+    from shipyard.export import triton_model
+
+    package = write_fake_package(tmp_path / "words", "words", text=True)
+    folder = export_triton(package, tmp_path / "repo", TritonOptions(max_batch_size=8, instances=2))
+    config = parse_config(folder)
+    assert (config.backend, config.platform, config.max_batch_size) == ("python", "", 8)
+    from tritonclient.grpc import model_config_pb2
+
+    string = model_config_pb2.DataType.Value("TYPE_STRING")
+    assert [(t.name, t.data_type, list(t.dims), t.HasField("reshape")) for t in config.input] == [("text", string, [1], True)]
+    assert config.instance_group[0].count == 2
+    version = folder / "1"
+    assert (version / "model.py").read_bytes() == open(triton_model.__file__, "rb").read()
+    assert json.loads((version / "shipyard.json").read_text()) == {"package": "package", "threads": 1}
+    assert json.loads((version / "package" / "manifest.json").read_text())["name"] == "words"
+    assert (version / "package" / "tokenizer.json").is_file()
+    readme = (tmp_path / "repo" / "README.md").read_text()
+    assert "| `words` | `python` |" in readme and "numpy<2" in readme
+
+
+@pytest.mark.backend("onnxruntime")
+def test_python_backend_is_chosen_on_request_and_a_reexport_replaces_the_version(digits_package, tmp_path):
+    repo = tmp_path / "repo"
+    export_triton(digits_package, repo)
+    assert (repo / "digits" / "1" / "model.onnx").is_file()
+    export_triton(digits_package, repo, TritonOptions(python_backend=True))
+    assert parse_config(repo / "digits").backend == "python"
+    assert sorted(p.name for p in (repo / "digits" / "1").iterdir()) == ["model.py", "package", "shipyard.json"]
+
+
+def test_names_triton_cannot_use_and_links_out_of_the_package_are_refused(tmp_path):
+    package = write_fake_package(tmp_path / "fake", "fake")
+    manifest = json.loads((package / "manifest.json").read_text())
+    (package / "manifest.json").write_text(json.dumps({**manifest, "name": "../escape"}))
+    with pytest.raises(UsageError, match="Triton model folder"):
+        export_triton(package, tmp_path / "repo")
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    (package / "model" / "secret").symlink_to("/etc/hostname")
+    with pytest.raises(PackageError, match="symbolic link"):
+        export_triton(package, tmp_path / "repo")
+    assert not (tmp_path / "escape").exists()
 
 
 def test_one_value_per_sample_is_written_as_triton_documents_it():

@@ -273,3 +273,20 @@ def test_bad_grpc_requests_get_the_matching_status(server):
     assert np.frombuffer(answer.raw_output_contents[0], np.float32).tolist() == [10.0]
     assert tg.InferenceServerClient(f"127.0.0.1:{server.grpc_port}").is_server_live()
     channel.close()
+
+
+def test_text_packages_take_the_shape_triton_config_describes(server, predictors):
+    """``get_model_config`` says dims [1] + empty reshape for one text per sample: [N, 1] works as [N]."""
+    import tritonclient.http as th
+
+    texts = np.array([[b"hello world"], [b"yard"]], dtype=object)
+    tensor = th.InferInput("text", [2, 1], "BYTES")
+    tensor.set_data_from_numpy(texts)
+    result = http_client(server).infer("words", [tensor])
+    np.testing.assert_array_equal(result.as_numpy("y"), predictors["words"].run({"text": texts.ravel()})["y"])
+    bad = th.InferInput("text", [1, 2], "BYTES")
+    bad.set_data_from_numpy(np.array([[b"a", b"b"]], dtype=object))
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException, match="expected 1"):
+        http_client(server).infer("words", [bad])

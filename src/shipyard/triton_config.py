@@ -26,6 +26,11 @@ class TritonOptions:
     max_queue_delay_us: int = 2000
     instances: int = 1
     threads: int | None = None
+    python_backend: bool = False
+    """Export through Triton's Python backend even where a native backend runs the artifact."""
+    trust_code: bool = False
+    """Consent to export a package that carries code (custom-op Python, pickles, compiled libraries)
+    for Triton's Python backend to load (see ``shipyard.package.trust``)."""
 
 
 

@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_batch_options(export)
     export.add_argument("--replicas", type=positive_int, default=1, help="Ray Serve replicas (ray)")
     _add_trust_option(export)
+    export.add_argument("--python-backend", action="store_true",
+                        help="triton: run the package through Triton's Python backend even where a native backend could")
     export.set_defaults(run=run_export)
 
 
@@ -130,7 +132,9 @@ def run_export(args: argparse.Namespace) -> int:
 
         folder = export_triton(args.package, args.out, TritonOptions(args.max_batch_size,
                                                                      int(args.max_queue_delay_ms * 1000),
-                                                                     args.instances))
+                                                                     args.instances,
+                                                                     python_backend=args.python_backend,
+                                                                     trust_code=args.trust_package))
         print(f"wrote Triton model {folder} (tritonserver --model-repository {args.out})")
         return 0
     from shipyard.export.ray import RayOptions, export_ray

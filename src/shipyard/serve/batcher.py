@@ -177,8 +177,6 @@ class Batcher:
     async def _run(self, batch: list[_Item], runner: Runner) -> None:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        for item in batch:
-            self.metrics.queue_seconds.observe(started - item.enqueued)
         try:
             try:
                 outputs = await loop.run_in_executor(self._executor, runner, _concat(batch))
@@ -189,8 +187,7 @@ class Batcher:
                     self._unbatch(outputs)
                     await self._isolate(batch, runner, None)
             done = time.perf_counter()
-            self.metrics.compute_seconds.observe(done - started)
-            self.metrics.batch_size.observe(sum(i.size for i in batch))
+            self.metrics.observe_batch([started - i.enqueued for i in batch], done - started, sum(i.size for i in batch))
             self._tune(max(done - i.enqueued for i in batch), sum(i.size for i in batch))
         finally:
             self._idle.append(runner)

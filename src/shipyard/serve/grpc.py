@@ -21,6 +21,7 @@ from shipyard.serve.errors import BadRequest, ServeError
 from shipyard.serve.limits import off_loop
 from shipyard.serve.repository import ServedModel
 from shipyard.serve.state import ServerState
+from shipyard.serve.stats import grpc_statistics
 
 try:
     from tritonclient.grpc import service_pb2 as pb
@@ -63,6 +64,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelConfig(self, request: Any, context: Any) -> Any:
         return pb.ModelConfigResponse(config=model_config(await self._model(request, context)))
+
+    async def ModelStatistics(self, request: Any, context: Any) -> Any:
+        return await grpc_statistics(self.state, request, context)
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         started, status = time.perf_counter(), 200

@@ -27,6 +27,7 @@ from shipyard.serve.errors import BadRequest, NotReady, RequestTooLarge, ServeEr
 from shipyard.serve.limits import JSON_GROWTH, BodyTimeout, Holding, off_loop
 from shipyard.serve.repository import ModelFace, ServedModel
 from shipyard.serve.state import ServerState
+from shipyard.serve.stats import stats_routes
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -60,6 +61,7 @@ def make_app(state: ServerState) -> Any:
 
     routes = [Route("/v2/health/live", live), Route("/v2/health/ready", ready), Route("/v2", server_metadata),
               Route("/metrics", metrics)]
+    routes += stats_routes(state)  # before /v2/models/{model}, which would take "stats" for a model name
     for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
         routes += [Route(prefix, model_metadata), Route(prefix + "/config", model_config),
                    Route(prefix + "/ready", model_ready),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from shipyard.serve.stats import ModelStats, StatsRegistry
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -19,6 +21,15 @@ class ModelMetrics:
     compute_seconds: Histogram
     batch_size: Histogram
     queue_depth: Gauge
+    stats: ModelStats = field(default_factory=ModelStats)
+
+    def observe_batch(self, queue_s: list[float], compute_s: float, samples: int) -> None:
+        """One executed batch: each request's queue wait, the run time and the samples run."""
+        for seconds in queue_s:
+            self.queue_seconds.observe(seconds)
+        self.compute_seconds.observe(compute_s)
+        self.batch_size.observe(samples)
+        self.stats.observe_batch(queue_s, compute_s, samples)
 
 
 class Metrics:
@@ -43,14 +54,16 @@ class Metrics:
                                 ["model"], buckets=BATCH_BUCKETS, registry=r)
         self._depth = Gauge("shipyard_queue_depth", "Requests waiting in the batch queue",
                             ["model"], registry=r)
+        self.stats = StatsRegistry()  # Triton's statistics extension, beside the Prometheus view
 
     def for_model(self, model: str) -> ModelMetrics:
         return ModelMetrics(self._queue.labels(model), self._compute.labels(model),
-                            self._batch.labels(model), self._depth.labels(model))
+                            self._batch.labels(model), self._depth.labels(model), self.stats.for_model(model))
 
     def observe_request(self, model: str, protocol: str, seconds: float, status: int) -> None:
         self.requests.labels(model, protocol).inc()
         self.latency.labels(model, protocol).observe(seconds)
+        self.stats.for_model(model).observe_request(seconds, status < 400)
         if status >= 400:
             self.failures.labels(model, protocol, str(status)).inc()
 

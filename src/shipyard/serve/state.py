@@ -9,7 +9,7 @@ from shipyard.serve.limits import ByteBudget
 from shipyard.serve.metrics import Metrics
 from shipyard.serve.repository import Repository, ServeOptions
 
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "statistics"]
 
 
 @dataclass

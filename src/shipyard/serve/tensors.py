@@ -26,6 +26,8 @@ def check_header(spec: TensorSpec, datatype: Any, shape: Any, max_bytes: int) ->
         raise BadRequest(f"input {spec.name!r} has shape {shape!r}; expected a list of integers like "
                          f"{spec.kserve_shape} (-1 = any size)")
     shape = tuple(shape)
+    if len(spec.shape) == 1 and len(shape) == 2 and shape[1] == 1:
+        shape = shape[:1]  # one value per sample as Triton's config has it (dims [1], empty reshape)
     if len(shape) != len(spec.shape) or any(d < 0 for d in shape):
         raise BadRequest(f"input {spec.name!r} has shape {list(shape)}; expected {len(spec.shape)} "
                          f"non-negative dimensions like {spec.kserve_shape} (-1 = any size)")

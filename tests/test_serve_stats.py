@@ -1,0 +1,68 @@
+"""Triton's statistics extension on ``shipyard serve``: tritonclient's ``get_inference_statistics``
+over HTTP and gRPC counts the requests, samples, batches and failures a real package served."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.backend("tritonclient"), pytest.mark.backend("onnxruntime")]
+
+
+@pytest.fixture(scope="module")
+def server(digits_package):
+    from shipyard.serve import BatchConfig, Server, ServerConfig, ServeOptions
+
+    options = ServeOptions(BatchConfig(max_batch_size=8, max_queue_delay_ms=1))
+    srv = Server([digits_package], ServerConfig(http_port=0, grpc_port=0), options)
+    with srv.running():
+        yield srv
+
+
+def send(client_module, client, batch):
+    x = np.random.default_rng(batch).random((batch, 1, 8, 8), dtype=np.float32)
+    tensor = client_module.InferInput("image", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    return client.infer("digits", [tensor])
+
+
+def test_statistics_count_what_was_served_over_http_and_grpc(server):
+    import tritonclient.grpc as tg
+    import tritonclient.http as th
+    from tritonclient.utils import InferenceServerException
+
+    http = th.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+    grpc = tg.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    for batch in (1, 2, 3):
+        send(th, http, batch)
+    send(tg, grpc, 4)
+    bad = th.InferInput("image", [1, 1, 8, 7], "FP32")
+    bad.set_data_from_numpy(np.zeros((1, 1, 8, 7), np.float32))
+    with pytest.raises(InferenceServerException):
+        http.infer("digits", [bad])
+
+    (stats,) = http.get_inference_statistics("digits")["model_stats"]
+    assert (stats["name"], stats["version"]) == ("digits", "1")
+    assert stats["inference_count"] == 10 and 1 <= stats["execution_count"] <= 4
+    phases = stats["inference_stats"]
+    assert phases["success"]["count"] == 4 and phases["fail"]["count"] == 1 and phases["success"]["ns"] > 0
+    assert phases["queue"]["count"] == 4 and phases["compute_infer"]["count"] == 4 and phases["compute_infer"]["ns"] > 0
+    assert sum(b["batch_size"] * b["compute_infer"]["count"] for b in stats["batch_stats"]) == 10
+    assert stats["last_inference"] > 0
+
+    answer = grpc.get_inference_statistics("digits", as_json=True)["model_stats"][0]
+    assert int(answer["inference_count"]) == 10 and int(answer["inference_stats"]["fail"]["count"]) == 1
+    assert [s["name"] for s in http.get_inference_statistics()["model_stats"]] == ["digits"]
+
+
+def test_statistics_of_unknown_models_are_not_found(server):
+    import grpc
+    import tritonclient.grpc as tg
+    import tritonclient.http as th
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException, match="not served"):
+        th.InferenceServerClient(f"127.0.0.1:{server.http_port}").get_inference_statistics("nope")
+    with pytest.raises(InferenceServerException) as info:
+        tg.InferenceServerClient(f"127.0.0.1:{server.grpc_port}").get_inference_statistics("digits", "9")
+    assert info.value.status() == str(grpc.StatusCode.NOT_FOUND)
