@@ -85,7 +85,8 @@ def test_what_no_native_backend_runs_gets_the_python_backend(tmp_path):
     assert config.instance_group[0].count == 2
     version = folder / "1"
     assert (version / "model.py").read_bytes() == open(triton_model.__file__, "rb").read()
-    assert json.loads((version / "shipyard.json").read_text()) == {"package": "package", "threads": 1}
+    assert json.loads((version / "shipyard.json").read_text()) == {"package": "package", "threads": 1,
+                                                                    "trust_code": False}
     assert json.loads((version / "package" / "manifest.json").read_text())["name"] == "words"
     assert (version / "package" / "tokenizer.json").is_file()
     readme = (tmp_path / "repo" / "README.md").read_text()
@@ -106,11 +107,11 @@ def test_names_triton_cannot_use_and_links_out_of_the_package_are_refused(tmp_pa
     package = write_fake_package(tmp_path / "fake", "fake")
     manifest = json.loads((package / "manifest.json").read_text())
     (package / "manifest.json").write_text(json.dumps({**manifest, "name": "../escape"}))
-    with pytest.raises(UsageError, match="Triton model folder"):
+    with pytest.raises(PackageError, match="name '../escape' is not allowed"):  # the manifest check, first
         export_triton(package, tmp_path / "repo")
     (package / "manifest.json").write_text(json.dumps(manifest))
     (package / "model" / "secret").symlink_to("/etc/hostname")
-    with pytest.raises(PackageError, match="symbolic link"):
+    with pytest.raises(PackageError, match="holds a symlink model/secret"):
         export_triton(package, tmp_path / "repo")
     assert not (tmp_path / "escape").exists()
 
@@ -127,3 +128,16 @@ def test_one_value_per_sample_is_written_as_triton_documents_it():
     (output,) = config.output
     assert list(output.dims) == [1] and output.HasField("reshape") and list(output.reshape.shape) == []
     assert list(config.input[0].dims) == [4] and not config.input[0].HasField("reshape")
+
+
+def test_a_package_that_carries_code_exports_to_python_only_with_consent(tmp_path):
+    from shipyard.errors import PackageError
+    from shipyard.package.trust import seal
+
+    package = write_fake_package(tmp_path / "words", "words", text=True)
+    (package / "model" / "custom_op.py").write_text("print('runs at load')\n")
+    seal(package, json.loads((package / "manifest.json").read_text()))
+    with pytest.raises(PackageError, match="trust"):
+        export_triton(package, tmp_path / "repo")
+    folder = export_triton(package, tmp_path / "repo", TritonOptions(trust_code=True))
+    assert json.loads((folder / "1" / "shipyard.json").read_text())["trust_code"] is True
