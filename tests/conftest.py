@@ -32,8 +32,9 @@ def _cache_dir(tmp_path_factory):
     """A fresh cache (reference outputs, quantised artifacts) for every test session, so results never
     depend on an earlier run; only the built-in examples' trained weights, keyed by their recipe, are
     shared between runs."""
-    shared = Path.home() / ".cache" / "shipyard" / "examples"
-    os.environ.setdefault("SHIPYARD_EXAMPLES_CACHE", str(shared))
+    shared = Path(os.environ.get("SHIPYARD_CACHE", Path.home() / ".cache" / "shipyard"))
+    os.environ.setdefault("SHIPYARD_EXAMPLES_CACHE", str(shared / "examples"))
+    os.environ.setdefault("SHIPYARD_TRITON_ENV", str(shared / "triton-env"))  # made by scripts/triton_env.sh
     os.environ["SHIPYARD_CACHE"] = str(tmp_path_factory.mktemp("shipyard-cache"))
     yield
 
