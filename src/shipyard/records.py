@@ -206,18 +206,44 @@ class Verification:
 
 @dataclass
 class Timing:
-    """A candidate's measured speed and cost. Latencies in milliseconds."""
+    """A candidate's measured speed and cost. Latencies in milliseconds; ``None`` = not measured."""
 
     p50_ms: float
     p90_ms: float
     p99_ms: float
     mean_ms: float
     calls: int
+    """Timed batch-1 calls (warm-ups and the calls dropped at the start of each block excluded)."""
     throughput: float = 0.0
     throughput_batch: int = 0
-    load_ms: float = 0.0
-    peak_rss_mb: float = 0.0
-    size_mb: float = 0.0
+    load_ms: float | None = None
+    """Loading the artifact into its runtime (making the artifact is ``build_ms``)."""
+    peak_rss_mb: float | None = None
+    size_mb: float | None = None
+    build_ms: float | None = None
+    """Making the artifact: export, conversion, quantisation (a cached artifact takes ~0)."""
+    warmup_calls: int = 0
+    blocks: int = 0
+    dropped_per_block: int = 0
+    threads: int = 0
+    throughput_calls: int = 0
+
+
+@dataclass
+class LayerCost:
+    """What quantising one layer costs, as the accuracy-aware search measured it."""
+
+    layer: str
+    """The node or layer name in the quantised model."""
+    op_type: str
+    error: float
+    """Relative error the layer adds to its output beyond its inputs' (layer-by-layer comparison)."""
+    cosine: float
+    """Cosine similarity of the layer's output with FP32's."""
+    module: str = ""
+    """The PyTorch module path the layer came from, where known (e.g. ``features.3.conv.0.0``)."""
+    metric_cost: float | None = None
+    """Points of the build's metric lost by quantising this layer alone, where measured."""
 
 
 @dataclass
@@ -233,6 +259,10 @@ class Candidate:
     error: str = ""
     name: str = ""
     """A label that replaces the derived key (the baseline's)."""
+    layer_costs: list[LayerCost] = field(default_factory=list)
+    """INT8 only: per-layer sensitivity, worst first, when the accuracy-aware search measured it."""
+    derived_from: str = ""
+    """The key of the candidate this one was made from (a mixed-precision attempt's INT8 candidate)."""
 
     @property
     def key(self) -> str:
@@ -264,6 +294,8 @@ class Candidate:
             "timing": asdict(self.timing) if self.timing else None,
             "size_mb": self.timing.size_mb if self.timing else None,
             "why_failed": self.why_failed,
+            "layer_costs": [asdict(c) for c in self.layer_costs],
+            "derived_from": self.derived_from or None,
         }
 
     @property

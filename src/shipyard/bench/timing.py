@@ -39,12 +39,16 @@ class LatencyStats:
     p99_ms: float
     mean_ms: float
     calls: int
+    blocks: int = 0
+    warmup_calls: int = 0
+    dropped_per_block: int = 0
 
     @classmethod
-    def of(cls, seconds: list[float]) -> LatencyStats:
+    def of(cls, seconds: list[float], config: BenchConfig | None = None) -> LatencyStats:
         ms = np.asarray(seconds) * 1000
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-        return cls(float(p50), float(p90), float(p99), float(ms.mean()), len(ms))
+        how = (config.rounds, config.warmup_calls, config.drop) if config else (0, 0, 0)
+        return cls(float(p50), float(p90), float(p99), float(ms.mean()), len(ms), *how)
 
 
 def time_blocks(calls: dict[str, Callable[[], object]], config: BenchConfig = BenchConfig()) -> dict[str, LatencyStats]:
@@ -59,7 +63,7 @@ def time_blocks(calls: dict[str, Callable[[], object]], config: BenchConfig = Be
                 elapsed = time.perf_counter() - start
                 if index >= config.drop:
                     samples[key].append(elapsed)
-    return {key: LatencyStats.of(values) for key, values in samples.items()}
+    return {key: LatencyStats.of(values, config) for key, values in samples.items()}
 
 
 def _block_size(call: Callable[[], object], config: BenchConfig) -> int:

@@ -51,7 +51,7 @@ def write_package(result: BuildResult, out: Path) -> Path:
         from shipyard.package.report import write_report
         from shipyard.package.trust import seal
 
-        write_report(result, staging / "report.html")
+        write_report(result, staging / "report.html", manifest, result.options.output.out)
         seal(staging, manifest)
         make_readable(staging)
         _swap_into_place(staging, out)
@@ -89,6 +89,8 @@ def _copy_tokenizer(result: BuildResult, staging: Path) -> dict[str, Any] | None
 
 def manifest_for(result: BuildResult, chosen: Candidate, artifact: Artifact,
                  files: list[str], text: dict[str, Any] | None) -> dict[str, Any]:
+    from shipyard.doctor import runtime_versions
+
     signature = public_signature(artifact.signature, text)
     return {
         "format_version": FORMAT_VERSION,
@@ -115,6 +117,7 @@ def manifest_for(result: BuildResult, chosen: Candidate, artifact: Artifact,
                  "calibration_samples": result.calibration_size, "evaluation_samples": result.evaluation_size,
                  "metric": result.metric, "max_drop": result.options.search.max_drop},
         "machine": machine.describe(),
+        "versions": runtime_versions(sorted({c.backend for c in result.candidates})),
         "notes": result.notes,
         "cpp_loading": _cpp_note(artifact.format),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -78,6 +78,8 @@ class BuildResult:
     """What the build was asked (the budget, the selection rule, the output)."""
     notes: list[str] = field(default_factory=list)
     package: Path | None = None
+    calibration_used: int | None = None
+    """Samples INT8 calibration used (at most ``--calibration-size`` of the calibration split)."""
 
     def speedup(self, candidate: Candidate) -> float | None:
         if not (self.baseline and self.baseline.timing and candidate.timing):
@@ -158,7 +160,8 @@ def _result(source: Source, data: BuildData, candidates: list[Candidate], chosen
             baseline: Candidate, options: BuildOptions, notes: list[str]) -> BuildResult:
     return BuildResult(source, data.metric, candidates, chosen, baseline, len(data.parts.calibration),
                        len(data.evaluation), data.dataset.description, data.dataset.synthetic,
-                       options.search.threads, options, data.notes + notes)
+                       options.search.threads, options, data.notes + notes,
+                       calibration_used=len(data.calibration) if data.calibration is not None else None)
 
 
 def _plans(source: Source, search: SearchOptions, training: TrainingOptions,

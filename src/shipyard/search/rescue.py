@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from shipyard.backends import get_backend
+from shipyard.backends.base import fp32_onnx_recipe
 from shipyard.errors import ShipyardError
 from shipyard.quantize.layerwise import Graph, LayerError, rank_layers
+from shipyard.quantize.layer_names import layer_costs, module_paths
 from shipyard.records import Candidate, Recipe, Step
 
 if TYPE_CHECKING:
@@ -77,6 +79,8 @@ def rescue(plans: list[Candidate], workshop: Workshop, verify: Verify, options: 
         except Exception as exc:  # a runtime failing to expose a model's tensors is a result, not a crash
             search.note(f"{candidate.key}: cannot compare layer by layer ({type(exc).__name__}: {str(exc)[:200]})")
             continue
+        if not candidate.layer_costs:
+            candidate.layer_costs = layer_costs(diagnosis.layers, _module_paths(candidate, workshop))
         tried += _attempts(candidate, diagnosis, search)
     return tried
 
@@ -162,7 +166,20 @@ def _mixed(candidate: Candidate, kept: list[str]) -> Candidate:
     last = candidate.recipe.steps[-1]
     recipe = Recipe(candidate.recipe.steps[:-1] + (Step("quantize", {**last.options, "keep_fp32": kept}),))
     name = f"{candidate.backend}/mixed+{last.options['method']}({len(kept)} layers fp32)"
-    return Candidate(candidate.backend, "mixed", recipe, name=name)
+    return Candidate(candidate.backend, "mixed", recipe, name=name, derived_from=candidate.key)
+
+
+def _module_paths(candidate: Candidate, workshop: Workshop) -> dict[str, str]:
+    """PyTorch module paths of the candidate's layers, for the report; empty where they cannot be read."""
+    try:
+        paths: dict[str, str] = {}
+        prefix = fp32_onnx_recipe(candidate.recipe)
+        for artifact in (workshop.make(prefix) if prefix.steps else None, candidate.artifact):
+            if artifact is not None and artifact.format == "onnx":
+                paths.update(module_paths(artifact.path))
+        return paths
+    except Exception:  # names are a courtesy: a model without them still gets its costs
+        return {}
 
 
 @dataclass

@@ -42,7 +42,8 @@ def attempt(candidate: Candidate, metric: str, max_drop: float) -> Candidate:
     """The accuracy-control variant of an NNCF INT8 candidate: same recipe, another quantize step."""
     step = Step("quantize", {"method": METHOD, "metric": metric, "max_drop": max_drop})
     recipe = Recipe(candidate.recipe.steps[:-1] + (step,))
-    return Candidate(candidate.backend, "int8", recipe, name=f"{candidate.backend}/int8+{METHOD}")
+    return Candidate(candidate.backend, "int8", recipe, name=f"{candidate.backend}/int8+{METHOD}",
+                     derived_from=candidate.key)
 
 
 def quantize_accuracy_control(ir: Artifact, path: Path, calibration: Dataset, metric: str,

@@ -1,0 +1,15 @@
+"""``report.html``: one offline page (inline CSS and SVG, no scripts) a deployment engineer can decide from.
+
+``page`` assembles it from ``facts`` (what the build knew: machine, versions, data, metric, budget,
+rule, timing), ``plot`` (latency against quality; throughput against batch size), ``table`` (every
+candidate, chosen first, details folded per row) and ``int8`` (why each quantised family missed).
+
+Example::
+
+    >>> from shipyard.report import render_report
+    >>> html = render_report(result)                    # doctest: +SKIP
+"""
+
+from shipyard.report.page import render_report, write_report
+
+__all__ = ["render_report", "write_report"]
