@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shipyard.records import Candidate
-from shipyard.report.format import DASH, esc, ms, num
+from shipyard.report.format import DASH, esc, ms, num, points
 
 if TYPE_CHECKING:
     from shipyard.build.pipeline import BuildResult
@@ -100,7 +100,7 @@ def _reference_value(result: BuildResult) -> float | None:
 def _budget_text(result: BuildResult, facts: Facts) -> str:
     if result.max_drop is None or facts.reference is None:
         return DASH
-    return (f"at most <b>{result.max_drop:g} points</b> below the source: a candidate passes when its "
+    return (f"at most <b>{points(result.max_drop)}</b> below the source: a candidate passes when its "
             f"{esc(result.metric)} ≥ {facts.reference:.2f} − {result.max_drop:g} = <b>{facts.threshold:.2f}</b> "
             "and its outputs are finite")
 
@@ -148,3 +148,11 @@ def timing_text(result: BuildResult) -> str:
         text += (f" Throughput: samples per second at batch {t.throughput_batch}, from the median of "
                  f"{batch_calls[0]}–{batch_calls[-1]} timed calls.")
     return text + " Load: loading the artifact into its runtime; build: making it (export, conversion, quantisation)."
+
+
+def _unsteady(c: Candidate) -> str:
+    t = c.timing
+    if not (t and t.calls and t.p50_ms > 0 and t.p90_ms > 3 * t.p50_ms):
+        return ""
+    return (f" (<b>unsteady</b>: p90 {ms(t.p90_ms)} ms is {t.p90_ms / t.p50_ms:.0f}× p50 — the cores were busy "
+            "with something else, so speed-ups against it are uncertain)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 
 DASH = "–"
 
@@ -55,3 +56,22 @@ def rate(per_second: float | None) -> str:
     if per_second >= 1000:
         return f"{per_second:,.0f}".replace(",", "\u2009")
     return f"{per_second:.1f}" if per_second < 100 else f"{per_second:.0f}"
+
+
+def short_key(key: str) -> str:
+    """A candidate key with its quantize step's options as values only: ``…+static-qdq·minmax·per_channel``."""
+    def options(match: re.Match) -> str:
+        values = []
+        for part in match.group(1).split(", "):
+            name, _, value = part.partition("=")
+            if value == "True":
+                values.append(name)
+            elif value not in ("False", "None", ""):
+                values.append(value)
+        return "·".join(values)
+
+    return re.sub(r"quantize\(([^()]*)\)", options, key)
+
+
+def points(value: float) -> str:
+    return f"{value:g} point" + ("" if value == 1 else "s")

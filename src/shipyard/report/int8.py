@@ -89,6 +89,10 @@ def _sensitivity(root: Candidate) -> str:
 def _no_sensitivity(root: Candidate) -> str:
     if root.passed:
         return ""
+    if any(step.name == "qat" for step in root.recipe.steps):
+        return ("<p class='note'>Quantisation-aware training is the last resort after every post-training INT8 "
+                "variant missed: it fine-tunes the whole network with INT8 rounding simulated, so there is no "
+                "per-layer search of its own; the post-training families above show which layers are sensitive.</p>")
     return ("<p class='note'>No per-layer sensitivity was measured for this family: the search runs only for an "
             "INT8 candidate that was built, verified and missed the budget while no other INT8 variant on its "
             "backend passed, within --time-budget; the build notes below say which applied.</p>")

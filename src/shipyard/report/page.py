@@ -116,13 +116,19 @@ def _shipped(result: BuildResult, manifest: dict[str, Any] | None, package_dir: 
     model = manifest.get("model_file", "")
     model_size = (files_at / model).stat().st_size / 2**20 if files_at and (files_at / model).is_file() else None
     inputs = ", ".join(f"{i['name']} {i['datatype']} {i['shape']}" for i in manifest.get("inputs", []))
-    feed = ", ".join(f"{i['name']!r}: …" for i in manifest.get("inputs", []))
     return ("<h2>What was shipped and how to use it</h2>"
-            f"<p><code>{esc(folder)}/{esc(model)}</code> ({size(model_size)}; the package, {len(files)} files "
+            f"<p><code>{esc(folder)}/{esc(model)}</code> ({size(model_size)}; the whole package, {len(files)} files "
             f"with the manifest, {size(total if files_at else None)}) — {esc(manifest.get('backend', ''))} "
             f"{esc(manifest.get('precision', ''))}. Inputs: {esc(inputs)} (-1: any size).</p>"
-            f"<pre>python -c \"import shipyard; print(shipyard.load('{esc(folder)}').run({{{esc(feed)}}}))\"\n"
-            f"shipyard serve {esc(folder)}    # KServe v2 / Triton protocol on 127.0.0.1:8000 (HTTP), :8001 (gRPC)</pre>")
+            f"<pre>{esc(_usage(folder, manifest.get('inputs', [])))}</pre>")
+
+
+def _usage(folder: str, inputs: list[dict[str, Any]]) -> str:
+    feed = ", ".join(f"{i['name']!r}: " + ("np.array([b'some text'], dtype=object)" if i["datatype"] == "BYTES"
+                                          else f"x_{i['name']}") for i in inputs)
+    shapes = "; ".join(f"x_{i['name']}: {i['datatype']} array {i['shape']}" for i in inputs if i["datatype"] != "BYTES")
+    return (f"import shipyard; outputs = shipyard.load({folder!r}).run({{{feed}}})" + (f"    # {shapes}" if shapes else "")
+            + f"\nshipyard serve {folder}    # KServe v2 / Triton protocol: HTTP 127.0.0.1:8000, gRPC :8001")
 
 
 def _notes(notes: list[str]) -> str:

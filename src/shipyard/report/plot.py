@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from shipyard.records import Candidate
 from shipyard.report.axes import Scale, log_range, log_ticks, nice_ticks, spread_labels, tick_label
-from shipyard.report.format import esc
+from shipyard.report.format import esc, short_key
 
 WIDTH, LEFT, RIGHT, LABEL_X = 1100, 70, 690, 722
 GAP = 16
@@ -145,7 +145,7 @@ def _labels(found: list[Point], where: dict[int, tuple[float, float]], top: floa
     out = []
     for p, label_y in zip(ordered, placed):
         px, py = where[id(p)]
-        text = f"#{p.number} {_short(p.candidate.key)}" + (f" ({p.value:.1f})" if p.value < lo else "")
+        text = f"#{p.number} {_short(short_key(p.candidate.key))}" + (f" ({p.value:.1f})" if p.value < lo else "")
         weight = " font-weight='700'" if p.kind == "chosen" else ""
         out.append(f"<polyline class='leader' points='{px:.1f},{py:.1f} {RIGHT + 8},{label_y:.1f} "
                    f"{LABEL_X - 4},{label_y:.1f}' fill='none' stroke='#9a9a9a' stroke-width='0.8'/>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from shipyard.records import Candidate, Recipe
-from shipyard.report.format import DASH, duration, esc, measured, ms, num, rate, size
+from shipyard.report.format import DASH, duration, esc, measured, ms, num, rate, short_key, size
 
 HEAD = ("#", "candidate", "verdict", "metric", "drop", "p50 ms", "p90 ms", "p99 ms", "× baseline",
         "samples/s", "size", "load", "memory")
@@ -50,7 +50,7 @@ def _row(number: int, c: Candidate, chosen: Candidate | None, baseline: Candidat
 
 
 def _name(c: Candidate) -> str:
-    head, _, rest = c.key.partition("+")
+    head, _, rest = short_key(c.key).partition("+")
     if c.name.startswith("baseline"):
         head, rest = c.key, ""
     return f"<span class='key'>{esc(head)}</span>" + (f"<span class='variant'>+{esc(rest)}</span>" if rest else "")
