@@ -14,4 +14,6 @@ python -m pip install -q --no-deps --upgrade --target "${SHIPYARD_CAFFE_ONNX:-$H
 # a real Triton (nvidia-pytriton's tritonserver, in a venv of its own) for tests/test_export_triton_server.py;
 # where the wheel cannot install, those tests skip and say why
 PYTHON=python bash scripts/triton_env.sh || echo "no Triton environment: the tests against a real Triton will skip" >&2
+# headless Chromium for tests/test_report.py's browser check; without it that test skips, saying why
+bash scripts/install_chromium.sh || echo "no headless Chromium: the report's browser test will skip" >&2
 python -m pytest -q "$@"

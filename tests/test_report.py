@@ -8,6 +8,7 @@ page has a failing INT8 family, a mixed-precision rescue and per-layer costs to 
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import re
 import shutil
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.report.axes import log_ticks, nice_ticks, spread_labels
-from shipyard.report.format import DASH, ms, short_key, size
+from shipyard.package.report.axes import log_ticks, nice_ticks, spread_labels
+from shipyard.package.report.format import DASH, ms, short_key, size
 
 pytestmark = pytest.mark.backend("onnxruntime")
 CHROMIUM = ("chromium-headless-shell", "chromium", "chromium-browser")
@@ -27,7 +28,7 @@ LAYOUT_JS = Path(__file__).with_name("report_layout.js")
 @pytest.fixture(scope="module")
 def built(small_cnn, hostile_weights, tmp_path_factory):
     from shipyard.bench import BenchConfig
-    from shipyard.pipeline import BuildOptions, build
+    from shipyard.pipeline.build import BuildOptions, build
 
     out = tmp_path_factory.mktemp("report") / "pkg"
     result = build(BuildOptions(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],
@@ -39,7 +40,7 @@ def built(small_cnn, hostile_weights, tmp_path_factory):
 def _rows(page: str) -> list[list[str]]:
     """The candidate table's main rows, as cell texts."""
     table = page[page.index("<table class='candidates'>"):]
-    table = table[: table.index("</table>")]
+    table = table[: table.index("<p class='note'>Rows:")]  # the details rows hold tables of their own
     rows = re.findall(r"<tr class='main'>(.*?)</tr>", table)
     return [[html.unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
             for row in rows]
@@ -91,13 +92,12 @@ def test_table_puts_the_chosen_first_then_sorts_by_speed_and_shows_dashes_for_un
     assert "chosen" in rows[0][2] and rows[0][1].replace(" ", "").startswith(short_key(result.chosen.key).split("+")[0])
     latencies = [float(r[5].replace("\u2009", "")) for r in rows[1:] if r[5] != DASH]
     assert latencies == sorted(latencies)
-    torch_row = next(r for r in rows if r[1].startswith("torch/fp32"))
-    assert torch_row[10:] == [DASH, DASH, DASH]  # the module in memory: no file, load or memory growth measured
+    baseline = next(r for r in rows if "baseline" in r[2])
+    assert baseline[10:] == [DASH, DASH, DASH]  # the module in memory: no file, load or memory growth of its own
+    assert baseline[8] == "1.00×"
     onnx_row = next(r for r in rows if r[1] == "onnxruntime/fp32")
     assert onnx_row[10] != DASH and onnx_row[11] != DASH
     assert not any(cell in ("0", "0.00", "0 ms", "0.00 MB") for row in rows for cell in row[5:])
-    baseline = next(r for r in rows if "baseline" in r[2])
-    assert baseline[8] == "1.00×"
 
 
 def test_int8_section_names_the_hostile_layer_by_module_path(built):
@@ -113,7 +113,7 @@ def test_int8_section_names_the_hostile_layer_by_module_path(built):
 
 
 def test_shipped_section_and_one_offline_file(built):
-    result, out, page = built
+    _, out, page = built
     manifest = json.loads((out / "manifest.json").read_text())
     assert f"{out}/{manifest['model_file']}" in page and f"shipyard serve {out}" in page
     assert "shipyard.load(" in html.unescape(page)
@@ -122,7 +122,7 @@ def test_shipped_section_and_one_offline_file(built):
 
 def test_label_spreading_never_overlaps_and_ticks_are_round():
     placed = spread_labels([10, 10, 11, 12, 300, 300.5], 16, 0, 305)
-    assert all(b - a >= 16 - 1e-9 for a, b in zip(placed, placed[1:])) and placed[-1] <= 305
+    assert all(b - a >= 16 - 1e-9 for a, b in itertools.pairwise(placed)) and placed[-1] <= 305
     assert nice_ticks(21.5, 100.5) == [40, 60, 80, 100]
     assert log_ticks(2.2, 30.4) == [5, 10, 20] and log_ticks(0.025, 150) == [0.1, 1, 10, 100]
     assert ms(None) == DASH and ms(0) == DASH and size(None) == DASH and size(0.5) == "512 KiB"

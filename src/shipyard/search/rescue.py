@@ -24,7 +24,7 @@ from shipyard.backends import get_backend
 from shipyard.backends.base import fp32_onnx_recipe
 from shipyard.errors import ShipyardError
 from shipyard.quantize.layerwise import Graph, LayerError, rank_layers
-from shipyard.quantize.layer_names import layer_costs, module_paths
+from shipyard.search.layer_names import layer_costs, module_paths
 from shipyard.records import Candidate, Recipe, Step
 
 if TYPE_CHECKING:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from shipyard.records import Candidate, Recipe
-from shipyard.report.format import DASH, duration, esc, measured, ms, num, rate, short_key, size
+from shipyard.package.report.format import DASH, duration, esc, measured, ms, num, rate, short_key, size
 
 HEAD = ("#", "candidate", "verdict", "metric", "drop", "p50 ms", "p90 ms", "p99 ms", "× baseline",
         "samples/s", "size", "load", "memory")

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 
 from shipyard.records import Candidate
-from shipyard.report.axes import Scale, log_range, log_ticks, nice_ticks, spread_labels, tick_label
-from shipyard.report.format import esc, short_key
+from shipyard.package.report.axes import Scale, log_range, log_ticks, nice_ticks, spread_labels, tick_label
+from shipyard.package.report.format import esc, short_key
 
 WIDTH, LEFT, RIGHT, LABEL_X = 1100, 70, 690, 722
 GAP = 16

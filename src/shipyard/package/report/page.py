@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipyard.report import facts as header
-from shipyard.report.format import esc, ms, num, size
-from shipyard.report.int8 import int8_section
-from shipyard.report.plot import points, quality_plot, throughput_plot
-from shipyard.report.table import candidate_table, ordered
+from shipyard.package.report import facts as header
+from shipyard.package.report.format import esc, ms, num, size
+from shipyard.package.report.int8 import int8_section
+from shipyard.package.report.plot import points, quality_plot, throughput_plot
+from shipyard.package.report.table import candidate_table, ordered
 
 if TYPE_CHECKING:
-    from shipyard.build.pipeline import BuildResult
+    from shipyard.pipeline.build import BuildResult
 
 STYLE = """
 :root{color:#1a1a1a;background:#fff}
@@ -47,7 +47,7 @@ section.family{border-left:3px solid #ccc;padding-left:12px;margin:12px 0}
 @media print{
  @page{size:A4 landscape;margin:10mm}
  body{max-width:none;padding:0;font-size:11px}table.candidates{font-size:10.5px}
- thead{display:table-header-group}tbody,tr,section.family,svg{break-inside:avoid}
+ h2,h3,h4{break-after:avoid}thead{display:table-header-group}tbody,tr,section.family,svg{break-inside:avoid}
  details::details-content{content-visibility:visible;display:block}summary{list-style:none}
  .choice,.nochoice,tbody.chosen tr,.badge{print-color-adjust:exact;-webkit-print-color-adjust:exact}
 }
@@ -73,13 +73,13 @@ def render_report(result: BuildResult, manifest: dict[str, Any] | None = None,
             + "".join(f"<dt>{esc(label)}</dt><dd>{text}</dd>" for label, text in facts.rows) + "</dl>",
             "<h2>Latency against quality</h2>",
             quality_plot(found, result.metric, facts.threshold, facts.reference, result.max_drop),
-            "<p class='note'>Each point is a candidate (#n as in the table), at its batch-1 p50 latency and its "
-            f"{esc(result.metric)} on the evaluation set. Up and to the left is better.</p>"]
+            ("<p class='note'>Each point is a candidate (#n as in the table), at its batch-1 p50 latency and its "
+             f"{esc(result.metric)} on the evaluation set. Up and to the left is better.</p>")]
     throughput = throughput_plot(found)
     if throughput:
         body += ["<h2>Throughput against batch size</h2>", throughput,
-                 "<p class='note'>Batch 1: 1000 / p50 latency; the larger batch: its measured throughput. "
-                 "Passing candidates and the baseline only.</p>"]
+                 ("<p class='note'>Batch 1: 1000 / p50 latency; the larger batch: its measured throughput. "
+                  "Passing candidates and the baseline only.</p>")]
     body += ["<h2>Candidates</h2>", candidate_table(rows, result.chosen, result.baseline, result.speedup),
              int8_section(result.candidates, result.speedup), _shipped(result, manifest, package_dir, files_at),
              _notes(result.notes)]

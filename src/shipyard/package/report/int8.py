@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from shipyard.records import Candidate
-from shipyard.report.format import DASH, esc, ms, num
-from shipyard.report.table import output_errors
+from shipyard.package.report.format import DASH, esc, ms, num
+from shipyard.package.report.table import output_errors
 
 HOW = ("Each layer's output was compared with FP32's on calibration samples; <i>error added</i> is the mean "
        "per-channel relative error of the layer's output minus the largest error among its inputs — the error "

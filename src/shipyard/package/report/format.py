@@ -70,6 +70,7 @@ def short_key(key: str) -> str:
                 values.append(value)
         return "·".join(values)
 
+    key = re.sub(r"qat\(epochs=(\d+)\)", r"qat(≤\1 epochs)", key)  # early stopping may train fewer
     return re.sub(r"quantize\(([^()]*)\)", options, key)
 
 

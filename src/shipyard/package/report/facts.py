@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shipyard.records import Candidate
-from shipyard.report.format import DASH, esc, ms, num, points
+from shipyard.package.report.format import DASH, esc, ms, num, points
 
 if TYPE_CHECKING:
-    from shipyard.build.pipeline import BuildResult
+    from shipyard.pipeline.build import BuildResult
 
 METRIC_WORDS = {
     "accuracy": "accuracy — the % of evaluation samples whose top-1 class equals its label",
@@ -50,9 +50,9 @@ def gather(result: BuildResult, manifest: dict[str, Any] | None) -> Facts:
 
 
 def _machine() -> dict[str, Any]:
-    from shipyard.build.package import machine_description
+    from shipyard import machine
 
-    return machine_description()
+    return machine.describe()
 
 
 def _versions(result: BuildResult) -> dict[str, str]:
@@ -62,10 +62,12 @@ def _versions(result: BuildResult) -> dict[str, str]:
 
 
 def _machine_text(machine: dict[str, Any], threads: int) -> str:
-    flags = [FEATURES[f] for f in FEATURES if f in machine.get("cpu_flags", [])]
-    missing = [FEATURES[f] for f in ("avx512f", "avx512_vnni", "amx_tile") if f not in machine.get("cpu_flags", [])]
+    features = machine.get("cpu_features")
+    if features is None:  # a manifest written before features were recorded by label
+        features = [FEATURES[f] for f in FEATURES if f in machine.get("cpu_flags", [])]
+    missing = [label for label in ("AVX-512", "AVX-512 VNNI", "AMX") if label not in features]
     return (f"{esc(machine.get('cpu', 'unknown CPU'))}, {esc(machine.get('cores', DASH))} cores, "
-            f"{threads} thread(s) used; features: <b>{esc(', '.join(flags) or 'none of AVX2/AVX-512/AMX')}</b>"
+            f"{threads} thread(s) used; features: <b>{esc(', '.join(features) or 'none of AVX2/AVX-512/AMX')}</b>"
             + (f" (no {esc(', '.join(missing))})" if missing else "")
             + (f"; {esc(machine['platform'])}" if machine.get("platform") else ""))
 

@@ -6,10 +6,10 @@ candidate, chosen first, details folded per row) and ``int8`` (why each quantise
 
 Example::
 
-    >>> from shipyard.report import render_report
+    >>> from shipyard.package.report import render_report
     >>> html = render_report(result)                    # doctest: +SKIP
 """
 
-from shipyard.report.page import render_report, write_report
+from shipyard.package.report.page import render_report, write_report
 
 __all__ = ["render_report", "write_report"]
