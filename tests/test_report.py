@@ -71,7 +71,7 @@ def test_header_answers_can_i_trust_this(built):
     assert f"≥ {result.baseline.verification.reference_value:.2f} − 1 = {threshold:.2f}" in text
     assert "lowest batch-1 p50 latency" in text
     calls = sorted(c.timing.calls for c in [result.baseline, *result.candidates] if c.timing and c.timing.calls)
-    assert f"{calls[0]}–{calls[-1]} timed calls" in text and "2 blocks" in text
+    assert f"{calls[0]}–{calls[-1]} timed calls" in text and f"{result.baseline.timing.blocks} blocks" in text
 
 
 def test_plot_has_ticks_a_budget_line_shapes_and_the_chosen_point(built):
@@ -83,7 +83,7 @@ def test_plot_has_ticks_a_budget_line_shapes_and_the_chosen_point(built):
     fail = plot[plot.index("class='point fail'"):]
     assert fail.index("<path") < fail.index("</g>")  # a failure is a cross, not only a red dot
     timed = [c for c in [result.baseline, *result.candidates] if c.timing and c.timing.calls and c.verification]
-    assert plot.count("class='label'") == len(timed)
+    assert plot.count("class='label'") == len(timed) + 2  # and the source's and the budget's lines
 
 
 def test_table_puts_the_chosen_first_then_sorts_by_speed_and_shows_dashes_for_unmeasured(built):

@@ -45,7 +45,7 @@ def quality_plot(found: list[Point], metric: str, threshold: float | None, refer
     if not found:
         return "<p>No candidate was both verified and timed, so there is nothing to plot.</p>"
     lo, hi, outliers = _quality_window(found, threshold, reference, max_drop)
-    main_height = max(300, GAP * (len(found) + 1))
+    main_height = max(300, GAP * (len(found) + 3))
     top, bottom = 34, 34 + main_height
     strip = (bottom + 26, bottom + 56) if outliers else None
     axis_y = strip[1] if strip else bottom
@@ -57,7 +57,8 @@ def quality_plot(found: list[Point], metric: str, threshold: float | None, refer
              _y_axis(y, lo, hi, metric, top, bottom), _limits(y, threshold, reference, max_drop)]
     if strip:
         parts.append(_break(strip, bottom, lo))
-    parts += [_labels(found, where, top, axis_y, lo), *(_marker(p, *where[id(p)]) for p in found)]
+    labels = _point_labels(found, where, lo) + _limit_labels(y, threshold, reference, max_drop)
+    parts += [_labels(labels, top, axis_y), *(_marker(p, *where[id(p)]) for p in found)]
     return _svg(height, "".join(parts), f"p50 latency against {metric}")
 
 
@@ -85,9 +86,9 @@ def _legend() -> str:
              (_chosen_mark(0, 0), "chosen"), (_square(0, 0, BASE), "baseline")]
     out, cursor = [], LEFT
     for mark, text in items:
-        out.append(f"<g transform='translate({cursor + 6},14)'>{mark}</g>"
-                   f"<text x='{cursor + 18}' y='18'>{esc(text)}</text>")
-        cursor += 30 + 7 * len(text)
+        out.append(f"<g transform='translate({cursor + 10},14)'>{mark}</g>"
+                   f"<text x='{cursor + 26}' y='18'>{esc(text)}</text>")
+        cursor += 40 + 7 * len(text)
     return "".join(out)
 
 
@@ -119,15 +120,22 @@ def _y_axis(y: Scale, lo: float, hi: float, metric: str, top: float, bottom: flo
 def _limits(y: Scale, threshold: float | None, reference: float | None, max_drop: float | None) -> str:
     out = []
     if reference is not None:
-        py = y(reference)
-        out.append(f"<line x1='{LEFT}' y1='{py:.1f}' x2='{RIGHT}' y2='{py:.1f}' stroke='#555' stroke-dasharray='2 3'/>"
-                   f"<text x='{RIGHT - 4}' y='{py - 5:.1f}' text-anchor='end' fill='#333'>source {reference:.2f}</text>")
+        out.append(f"<line x1='{LEFT}' y1='{y(reference):.1f}' x2='{RIGHT}' y2='{y(reference):.1f}' stroke='#555' "
+                   "stroke-dasharray='2 3'/>")
     if threshold is not None:
-        py = y(threshold)
-        out.append(f"<line class='budget' x1='{LEFT}' y1='{py:.1f}' x2='{RIGHT}' y2='{py:.1f}' stroke='{FAIL}' "
-                   f"stroke-width='1.5' stroke-dasharray='7 4'/><text x='{LEFT + 6}' y='{py + 15:.1f}' "
-                   f"fill='{FAIL}'>budget: ≥ {threshold:.2f} (source − {max_drop:g}); below fails</text>")
+        out.append(f"<line class='budget' x1='{LEFT}' y1='{y(threshold):.1f}' x2='{RIGHT}' y2='{y(threshold):.1f}' "
+                   f"stroke='{FAIL}' stroke-width='1.5' stroke-dasharray='7 4'/>")
     return "".join(out)
+
+
+def _limit_labels(y: Scale, threshold: float | None, reference: float | None, max_drop: float | None) -> list[Label]:
+    labels = []
+    if reference is not None:
+        labels.append(Label(RIGHT, y(reference), f"┄ source {reference:.2f}", colour="#333"))
+    if threshold is not None:
+        labels.append(Label(RIGHT, y(threshold), f"╌ budget: ≥ {threshold:.2f} (source − {max_drop:g}); below fails",
+                            "600", FAIL))
+    return labels
 
 
 def _break(strip: tuple[float, float], bottom: float, lo: float) -> str:
@@ -139,17 +147,31 @@ def _break(strip: tuple[float, float], bottom: float, lo: float) -> str:
             f"<text x='{LEFT - 8}' y='{(strip[0] + strip[1]) / 2 + 4}' text-anchor='end'>&lt; {lo:.3g}</text>")
 
 
-def _labels(found: list[Point], where: dict[int, tuple[float, float]], top: float, bottom: float, lo: float) -> str:
-    ordered = sorted(found, key=lambda p: where[id(p)][1])
-    placed = spread_labels([where[id(p)][1] for p in ordered], GAP, top + 4, bottom)
+@dataclass
+class Label:
+    x: float
+    y: float
+    text: str
+    weight: str = "400"
+    colour: str = "#1a1a1a"
+
+
+def _point_labels(found: list[Point], where: dict[int, tuple[float, float]], lo: float) -> list[Label]:
+    return [Label(*where[id(p)], f"#{p.number} {_short(short_key(p.candidate.key))}"
+                  + (f" ({p.value:.1f})" if p.value < lo else ""), "700" if p.kind == "chosen" else "400")
+            for p in found]
+
+
+def _labels(labels: list[Label], top: float, bottom: float) -> str:
+    """Every label in the column right of the plot, joined to its anchor by a leader line."""
+    ordered = sorted(labels, key=lambda label: label.y)
+    placed = spread_labels([label.y for label in ordered], GAP, top + 4, bottom)
     out = []
-    for p, label_y in zip(ordered, placed):
-        px, py = where[id(p)]
-        text = f"#{p.number} {_short(short_key(p.candidate.key))}" + (f" ({p.value:.1f})" if p.value < lo else "")
-        weight = " font-weight='700'" if p.kind == "chosen" else ""
-        out.append(f"<polyline class='leader' points='{px:.1f},{py:.1f} {RIGHT + 8},{label_y:.1f} "
+    for label, label_y in zip(ordered, placed):
+        out.append(f"<polyline class='leader' points='{label.x:.1f},{label.y:.1f} {RIGHT + 8},{label_y:.1f} "
                    f"{LABEL_X - 4},{label_y:.1f}' fill='none' stroke='#9a9a9a' stroke-width='0.8'/>"
-                   f"<text class='label' x='{LABEL_X}' y='{label_y + 4:.1f}'{weight}>{esc(text)}</text>")
+                   f"<text class='label' x='{LABEL_X}' y='{label_y + 4:.1f}' font-weight='{label.weight}' "
+                   f"fill='{label.colour}'>{esc(label.text)}</text>")
     return "".join(out)
 
 
@@ -200,7 +222,7 @@ def throughput_plot(found: list[Point]) -> str:
         parts.append(f"<polyline points='{x(1):.1f},{y(one):.1f} {x(batch):.1f},{y(many):.1f}' fill='none' "
                      f"stroke='{colour}' stroke-width='{2.5 if p.kind == 'chosen' else 1.3}'/>"
                      + _marker(p, x(1), y(one)) + _marker(p, x(batch), y(many)))
-    parts.append(_labels(series, ends, top, bottom, -math.inf))
+    parts.append(_labels(_point_labels(series, ends, -math.inf), top, bottom))
     return _svg(height, "".join(parts), "throughput against batch size")
 
 
