@@ -31,9 +31,10 @@ def built(small_cnn, hostile_weights, tmp_path_factory):
     from shipyard.pipeline.build import BuildOptions, build
 
     out = tmp_path_factory.mktemp("report") / "pkg"
-    result = build(BuildOptions(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],
-                                backends=["torch", "onnxruntime"], precisions=["fp32", "int8"], max_drop=1.0,
-                                out=out, bench=BenchConfig(rounds=2, block_seconds=0.05)))
+    options = BuildOptions.create(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],
+                                  backends=["torch", "onnxruntime"], precisions=["fp32", "int8"], max_drop=1.0,
+                                  out=out, bench=BenchConfig(rounds=2, block_seconds=0.05))
+    result = build(options)
     return result, out, (out / "report.html").read_text()
 
 

@@ -46,7 +46,7 @@ def _from_name(name: str) -> str:
     return parts[-2]
 
 
-def layer_costs(layers, modules: dict[str, str], limit: int = 20) -> list[LayerCost]:
+def layer_costs(layers, modules: dict[str, str], limit: int = 200) -> list[LayerCost]:
     """The search's worst ``limit`` layers (``LayerError`` rows, worst first) as records."""
     return [LayerCost(row.node, row.op_type, float(row.introduced), float(row.cosine), modules.get(row.node, ""))
             for row in layers[:limit]]

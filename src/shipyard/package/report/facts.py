@@ -29,15 +29,16 @@ class Facts:
     rows: list[tuple[str, str]] = field(default_factory=list)
     threshold: float | None = None
     reference: float | None = None
+    max_drop: float | None = None
 
 
 def gather(result: BuildResult, manifest: dict[str, Any] | None) -> Facts:
     machine = (manifest or {}).get("machine") or _machine()
     versions = (manifest or {}).get("versions") or _versions(result)
-    facts = Facts()
+    facts = Facts(max_drop=result.options.search.max_drop)
     facts.reference = _reference_value(result)
-    if facts.reference is not None and result.max_drop is not None:
-        facts.threshold = facts.reference - result.max_drop
+    if facts.reference is not None and facts.max_drop is not None:
+        facts.threshold = facts.reference - facts.max_drop
     facts.rows = [("Machine", _machine_text(machine, result.threads)),
                   ("Versions", ", ".join(f"{esc(k)} {esc(v)}" for k, v in versions.items())),
                   ("Data", _data_text(result)),
@@ -100,15 +101,15 @@ def _reference_value(result: BuildResult) -> float | None:
 
 
 def _budget_text(result: BuildResult, facts: Facts) -> str:
-    if result.max_drop is None or facts.reference is None:
+    if facts.max_drop is None or facts.reference is None:
         return DASH
-    return (f"at most <b>{points(result.max_drop)}</b> below the source: a candidate passes when its "
-            f"{esc(result.metric)} ≥ {facts.reference:.2f} − {result.max_drop:g} = <b>{facts.threshold:.2f}</b> "
+    return (f"at most <b>{points(facts.max_drop)}</b> below the source: a candidate passes when its "
+            f"{esc(result.metric)} ≥ {facts.reference:.2f} − {facts.max_drop:g} = <b>{facts.threshold:.2f}</b> "
             "and its outputs are finite")
 
 
 def _rule_text(result: BuildResult) -> str:
-    if result.optimize_for == "throughput":
+    if result.options.search.optimize_for == "throughput":
         batch = next((c.timing.throughput_batch for c in _timed(result)), 0)
         return f"the passing candidate with the <b>highest throughput at batch {batch}</b> (--optimize-for throughput)"
     return ("the passing candidate with the <b>lowest batch-1 p50 latency</b> (--optimize-for latency, the default; "
@@ -143,12 +144,12 @@ def timing_text(result: BuildResult) -> str:
     text = (f"batch 1 on one evaluation sample: every candidate timed in {blocks} of calls, the candidates "
             f"alternating block by block; {t.dropped_per_block} call(s) dropped at the start of each block, "
             f"{t.warmup_calls} warm-up calls before, after the full verification run; "
-            f"<b>{calls[0]}–{calls[-1]} timed calls</b> per candidate (see each row); {result.threads} thread(s) "
+            f"<b>{_span(calls)} timed calls</b> per candidate (see each row); {result.threads} thread(s) "
             "for every backend. p50/p90/p99 are percentiles of those calls; a p99 from fewer than 100 calls "
             "is close to the slowest call and marked †.")
     if batch_calls:
         text += (f" Throughput: samples per second at batch {t.throughput_batch}, from the median of "
-                 f"{batch_calls[0]}–{batch_calls[-1]} timed calls.")
+                 f"{_span(batch_calls)} timed calls.")
     return text + " Load: loading the artifact into its runtime; build: making it (export, conversion, quantisation)."
 
 
@@ -158,3 +159,7 @@ def _unsteady(c: Candidate) -> str:
         return ""
     return (f" (<b>unsteady</b>: p90 {ms(t.p90_ms)} ms is {t.p90_ms / t.p50_ms:.0f}× p50 — the cores were busy "
             "with something else, so speed-ups against it are uncertain)")
+
+
+def _span(values: list[int]) -> str:
+    return str(values[0]) if values[0] == values[-1] else f"{values[0]}–{values[-1]}"

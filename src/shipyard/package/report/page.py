@@ -68,11 +68,11 @@ def render_report(result: BuildResult, manifest: dict[str, Any] | None = None,
     numbers = {id(c): n for n, c in enumerate(rows, start=1)}
     found = points(rows, numbers, result.chosen, result.baseline)
     title = f"Shipyard build: {esc(result.source.name)}"
-    body = [f"<h1>{title}</h1>", _choice(result), _warnings(result),
+    body = [f"<h1>{title}</h1>", _choice(result, facts.max_drop), _warnings(result),
             "<h2>Can I trust these numbers?</h2><dl class='facts'>"
             + "".join(f"<dt>{esc(label)}</dt><dd>{text}</dd>" for label, text in facts.rows) + "</dl>",
             "<h2>Latency against quality</h2>",
-            quality_plot(found, result.metric, facts.threshold, facts.reference, result.max_drop),
+            quality_plot(found, result.metric, facts.threshold, facts.reference, facts.max_drop),
             ("<p class='note'>Each point is a candidate (#n as in the table), at its batch-1 p50 latency and its "
              f"{esc(result.metric)} on the evaluation set. Up and to the left is better.</p>")]
     throughput = throughput_plot(found)
@@ -88,7 +88,7 @@ def render_report(result: BuildResult, manifest: dict[str, Any] | None = None,
             f"<title>{title}</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
 
 
-def _choice(result: BuildResult) -> str:
+def _choice(result: BuildResult, max_drop: float | None) -> str:
     chosen = result.chosen
     if chosen is None or not (chosen.verification and chosen.timing):
         return "<p class='nochoice'><b>No candidate stayed inside the accuracy budget</b>; nothing was packaged.</p>"
@@ -96,7 +96,7 @@ def _choice(result: BuildResult) -> str:
     speed = result.speedup(chosen)
     versus = f", <b>{speed:.2f}×</b> the speed of the baseline at batch 1" if speed else ""
     return (f"<p class='choice'>Chosen: <b>{esc(chosen.key)}</b> — {esc(result.metric)} {v.value:.2f} "
-            f"(drop {v.drop:.2f} of the {num(result.max_drop, 2)} points allowed), p50 {ms(t.p50_ms)} ms{versus}.</p>")
+            f"(drop {v.drop:.2f} of the {num(max_drop, 2)} points allowed), p50 {ms(t.p50_ms)} ms{versus}.</p>")
 
 
 def _warnings(result: BuildResult) -> str:

@@ -47,16 +47,17 @@ def quality_plot(found: list[Point], metric: str, threshold: float | None, refer
     lo, hi, outliers = _quality_window(found, threshold, reference, max_drop)
     main_height = max(300, GAP * (len(found) + 3))
     top, bottom = 34, 34 + main_height
-    strip = (bottom + 26, bottom + 56) if outliers else None
+    strip = (bottom + 26, bottom + 96) if outliers else None
     axis_y = strip[1] if strip else bottom
     height = axis_y + 52
     x = Scale(*log_range([p.latency for p in found]), LEFT, RIGHT, log=True)
     y = Scale(lo, hi, bottom, top)
-    where = {id(p): (x(p.latency), (strip[0] + strip[1]) / 2 if p.value < lo else y(p.value)) for p in found}
+    low = _strip_scale(outliers, lo, strip) if strip else None
+    where = {id(p): (x(p.latency), low(p.value) if p.value < lo else y(p.value)) for p in found}
     parts = [_legend(), _x_axis(x, top, axis_y, "p50 latency at batch 1, ms (log scale)"),
              _y_axis(y, lo, hi, metric, top, bottom), _limits(y, threshold, reference, max_drop)]
     if strip:
-        parts.append(_break(strip, bottom, lo))
+        parts.append(_break(strip, bottom, low))
     labels = _point_labels(found, where, lo) + _limit_labels(y, threshold, reference, max_drop)
     parts += [_labels(labels, top, axis_y), *(_marker(p, *where[id(p)]) for p in found)]
     return _svg(height, "".join(parts), f"p50 latency against {metric}")
@@ -138,13 +139,22 @@ def _limit_labels(y: Scale, threshold: float | None, reference: float | None, ma
     return labels
 
 
-def _break(strip: tuple[float, float], bottom: float, lo: float) -> str:
+def _strip_scale(outliers: list[Point], lo: float, strip: tuple[float, float]) -> Scale:
+    """The lower part of the broken axis: its own, compressed scale for the points far below the budget."""
+    bottom_value = min(p.value for p in outliers)
+    span = max(lo - bottom_value, 1.0)
+    return Scale(bottom_value - 0.08 * span, lo, strip[1] - 4, strip[0] + 8)
+
+
+def _break(strip: tuple[float, float], bottom: float, low: Scale) -> str:
     gap_y = (bottom + strip[0]) / 2
     zigzag = "".join(f"<line x1='{LEFT - 7}' y1='{gap_y + d + 3}' x2='{LEFT + 7}' y2='{gap_y + d - 3}' stroke='#333'/>"
                      for d in (-3, 3))
-    return (f"<rect x='{LEFT}' y='{strip[0]}' width='{RIGHT - LEFT}' height='{strip[1] - strip[0]}' fill='#f6f6f6'/>"
-            f"<line x1='{LEFT}' y1='{strip[0]}' x2='{LEFT}' y2='{strip[1]}' stroke='#333'/>{zigzag}"
-            f"<text x='{LEFT - 8}' y='{(strip[0] + strip[1]) / 2 + 4}' text-anchor='end'>&lt; {lo:.3g}</text>")
+    ticks = "".join(f"<line x1='{LEFT - 5}' y1='{low(t):.1f}' x2='{LEFT}' y2='{low(t):.1f}' stroke='#333'/>"
+                    f"<text x='{LEFT - 8}' y='{low(t) + 4:.1f}' text-anchor='end'>{t:g}</text>"
+                    for t in nice_ticks(low.lo, low.hi, 4))
+    return (f"<rect x='{LEFT}' y='{strip[0]}' width='{RIGHT - LEFT}' height='{strip[1] - strip[0]}' fill='#f4f4f4'/>"
+            f"<line x1='{LEFT}' y1='{strip[0]}' x2='{LEFT}' y2='{strip[1]}' stroke='#333'/>{zigzag}{ticks}")
 
 
 @dataclass
