@@ -1,4 +1,4 @@
-"""report.html of a real build: the facts in its header, its plot, table and INT8 section, and its layout
+"""report.html of a real build: the facts in its header, plot, table and INT8 section, its layout
 in a real browser (headless Chromium at 1280 px; skipped with the reason where Chromium is missing).
 
 The build is the small CNN with weights made hostile to INT8 (one channel 1000× the others), so the
@@ -31,20 +31,34 @@ def built(small_cnn, hostile_weights, tmp_path_factory):
     from shipyard.pipeline.build import BuildOptions, build
 
     out = tmp_path_factory.mktemp("report") / "pkg"
-    options = BuildOptions.create(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],
-                                  backends=["torch", "onnxruntime"], precisions=["fp32", "int8"], max_drop=1.0,
-                                  out=out, bench=BenchConfig(rounds=2, block_seconds=0.05))
+    options = BuildOptions.create(
+        f"{small_cnn['model']}:make",
+        weights=hostile_weights,
+        data=small_cnn["data"],
+        backends=["torch", "onnxruntime"],
+        precisions=["fp32", "int8"],
+        max_drop=1.0,
+        out=out,
+        bench=BenchConfig(rounds=2, block_seconds=0.05),
+    )
     result = build(options)
     return result, out, (out / "report.html").read_text()
 
 
 def _rows(page: str) -> list[list[str]]:
     """The candidate table's main rows, as cell texts."""
-    table = page[page.index("<table class='candidates'>"):]
-    table = table[: table.index("<p class='note'>Rows:")]  # the details rows hold tables of their own
+    table = page[page.index("<table class='candidates'>") :]
+    table = table[
+        : table.index("<p class='note'>Rows:")
+    ]  # the details rows hold tables of their own
     rows = re.findall(r"<tr class='main'>(.*?)</tr>", table)
-    return [[html.unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
-            for row in rows]
+    return [
+        [
+            html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)
+        ]
+        for row in rows
+    ]
 
 
 def _cpu_flags() -> set[str]:
@@ -65,36 +79,59 @@ def test_header_answers_can_i_trust_this(built):
     import onnxruntime
     import torch
 
-    assert f"onnxruntime {onnxruntime.__version__}" in text and f"torch {torch.__version__.split('+')[0]}" in text
-    assert f"{result.calibration_size} calibration samples" in text and f"{result.evaluation_size} evaluation samples" in text
-    assert "real data" in text and "% of evaluation samples whose top-1 class equals its label" in text
+    assert (
+        f"onnxruntime {onnxruntime.__version__}" in text
+        and f"torch {torch.__version__.split('+')[0]}" in text
+    )
+    assert (
+        f"{result.calibration_size} calibration samples" in text
+        and f"{result.evaluation_size} evaluation samples" in text
+    )
+    assert (
+        "real data" in text and "% of evaluation samples whose top-1 class equals its label" in text
+    )
     threshold = result.baseline.verification.reference_value - 1.0
     assert f"≥ {result.baseline.verification.reference_value:.2f} − 1 = {threshold:.2f}" in text
     assert "lowest batch-1 p50 latency" in text
-    calls = sorted(c.timing.calls for c in [result.baseline, *result.candidates] if c.timing and c.timing.calls)
-    assert f"{calls[0]}–{calls[-1]} timed calls" in text and f"{result.baseline.timing.blocks} blocks" in text
+    calls = sorted(
+        c.timing.calls for c in [result.baseline, *result.candidates] if c.timing and c.timing.calls
+    )
+    assert (
+        f"{calls[0]}–{calls[-1]} timed calls" in text
+        and f"{result.baseline.timing.blocks} blocks" in text
+    )
 
 
 def test_plot_has_ticks_a_budget_line_shapes_and_the_chosen_point(built):
     result, _, page = built
-    plot = page[page.index("<svg"):page.index("</svg>")]
+    plot = page[page.index("<svg") : page.index("</svg>")]
     assert "class='budget'" in plot and "budget: ≥" in plot
     assert len(re.findall(r"text-anchor='middle'>[0-9.]+</text>", plot)) >= 2  # x ticks
     assert plot.count("class='point chosen'") == 1 and plot.count("class='point fail'") >= 1
-    fail = plot[plot.index("class='point fail'"):]
+    fail = plot[plot.index("class='point fail'") :]
     assert fail.index("<path") < fail.index("</g>")  # a failure is a cross, not only a red dot
-    timed = [c for c in [result.baseline, *result.candidates] if c.timing and c.timing.calls and c.verification]
+    timed = [
+        c
+        for c in [result.baseline, *result.candidates]
+        if c.timing and c.timing.calls and c.verification
+    ]
     assert plot.count("class='label'") == len(timed) + 2  # and the source's and the budget's lines
 
 
 def test_table_puts_the_chosen_first_then_sorts_by_speed_and_shows_dashes_for_unmeasured(built):
     result, _, page = built
     rows = _rows(page)
-    assert "chosen" in rows[0][2] and rows[0][1].replace(" ", "").startswith(short_key(result.chosen.key).split("+")[0])
+    assert "chosen" in rows[0][2] and rows[0][1].replace(" ", "").startswith(
+        short_key(result.chosen.key).split("+")[0]
+    )
     latencies = [float(r[5].replace("\u2009", "")) for r in rows[1:] if r[5] != DASH]
     assert latencies == sorted(latencies)
     baseline = next(r for r in rows if "baseline" in r[2])
-    assert baseline[10:] == [DASH, DASH, DASH]  # the module in memory: no file, load or memory growth of its own
+    assert baseline[10:] == [
+        DASH,
+        DASH,
+        DASH,
+    ]  # the module in memory: no file, load or memory growth of its own
     assert baseline[8] == "1.00×"
     onnx_row = next(r for r in rows if r[1] == "onnxruntime/fp32")
     assert onnx_row[10] != DASH and onnx_row[11] != DASH
@@ -103,9 +140,9 @@ def test_table_puts_the_chosen_first_then_sorts_by_speed_and_shows_dashes_for_un
 
 def test_int8_section_names_the_hostile_layer_by_module_path(built):
     result, _, page = built
-    int8 = page[page.index("<h2 id='int8'>"):]
+    int8 = page[page.index("<h2 id='int8'>") :]
     failed = next(c for c in result.candidates if c.precision == "int8" and c.layer_costs)
-    # features.1 (BN, channel 0 ×1000) is folded into the conv features.0: its output is the one INT8 ruins
+    # features.1 (BN, channel 0 ×1000) is folded into the conv features.0, whose output INT8 ruins
     assert failed.layer_costs[0].module == "features.0"
     assert "features.0 <small>(" in int8 and "Per-layer sensitivity" in int8
     assert "cosine min" in int8 and f"{failed.verification.outputs[0].cosine_min:.4f}" in int8
@@ -127,22 +164,39 @@ def test_label_spreading_never_overlaps_and_ticks_are_round():
     assert nice_ticks(21.5, 100.5) == [40, 60, 80, 100]
     assert log_ticks(2.2, 30.4) == [5, 10, 20] and log_ticks(0.025, 150) == [0.1, 1, 10, 100]
     assert ms(None) == DASH and ms(0) == DASH and size(None) == DASH and size(0.5) == "512 KiB"
-    assert short_key("ort/int8+quantize(method=static-qdq, calibration=minmax, per_channel=True)") == \
-        "ort/int8+static-qdq·minmax·per_channel"
+    assert (
+        short_key("ort/int8+quantize(method=static-qdq, calibration=minmax, per_channel=True)")
+        == "ort/int8+static-qdq·minmax·per_channel"
+    )
 
 
 def _chromium() -> str:
     for name in CHROMIUM:
         if shutil.which(name):
             return shutil.which(name)
-    pytest.skip("no headless Chromium on PATH: apt-get install chromium-headless-shell "
-                "(scripts/test.sh does it where apt-get exists)")
+    pytest.skip(
+        "no headless Chromium on PATH: apt-get install chromium-headless-shell "
+        "(scripts/test.sh does it where apt-get exists)"
+    )
 
 
-def _run_chromium(tmp_path: Path, page: Path, *args: str, width: int = 1280) -> subprocess.CompletedProcess:
-    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run",
-               f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},1000", *args, page.as_uri()]
+def _run_chromium(
+    tmp_path: Path, page: Path, *args: str, width: int = 1280
+) -> subprocess.CompletedProcess:
+    command = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--window-size={width},1000",
+        *args,
+        page.as_uri(),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
 
 
@@ -152,7 +206,7 @@ def layout(report: str, tmp_path: Path, width: int = 1280) -> list[dict]:
     page.write_text(report.replace("</body>", f"<script>{LAYOUT_JS.read_text()}</script></body>"))
     dom = _run_chromium(tmp_path, page, "--dump-dom", width=width).stdout
     start = dom.rindex('<pre id="layout-check">') + len('<pre id="layout-check">')
-    return json.loads(html.unescape(dom[start:dom.index("</pre>", start)]))
+    return json.loads(html.unescape(dom[start : dom.index("</pre>", start)]))
 
 
 def test_report_fits_1280_px_in_headless_chromium(built, tmp_path):
@@ -175,8 +229,12 @@ def test_screenshot_and_print(built, tmp_path):
     report = tmp_path / "report.html"
     report.write_text(built[2])
     _run_chromium(tmp_path, report, f"--screenshot={tmp_path / 'shot.png'}", "--hide-scrollbars")
-    _run_chromium(tmp_path, report, f"--print-to-pdf={tmp_path / 'report.pdf'}", "--no-pdf-header-footer")
+    _run_chromium(
+        tmp_path, report, f"--print-to-pdf={tmp_path / 'report.pdf'}", "--no-pdf-header-footer"
+    )
     from PIL import Image
 
     assert Image.open(tmp_path / "shot.png").size[0] == 1280
-    assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF") and (tmp_path / "report.pdf").stat().st_size > 10_000
+    assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF") and (
+        tmp_path / "report.pdf"
+    ).stat().st_size > 10_000

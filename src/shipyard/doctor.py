@@ -66,13 +66,15 @@ def framework_statuses():
 
 
 def runtime_versions(backends: list[str]) -> dict[str, str]:
-    """``{pip package: version}`` of Shipyard, numpy and the runtimes behind ``backends`` (installed ones)."""
+    """``{pip package: version}`` of Python, Shipyard, numpy, onnx and the runtimes behind ``backends``."""
     from shipyard.backends import backend_names, get_backend
 
     known = set(backend_names())
-    runtimes = [getattr(get_backend(b), "package", _PACKAGES.get(b, b)) if b in known else b for b in backends]
+    runtimes = [getattr(get_backend(b), "package", _PACKAGES.get(b, b)) if b in known else b
+                for b in backends]
     packages = ["numpy", "onnx"] + (["nncf"] if "openvino" in backends else []) + runtimes
-    versions = {"python": platform.python_version(), "shipyard": package_version("shipyard") or "dev"}
+    versions = {"python": platform.python_version(),
+                "shipyard": package_version("shipyard") or "dev"}
     for package in dict.fromkeys(packages):
         if package_version(package):
             versions[package] = package_version(package)

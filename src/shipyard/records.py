@@ -237,7 +237,7 @@ class LayerCost:
     """The node or layer name in the quantised model."""
     op_type: str
     error: float
-    """Relative error the layer adds to its output beyond its inputs' (layer-by-layer comparison)."""
+    """Relative error the layer adds to its output beyond its inputs' (layer-by-layer)."""
     cosine: float
     """Cosine similarity of the layer's output with FP32's."""
     module: str = ""
@@ -262,7 +262,7 @@ class Candidate:
     layer_costs: list[LayerCost] = field(default_factory=list)
     """INT8 only: per-layer sensitivity, worst first, when the accuracy-aware search measured it."""
     derived_from: str = ""
-    """The key of the candidate this one was made from (a mixed-precision attempt's INT8 candidate)."""
+    """The key of the candidate this one was made from (a mixed-precision attempt's INT8 one)."""
 
     @property
     def key(self) -> str:

@@ -29,12 +29,12 @@ def time_candidates(candidates: list[Candidate], sessions: dict[str, Session], e
     size = len(next(iter(many.values())))
     for candidate in timed:
         stats, stats_many = latency[timing_key(candidate)], batched[timing_key(candidate)]
-        candidate.timing = replace(candidate.timing or Timing(0, 0, 0, 0, 0), p50_ms=stats.p50_ms,
-                                   p90_ms=stats.p90_ms, p99_ms=stats.p99_ms, mean_ms=stats.mean_ms, calls=stats.calls,
-                                   throughput=size / (stats_many.p50_ms / 1000), throughput_batch=size,
-                                   warmup_calls=stats.warmup_calls, blocks=stats.blocks,
-                                   dropped_per_block=stats.dropped_per_block, threads=search.threads,
-                                   throughput_calls=stats_many.calls)
+        candidate.timing = replace(
+            candidate.timing or Timing(0, 0, 0, 0, 0), p50_ms=stats.p50_ms, p90_ms=stats.p90_ms,
+            p99_ms=stats.p99_ms, mean_ms=stats.mean_ms, calls=stats.calls,
+            throughput=size / (stats_many.p50_ms / 1000), throughput_batch=size,
+            warmup_calls=stats.warmup_calls, blocks=stats.blocks, dropped_per_block=stats.dropped_per_block,
+            threads=search.threads, throughput_calls=stats_many.calls)
 
 
 def timing_key(candidate: Candidate) -> str:

@@ -63,12 +63,12 @@ class Verifier:
         """A session on the candidate's artifact, loaded from the file the package will ship."""
         start = time.perf_counter()
         candidate.artifact = self.workshop.make(candidate.recipe)
-        made = time.perf_counter()  # making it (export, quantisation, an INT8 search) is not loading it
+        made = time.perf_counter()  # making it (export, an INT8 search) is not loading it
         memory_before = rss_mb()
         session = get_backend(candidate.backend).load(candidate.artifact, self.threads)
         memory_after = rss_mb()
+        grown = max(0.0, memory_after - memory_before) if memory_before else None
         candidate.timing = Timing(0, 0, 0, 0, 0, load_ms=(time.perf_counter() - made) * 1000,
-                                  peak_rss_mb=max(0.0, memory_after - memory_before) if memory_before else None,
-                                  size_mb=candidate.artifact.size_bytes() / 2**20, build_ms=(made - start) * 1000,
-                                  threads=self.threads)
+                                  peak_rss_mb=grown, size_mb=candidate.artifact.size_bytes() / 2**20,
+                                  build_ms=(made - start) * 1000, threads=self.threads)
         return session

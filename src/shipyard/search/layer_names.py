@@ -1,8 +1,9 @@
 """The names a user knows for the layers of an exported model: PyTorch module paths.
 
 The torch.export-based ONNX exporter records each node's module scopes in its metadata
-(``pkg.torch.onnx.name_scopes``: ``['', 'features', 'features.3', 'features.3.conv.0.0', 'conv2d']``);
-the TorchScript-based exporter writes them into the node name (``/features/features.3/conv/Conv``).
+(``pkg.torch.onnx.name_scopes``: ``['', 'features', 'features.3', 'features.3.conv.0.0',
+'conv2d']``); the TorchScript-based exporter writes them into the node name
+(``/features/features.3/conv/Conv``).
 """
 
 from __future__ import annotations
@@ -48,5 +49,13 @@ def _from_name(name: str) -> str:
 
 def layer_costs(layers, modules: dict[str, str], limit: int = 200) -> list[LayerCost]:
     """The search's worst ``limit`` layers (``LayerError`` rows, worst first) as records."""
-    return [LayerCost(row.node, row.op_type, float(row.introduced), float(row.cosine), modules.get(row.node, ""))
-            for row in layers[:limit]]
+    return [
+        LayerCost(
+            row.node,
+            row.op_type,
+            float(row.introduced),
+            float(row.cosine),
+            modules.get(row.node, ""),
+        )
+        for row in layers[:limit]
+    ]

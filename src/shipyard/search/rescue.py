@@ -80,7 +80,8 @@ def rescue(plans: list[Candidate], workshop: Workshop, verify: Verify, options: 
             search.note(f"{candidate.key}: cannot compare layer by layer ({type(exc).__name__}: {str(exc)[:200]})")
             continue
         if not candidate.layer_costs:
-            candidate.layer_costs = layer_costs(diagnosis.layers, _module_paths(candidate, workshop))
+            paths = _module_paths(candidate, workshop)
+            candidate.layer_costs = layer_costs(diagnosis.layers, paths)
         tried += _attempts(candidate, diagnosis, search)
     return tried
 
@@ -170,7 +171,7 @@ def _mixed(candidate: Candidate, kept: list[str]) -> Candidate:
 
 
 def _module_paths(candidate: Candidate, workshop: Workshop) -> dict[str, str]:
-    """PyTorch module paths of the candidate's layers, for the report; empty where they cannot be read."""
+    """PyTorch module paths of the candidate's layers, for the report; {} where unreadable."""
     try:
         paths: dict[str, str] = {}
         prefix = fp32_onnx_recipe(candidate.recipe)

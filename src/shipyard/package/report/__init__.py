@@ -1,4 +1,4 @@
-"""``report.html``: one offline page (inline CSS and SVG, no scripts) a deployment engineer can decide from.
+"""``report.html``: one offline page (inline CSS and SVG, no scripts) to decide from.
 
 ``page`` assembles it from ``facts`` (what the build knew: machine, versions, data, metric, budget,
 rule, timing), ``plot`` (latency against quality; throughput against batch size), ``table`` (every

@@ -1,4 +1,4 @@
-"""Axis arithmetic for the report's SVG plots: nice ticks, log ticks, and labels that never overlap."""
+"""Axis arithmetic for the report's SVG plots: nice ticks, log ticks, labels that never overlap."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Scale:
-    """Data ``lo..hi`` onto pixels ``start..end`` (``end`` < ``start`` for a y axis), optionally log10."""
+    """Data ``lo..hi`` onto pixels ``start..end`` (``end`` < ``start`` for a y axis), or log10."""
 
     lo: float
     hi: float
@@ -17,7 +17,11 @@ class Scale:
     log: bool = False
 
     def __call__(self, value: float) -> float:
-        v, lo, hi = (math.log10(value), math.log10(self.lo), math.log10(self.hi)) if self.log else (value, self.lo, self.hi)
+        v, lo, hi = (
+            (math.log10(value), math.log10(self.lo), math.log10(self.hi))
+            if self.log
+            else (value, self.lo, self.hi)
+        )
         return self.start + (v - lo) / ((hi - lo) or 1.0) * (self.end - self.start)
 
 
@@ -36,11 +40,11 @@ def nice_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
-    """1-2-5 ticks between ``lo`` and ``hi`` (both > 0); every decade's 1 only when there are many."""
+    """1-2-5 ticks between ``lo`` and ``hi`` (both > 0); just each decade's 1 when many."""
     ticks = []
     for exponent in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
         for mantissa in (1, 2, 5):
-            value = mantissa * 10.0 ** exponent
+            value = mantissa * 10.0**exponent
             if lo <= value <= hi:
                 ticks.append(value)
     if len(ticks) > 9:

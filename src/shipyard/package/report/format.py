@@ -1,4 +1,4 @@
-"""Numbers as the report prints them: units chosen by size, and "–" for anything not measured (never 0)."""
+"""Numbers as the report prints them: units by size, "–" for what was not measured (never 0)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def rate(per_second: float | None) -> str:
 
 
 def short_key(key: str) -> str:
-    """A candidate key with its quantize step's options as values only: ``…+static-qdq·minmax·per_channel``."""
+    """A key with its quantize options as values only: ``…+static-qdq·minmax·per_channel``."""
+
     def options(match: re.Match) -> str:
         values = []
         for part in match.group(1).split(", "):
