@@ -70,8 +70,7 @@ def runtime_versions(backends: list[str]) -> dict[str, str]:
     from shipyard.backends import backend_names, get_backend
 
     known = set(backend_names())
-    runtimes = [getattr(get_backend(b), "package", _PACKAGES.get(b, b)) if b in known else b
-                for b in backends]
+    runtimes = [get_backend(b).package for b in backends if b in known]
     packages = ["numpy", "onnx"] + (["nncf"] if "openvino" in backends else []) + runtimes
     versions = {"python": platform.python_version(),
                 "shipyard": package_version("shipyard") or "dev"}
