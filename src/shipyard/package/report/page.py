@@ -120,8 +120,10 @@ def render_report(
 def _choice(result: BuildResult, max_drop: float | None) -> str:
     chosen = result.chosen
     if chosen is None or not (chosen.verification and chosen.timing):
-        return ("<p class='nochoice'><b>No candidate stayed inside the accuracy budget</b>; "
-                "nothing was packaged.</p>")
+        return (
+            "<p class='nochoice'><b>No candidate stayed inside the accuracy budget</b>; "
+            "nothing was packaged.</p>"
+        )
     v, t = chosen.verification, chosen.timing
     speed = result.speedup(chosen)
     versus = f", <b>{speed:.2f}×</b> the speed of the baseline at batch 1" if speed else ""
@@ -157,17 +159,17 @@ def _shipped(
         / 2**20
     )
     model = manifest.get("model_file", "")
+    model_files = [files_at / f for f in files if f.startswith("model/")] if files_at else []
     model_size = (
-        (files_at / model).stat().st_size / 2**20
-        if files_at and (files_at / model).is_file()
-        else None
+        sum(f.stat().st_size for f in model_files if f.is_file()) / 2**20 if files_at else None
     )
     inputs = ", ".join(
         f"{i['name']} {i['datatype']} {i['shape']}" for i in manifest.get("inputs", [])
     )
     return (
         "<h2>What was shipped and how to use it</h2>"
-        f"<p><code>{esc(folder)}/{esc(model)}</code> ({size(model_size)}; the whole package, "
+        f"<p><code>{esc(folder)}/{esc(model)}</code> ({size(model_size)} with the files beside it "
+        "in model/; the whole package, "
         f"{len(files)} files "
         f"with the manifest, {size(total if files_at else None)}) — "
         f"{esc(manifest.get('backend', ''))} "
