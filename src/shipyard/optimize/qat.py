@@ -67,7 +67,9 @@ def qat_fallback(plans: list[Candidate], workshop: Workshop, verify: Any) -> lis
     candidates tried, for the caller to add to its plans.
     """
     int8 = [c for c in plans if c.precision == "int8"]
-    if not int8 or any(c.passed for c in int8) or any(QAT_STEP.name in (s.name for s in c.recipe.steps) for c in int8):
+    quantized = int8 + [c for c in plans if c.precision == "mixed"]  # a mixed-precision rescue that passed is enough
+    if not int8 or any(c.passed for c in quantized) or any(QAT_STEP.name in (s.name for s in c.recipe.steps)
+                                                             for c in int8):
         return []
     if workshop.calibration is None or not qat_worth_trying(workshop.source, workshop.calibration):
         return []
