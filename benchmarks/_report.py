@@ -11,23 +11,35 @@ import time
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-HEADER = "# Benchmarks\n\nEvery number here was written by a script in `benchmarks/`; rerun it to refresh its section.\n"
+HEADER = (
+    "# Benchmarks\n\n"
+    "Every number here was written by a script in `benchmarks/`; rerun it to refresh its section.\n"
+)
 
 
 def machine_line(threads: int) -> str:
     from shipyard.machine import describe as machine_description
 
     m = machine_description()
-    return (f"Machine: {m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags']) or 'none'}; "
-            f"{threads} thread(s) for every backend; run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
+    return (
+        f"Machine: {m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags']) or 'none'}; "
+        f"{threads} thread(s) for every backend; run "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
+    )
 
 
 def write_section(name: str, markdown: str, doc: Path = DOC) -> None:
     """Replace (or append) the section called ``name`` in ``doc`` (docs/benchmarks.md)."""
     text = doc.read_text() if doc.exists() else HEADER
     block = f"<!-- begin:{name} -->\n{markdown.strip()}\n<!-- end:{name} -->"
-    pattern = re.compile(rf"<!-- begin:{re.escape(name)} -->.*?<!-- end:{re.escape(name)} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    pattern = re.compile(
+        rf"<!-- begin:{re.escape(name)} -->.*?<!-- end:{re.escape(name)} -->", re.S
+    )
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + block + "\n"
+    )
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
 

@@ -8,7 +8,8 @@ throughput, answers by status, p50/p99 latency of the good requests, and the ser
 memory (VmRSS) after warm-up and at the end, sampled every few seconds. The pass condition is flat
 memory: the end RSS within 10 % (+16 MB) of the RSS after warm-up, and no 5xx.
 
-    python benchmarks/soak.py [--package DIR] [--duration 180] [--clients 32] [--max-requests 2000000]
+    python benchmarks/soak.py [--package DIR] [--duration 180] [--clients 32] [--max-requests
+    2000000]
 
 Without ``--package`` it builds example:digits (ONNX Runtime). It writes its section of
 docs/security.md.
@@ -54,26 +55,73 @@ def rss_mb(pid: int) -> float:
 def requests_for(image: np.ndarray) -> list[tuple[str, bytes, dict]]:
     """(kind, body, headers): the good request first, then the hostile ones, in rotation."""
     raw = image.astype(np.float32).tobytes()
-    header = json.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": list(image.shape),
-                                     "parameters": {"binary_data_size": len(raw)}}],
-                         "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "datatype": "FP32",
+                    "shape": list(image.shape),
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "outputs": [{"name": "logits", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
     good = ("good", header + raw, {"Inference-Header-Content-Length": str(len(header))})
-    lying = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
-                                    "parameters": {"binary_data_size": 4000}}]}).encode()
-    hostile = [("malformed json", b'{"inputs": [' * 2000, {}),
-               ("parameters 5", json.dumps({"inputs": [], "parameters": 5}).encode(), {}),
-               ("wrong dtype", json.dumps({"inputs": [{"name": "image", "datatype": "INT64",
-                                                       "shape": list(image.shape),
-                                                       "data": [0] * image.size}]}).encode(), {}),
-               ("too large", b"{" + b" " * (MAX_REQUEST_MB * 2**20 + 1), {}),
-               ("lying bytes", lying + struct.pack("<I", 0) * 1000, {"Inference-Header-Content-Length": str(len(lying))})]
+    lying = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "datatype": "BYTES",
+                    "shape": [1],
+                    "parameters": {"binary_data_size": 4000},
+                }
+            ]
+        }
+    ).encode()
+    hostile = [
+        ("malformed json", b'{"inputs": [' * 2000, {}),
+        ("parameters 5", json.dumps({"inputs": [], "parameters": 5}).encode(), {}),
+        (
+            "wrong dtype",
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "image",
+                            "datatype": "INT64",
+                            "shape": list(image.shape),
+                            "data": [0] * image.size,
+                        }
+                    ]
+                }
+            ).encode(),
+            {},
+        ),
+        ("too large", b"{" + b" " * (MAX_REQUEST_MB * 2**20 + 1), {}),
+        (
+            "lying bytes",
+            lying + struct.pack("<I", 0) * 1000,
+            {"Inference-Header-Content-Length": str(len(lying))},
+        ),
+    ]
     return [good, *hostile]
 
 
 class Client(threading.Thread):
-    def __init__(self, port: int, model: str, menu: list, stop_at: float, budget: list[int], index: int) -> None:
+    def __init__(
+        self, port: int, model: str, menu: list, stop_at: float, budget: list[int], index: int
+    ) -> None:
         super().__init__(daemon=True)
-        self.port, self.path, self.menu, self.stop_at, self.budget = port, f"/v2/models/{model}/infer", menu, stop_at, budget
+        self.port, self.path, self.menu, self.stop_at, self.budget = (
+            port,
+            f"/v2/models/{model}/infer",
+            menu,
+            stop_at,
+            budget,
+        )
         self.count, self.statuses, self.latencies = index, Counter(), []
 
     def run(self) -> None:
@@ -82,8 +130,11 @@ class Client(threading.Thread):
             self.budget[0] -= 1
             self.count += 1
             hostile = self.count % HOSTILE_EVERY == 0
-            kind, body, headers = self.menu[1 + (self.count // HOSTILE_EVERY) % (len(self.menu) - 1)] if hostile \
+            kind, body, headers = (
+                self.menu[1 + (self.count // HOSTILE_EVERY) % (len(self.menu) - 1)]
+                if hostile
                 else self.menu[0]
+            )
             started = time.perf_counter()
             try:
                 conn.request("POST", self.path, body, headers)
@@ -101,27 +152,47 @@ class Client(threading.Thread):
             self.statuses[(kind, status)] += 1
 
 
-def run_soak(package: Path, duration: float, clients: int, max_requests: int, warmup: float) -> dict:
+def run_soak(
+    package: Path, duration: float, clients: int, max_requests: int, warmup: float
+) -> dict:
     from shipyard.package.manifest import read_manifest
 
     model = read_manifest(package)["name"]
     image = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "shipyard.cli.main", "serve", str(package), "--http-port",
-                               str(port), "--grpc-port", "-1", "--no-access-log",
-                               "--max-request-mb", str(MAX_REQUEST_MB)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shipyard.cli.main",
+            "serve",
+            str(package),
+            "--http-port",
+            str(port),
+            "--grpc-port",
+            "-1",
+            "--no-access-log",
+            "--max-request-mb",
+            str(MAX_REQUEST_MB),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_ready(port, server)
         menu = requests_for(image)
         budget = [max_requests]
-        threads = [Client(port, model, menu, time.time() + warmup, budget, i) for i in range(clients)]
+        threads = [
+            Client(port, model, menu, time.time() + warmup, budget, i) for i in range(clients)
+        ]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         rss_start, samples = rss_mb(server.pid), []
-        threads = [Client(port, model, menu, time.time() + duration, budget, i) for i in range(clients)]
+        threads = [
+            Client(port, model, menu, time.time() + duration, budget, i) for i in range(clients)
+        ]
         started = time.time()
         for t in threads:
             t.start()
@@ -141,20 +212,31 @@ def run_soak(package: Path, duration: float, clients: int, max_requests: int, wa
     statuses = sum((t.statuses for t in threads), Counter())
     latencies = sorted(x for t in threads for x in t.latencies)
     total = sum(statuses.values())
-    return {"model": model, "clients": clients, "seconds": elapsed, "requests": total,
-            "good": sum(v for (k, _), v in statuses.items() if k == "good"),
-            "throughput": total / elapsed, "statuses": {f"{k}: {s}": v for (k, s), v in sorted(statuses.items(), key=str)},
-            "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
-            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
-            "rss_start_mb": rss_start, "rss_end_mb": rss_end, "rss_samples_mb": samples,
-            "live_after": live, "traceback_on_exit": "Traceback" in stderr.decode(errors="replace")}
+    return {
+        "model": model,
+        "clients": clients,
+        "seconds": elapsed,
+        "requests": total,
+        "good": sum(v for (k, _), v in statuses.items() if k == "good"),
+        "throughput": total / elapsed,
+        "statuses": {f"{k}: {s}": v for (k, s), v in sorted(statuses.items(), key=str)},
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
+        "rss_start_mb": rss_start,
+        "rss_end_mb": rss_end,
+        "rss_samples_mb": samples,
+        "live_after": live,
+        "traceback_on_exit": "Traceback" in stderr.decode(errors="replace"),
+    }
 
 
 def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(
+                f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}"
+            )
         if _status(port, "/v2/health/ready") == 200:
             return
         time.sleep(0.5)
@@ -172,8 +254,10 @@ def _status(port: int, path: str) -> int | None:
 
 def passed(result: dict) -> bool:
     flat = result["rss_end_mb"] <= 1.10 * result["rss_start_mb"] + 16
-    no_5xx = not any(str(s).startswith("5") or "connection error" in k for k, s in
-                     (key.rsplit(": ", 1) for key in result["statuses"]))
+    no_5xx = not any(
+        str(s).startswith("5") or "connection error" in k
+        for k, s in (key.rsplit(": ", 1) for key in result["statuses"])
+    )
     return flat and no_5xx and result["live_after"] == 200
 
 
@@ -184,20 +268,23 @@ def markdown(result: dict) -> str:
     rows = "\n".join(f"| {k} | {v} |" for k, v in result["statuses"].items())
     return f"""## Soak test (`benchmarks/soak.py`)
 
-Machine: {m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags']) or 'none'} (shared with other
-jobs while it ran); run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. `shipyard serve` with default
-limits but `--max-request-mb {MAX_REQUEST_MB}`, model `{result['model']}` (ONNX Runtime), {result['clients']} closed-loop HTTP clients on 127.0.0.1 for
-{result['seconds']:.0f} s; one request in {HOSTILE_EVERY} hostile.
+Machine: {m["cpu"]}, {m["cores"]} cores, flags {", ".join(m["cpu_flags"]) or "none"} (shared with
+other
+jobs while it ran); run {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}. `shipyard serve` with
+default
+limits but `--max-request-mb {MAX_REQUEST_MB}`, model `{result["model"]}` (ONNX Runtime),
+{result["clients"]} closed-loop HTTP clients on 127.0.0.1 for
+{result["seconds"]:.0f} s; one request in {HOSTILE_EVERY} hostile.
 
 | figure | value |
 |---|---|
-| requests | {result['requests']} ({result['good']} good), {result['throughput']:.0f} requests/s |
-| good requests p50 / p99 | {result['p50_ms']:.1f} ms / {result['p99_ms']:.1f} ms |
-| server RSS after warm-up → end | {result['rss_start_mb']:.1f} MB → {result['rss_end_mb']:.1f} MB |
-| RSS every 5 s (MB) | {', '.join(str(s) for s in result['rss_samples_mb'])} |
-| `/v2/health/live` after the soak | {result['live_after']} |
-| traceback at shutdown | {'yes' if result['traceback_on_exit'] else 'no'} |
-| pass (flat RSS: end ≤ 1.1 × start + 16 MB; no 5xx; live) | {'PASS' if passed(result) else 'FAIL'} |
+| requests | {result["requests"]} ({result["good"]} good), {result["throughput"]:.0f} requests/s |
+| good requests p50 / p99 | {result["p50_ms"]:.1f} ms / {result["p99_ms"]:.1f} ms |
+| server RSS after warm-up → end | {result["rss_start_mb"]:.1f} MB → {result["rss_end_mb"]:.1f} MB |
+| RSS every 5 s (MB) | {", ".join(str(s) for s in result["rss_samples_mb"])} |
+| `/v2/health/live` after the soak | {result["live_after"]} |
+| traceback at shutdown | {"yes" if result["traceback_on_exit"] else "no"} |
+| pass (flat RSS ≤ 1.1 × start + 16 MB, no 5xx, live) | {"PASS" if passed(result) else "FAIL"} |
 
 Answers by request kind and status:
 
@@ -211,7 +298,11 @@ def write_section(text: str) -> None:
     doc = DOC.read_text() if DOC.exists() else "# Security\n"
     block = f"<!-- begin:soak -->\n{text.strip()}\n<!-- end:soak -->"
     pattern = re.compile(r"<!-- begin:soak -->.*?<!-- end:soak -->", re.S)
-    doc = pattern.sub(lambda _: block, doc) if pattern.search(doc) else doc.rstrip() + "\n\n" + block + "\n"
+    doc = (
+        pattern.sub(lambda _: block, doc)
+        if pattern.search(doc)
+        else doc.rstrip() + "\n\n" + block + "\n"
+    )
     DOC.write_text(doc)
 
 
@@ -229,8 +320,12 @@ def main() -> None:
         from shipyard.bench import BenchConfig
 
         package = Path(tempfile.mkdtemp(prefix="soak-")) / "digits"
-        shipyard.build("example:digits", out=package, backends=["onnxruntime"],
-                       bench=BenchConfig(rounds=1, block_seconds=0.05))
+        shipyard.build(
+            "example:digits",
+            out=package,
+            backends=["onnxruntime"],
+            bench=BenchConfig(rounds=1, block_seconds=0.05),
+        )
     result = run_soak(package, args.duration, args.clients, args.max_requests, args.warmup)
     print(json.dumps(result, indent=1))
     write_section(markdown(result))

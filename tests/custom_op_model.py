@@ -22,6 +22,7 @@ def register_op(name: str = OP_NAME) -> Any:
     from torch._library.custom_ops import OPDEFS
 
     if name not in OPDEFS:
+
         @torch.library.custom_op(name, mutates_args=(), schema="(Tensor x, float alpha) -> Tensor")
         def channel_gate(x, alpha):
             return x * torch.sigmoid(alpha * x.mean(dim=(2, 3), keepdim=True))
@@ -29,11 +30,14 @@ def register_op(name: str = OP_NAME) -> Any:
         @channel_gate.register_fake
         def _(x, alpha):
             return torch.empty_like(x)
+
     namespace, _, op = name.partition("::")
     return getattr(getattr(torch.ops, namespace), op).default
 
 
-def make_model(width: int = 32, depth: int = 6, classes: int = 10, seed: int = 0, op_name: str = OP_NAME) -> Any:
+def make_model(
+    width: int = 32, depth: int = 6, classes: int = 10, seed: int = 0, op_name: str = OP_NAME
+) -> Any:
     """A conv net: ``depth`` conv-BN-ReLU blocks, the custom gate, ``depth`` more, a linear head."""
     import torch
     from torch import nn
@@ -44,8 +48,11 @@ def make_model(width: int = 32, depth: int = 6, classes: int = 10, seed: int = 0
     def convs(first: int) -> nn.Sequential:
         layers: list[nn.Module] = []
         for index in range(depth):
-            layers += [nn.Conv2d(first if index == 0 else width, width, 3, padding=1, bias=False),
-                       nn.BatchNorm2d(width), nn.ReLU()]
+            layers += [
+                nn.Conv2d(first if index == 0 else width, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+            ]
         return nn.Sequential(*layers)
 
     class GatedNet(nn.Module):
@@ -85,4 +92,5 @@ def make_translated_model(width: int = 32, depth: int = 6) -> Any:
     return make_model(width, depth, op_name=TRANSLATED_OP)
 
 
-register_op()  # importing this file registers the op, as a user's op library would (packages rely on it)
+# importing this file registers the op, as a user's op library would (packages rely on it)
+register_op()

@@ -12,8 +12,10 @@ HERE = Path(__file__).parent
 
 
 def save_paddle_cnn(folder: Path, old_program: bool = False):
-    """A conv + BN + pooling + linear classifier saved with ``paddle.jit.save`` (``model.json``, or with
-    ``old_program`` the pre-3.0 ``inference.pdmodel`` most model zoos ship); returns its eager function."""
+    """A conv + BN + pooling + linear classifier saved with ``paddle.jit.save`` (``model.json``, or
+    with
+    ``old_program`` the pre-3.0 ``inference.pdmodel`` most model zoos ship); returns its eager
+    function."""
     import contextlib
 
     import paddle
@@ -35,7 +37,9 @@ def save_paddle_cnn(folder: Path, old_program: bool = False):
     net.eval()
     spec = [paddle.static.InputSpec([None, 3, 16, 16], "float32", "image")]
     with paddle.pir_utils.OldIrGuard() if old_program else contextlib.nullcontext():
-        paddle.jit.save(net, str(folder / ("inference" if old_program else "model")), input_spec=spec)
+        paddle.jit.save(
+            net, str(folder / ("inference" if old_program else "model")), input_spec=spec
+        )
     return lambda x: net(paddle.to_tensor(x)).numpy()
 
 
@@ -53,11 +57,16 @@ def keras_mlp():
 
 
 def write_caffe_net(folder: Path, variant: str = "plain") -> tuple[Path, Path]:
-    """``net.prototxt`` + ``net.caffemodel`` written from Caffe's protobuf definition (caffe_net_writer.py)."""
+    """``net.prototxt`` + ``net.caffemodel`` written from Caffe's protobuf definition
+    (caffe_net_writer.py)."""
     from shipyard.sources.caffe.converter import child_env
 
-    subprocess.run([sys.executable, str(HERE / "caffe_net_writer.py"), str(folder), variant],
-                   env=child_env(), check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(HERE / "caffe_net_writer.py"), str(folder), variant],
+        env=child_env(),
+        check=True,
+        capture_output=True,
+    )
     return folder / "net.prototxt", folder / "net.caffemodel"
 
 
@@ -68,13 +77,17 @@ def random_npz(path: Path, name: str, shape: tuple[int, ...], count: int = 48) -
 
 
 def assert_matches_framework(result, got: np.ndarray, expected: np.ndarray, precision: str) -> None:
-    """FP32 candidates agree with the framework's reference to float rounding; the package's outputs agree
+    """FP32 candidates agree with the framework's reference to float rounding; the package's
+    outputs agree
     with the framework's own (exactly at FP32; by class and direction at reduced precision)."""
     fp32 = [c for c in result.candidates if c.precision == "fp32" and not c.error]
-    assert fp32 and all(c.verification.outputs[0].max_abs < 1e-4 for c in fp32), \
-        [(c.key, c.verification.outputs[0].max_abs) for c in fp32]
+    assert fp32 and all(c.verification.outputs[0].max_abs < 1e-4 for c in fp32), [
+        (c.key, c.verification.outputs[0].max_abs) for c in fp32
+    ]
     if precision == "fp32":
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
         return
-    cosine = (got * expected).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))
+    cosine = (got * expected).sum(1) / (
+        np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1)
+    )
     assert cosine.min() > 0.98 and (got.argmax(1) == expected.argmax(1)).mean() >= 0.8

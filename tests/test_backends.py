@@ -6,8 +6,10 @@ from shipyard.backends.base import check_feed
 from shipyard.errors import DataError, UsageError
 from shipyard.records import Signature, TensorSpec
 
-SIGNATURE = Signature((TensorSpec("image", "float32", ("batch", 1, 8, 8)),),
-                      (TensorSpec("logits", "float32", ("batch", 10)),))
+SIGNATURE = Signature(
+    (TensorSpec("image", "float32", ("batch", 1, 8, 8)),),
+    (TensorSpec("logits", "float32", ("batch", 10)),),
+)
 
 
 def test_feed_checks_name_rank_size_and_dtype():
@@ -31,17 +33,19 @@ def test_unknown_backend_names_the_choices():
 
 @pytest.fixture(scope="module")
 def digits_artifacts(tmp_path_factory):
-    from shipyard.workshop import Workshop
     from shipyard.records import Recipe
     from shipyard.sources import load_source
+    from shipyard.workshop import Workshop
 
     source = load_source("example:digits")
     workshop = Workshop(source, tmp_path_factory.mktemp("artifacts"))
     onnx = Recipe().then("export", format="onnx")
-    made = {"onnxruntime": workshop.make(onnx),
-            "openvino": workshop.make(onnx.then("convert", format="openvino")),
-            "torchscript": workshop.make(Recipe().then("export", format="torchscript")),
-            "torch": workshop.make(Recipe().then("export", format="torch-export"))}
+    made = {
+        "onnxruntime": workshop.make(onnx),
+        "openvino": workshop.make(onnx.then("convert", format="openvino")),
+        "torchscript": workshop.make(Recipe().then("export", format="torchscript")),
+        "torch": workshop.make(Recipe().then("export", format="torch-export")),
+    }
     return source, made
 
 
@@ -59,4 +63,4 @@ def test_every_cpu_backend_matches_the_source(digits_artifacts, backend):
     session = get_backend(backend).load(made[backend], threads=1)
     got = session.run({"image": x})["logits"]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
-    assert session.run({"image": x[:1]})["logits"].shape == (1, 10)     # dynamic batch axis
+    assert session.run({"image": x[:1]})["logits"].shape == (1, 10)  # dynamic batch axis

@@ -6,10 +6,12 @@ import pytest
 
 from shipyard.backends import CPU_BACKENDS
 from shipyard.backends.gpu import nvidia_gpus
-from shipyard.pipeline.targets import EDGE_BACKENDS, GPU_BACKENDS, resolve_target
 from shipyard.errors import BackendUnavailable, UsageError
+from shipyard.pipeline.targets import EDGE_BACKENDS, GPU_BACKENDS, resolve_target
 
-no_gpu = pytest.mark.skipif(bool(nvidia_gpus()), reason="checks the behaviour without an NVIDIA GPU")
+no_gpu = pytest.mark.skipif(
+    bool(nvidia_gpus()), reason="checks the behaviour without an NVIDIA GPU"
+)
 
 
 def test_cpu_keeps_the_defaults_and_explicit_choices_win():

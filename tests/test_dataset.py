@@ -5,8 +5,10 @@ from shipyard.dataset import ImageOptions, load_image_folder, load_npz, load_tex
 from shipyard.errors import DataError
 from shipyard.records import Signature, TensorSpec
 
-SIGNATURE = Signature((TensorSpec("image", "float32", ("batch", 3, 16, 16)),),
-                      (TensorSpec("logits", "float32", ("batch", 4)),))
+SIGNATURE = Signature(
+    (TensorSpec("image", "float32", ("batch", 3, 16, 16)),),
+    (TensorSpec("logits", "float32", ("batch", 4)),),
+)
 
 
 def test_npz_with_labels(tmp_path):
@@ -17,13 +19,19 @@ def test_npz_with_labels(tmp_path):
     assert data.labels.tolist() == list(range(10))
 
 
-@pytest.mark.parametrize("arrays, expected", [
-    ({"pixels": np.zeros((4, 3, 16, 16))}, "expected one named 'image'"),
-    ({"image": np.zeros((4, 3, 8, 8))}, r"expects \[-1, 3, 16, 16\] \(size 16 on axis 2\)"),
-    ({"image": np.zeros((4, 16, 16))}, "expected 4 dimensions"),
-    ({"image": np.zeros((4, 3, 16, 16)), "extra": np.zeros(4)}, "'extra'.* not model inputs"),
-    ({"image": np.zeros((4, 3, 16, 16)), "labels": np.zeros(3, np.int64)}, "expected 4 integer class indices"),
-])
+@pytest.mark.parametrize(
+    "arrays, expected",
+    [
+        ({"pixels": np.zeros((4, 3, 16, 16))}, "expected one named 'image'"),
+        ({"image": np.zeros((4, 3, 8, 8))}, r"expects \[-1, 3, 16, 16\] \(size 16 on axis 2\)"),
+        ({"image": np.zeros((4, 16, 16))}, "expected 4 dimensions"),
+        ({"image": np.zeros((4, 3, 16, 16)), "extra": np.zeros(4)}, "'extra'.* not model inputs"),
+        (
+            {"image": np.zeros((4, 3, 16, 16)), "labels": np.zeros(3, np.int64)},
+            "expected 4 integer class indices",
+        ),
+    ],
+)
 def test_npz_that_does_not_fit_the_model(tmp_path, arrays, expected):
     path = tmp_path / "d.npz"
     np.savez(path, **arrays)

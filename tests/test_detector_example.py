@@ -18,8 +18,15 @@ def detector_package(tmp_path_factory):
     from shipyard.bench import BenchConfig
     from shipyard.pipeline.build import BuildOptions, build
 
-    options = BuildOptions.create("example:detector", backends=["onnxruntime"], out=tmp_path_factory.mktemp("det") / "pkg",
-                           threads=1, max_eval=4, throughput_batch=2, bench=BenchConfig(rounds=1, block_seconds=0.05))
+    options = BuildOptions.create(
+        "example:detector",
+        backends=["onnxruntime"],
+        out=tmp_path_factory.mktemp("det") / "pkg",
+        threads=1,
+        max_eval=4,
+        throughput_batch=2,
+        bench=BenchConfig(rounds=1, block_seconds=0.05),
+    )
     result = build(options)
     assert result.package is not None, [c.why_failed for c in result.candidates]
     return result.package
@@ -35,14 +42,23 @@ def test_manifest_is_bytes_in_boxes_out(detector_package):
     manifest = json.loads((detector_package / "manifest.json").read_text())
     assert [(i["name"], i["datatype"]) for i in manifest["inputs"]] == [("image", "BYTES")]
     assert [(o["name"], o["datatype"], o["shape"]) for o in manifest["outputs"]] == [
-        ("boxes", "FP32", [-1, 20, 4]), ("scores", "FP32", [-1, 20]), ("classes", "INT64", [-1, 20]),
-        ("labels", "BYTES", [-1, 20]), ("count", "INT64", [-1])]
+        ("boxes", "FP32", [-1, 20, 4]),
+        ("scores", "FP32", [-1, 20]),
+        ("classes", "INT64", [-1, 20]),
+        ("labels", "BYTES", [-1, 20]),
+        ("count", "INT64", [-1]),
+    ]
 
 
 def test_boxes_match_torchvision_pipeline(detector_package):
     import shipyard
-    from shipyard.sources.examples.detector import LABELS, match_rate, reference_detections, reference_model
     from shipyard.processing.decode import decode_image, encode_jpeg
+    from shipyard.sources.examples.detector import (
+        LABELS,
+        match_rate,
+        reference_detections,
+        reference_model,
+    )
 
     jpegs = np.array([encode_jpeg(p) for p in photos()], dtype=object)
     ours = shipyard.load(detector_package).run({"image": jpegs})
@@ -52,6 +68,8 @@ def test_boxes_match_torchvision_pipeline(detector_package):
         assert count == len(expected["boxes"]) > 0
         boxes, classes = ours["boxes"][index, :count], ours["classes"][index, :count]
         assert match_rate(boxes, classes, expected, min_iou=0.99) >= 0.95, index
-        np.testing.assert_allclose(np.sort(ours["scores"][index, :count]), np.sort(expected["scores"]), atol=1e-3)
+        np.testing.assert_allclose(
+            np.sort(ours["scores"][index, :count]), np.sort(expected["scores"]), atol=1e-3
+        )
         assert ours["labels"][index, 0] == LABELS[classes[0]].encode()
         assert np.all(ours["classes"][index, count:] == -1)

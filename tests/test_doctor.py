@@ -24,9 +24,16 @@ def test_doctor_lists_every_backend_with_its_real_state(capsys):
     for name, row in rows.items():
         ok, why = get_backend(name).available()
         assert row["available"] == ok, name
-        assert (row["reason"] == "") == ok and ("pip install" in row["reason"] or ok or "GPU" in row["reason"])
-    modules = {"ncnn": ("ncnn", "ncnn"), "mnn": ("MNN", "MNN"), "tvm": ("tvm", "apache-tvm"),
-               "onnxruntime": ("onnxruntime", "onnxruntime"), "openvino": ("openvino", "openvino")}
+        assert (row["reason"] == "") == ok and (
+            "pip install" in row["reason"] or ok or "GPU" in row["reason"]
+        )
+    modules = {
+        "ncnn": ("ncnn", "ncnn"),
+        "mnn": ("MNN", "MNN"),
+        "tvm": ("tvm", "apache-tvm"),
+        "onnxruntime": ("onnxruntime", "onnxruntime"),
+        "openvino": ("openvino", "openvino"),
+    }
     for name, (module, package) in modules.items():
         installed = importlib.util.find_spec(module) is not None
         assert rows[name]["available"] == installed
@@ -38,7 +45,14 @@ def test_doctor_describes_the_machine(capsys):
     machine = _doctor_json(capsys)["machine"]
     assert machine["cores"] == os.cpu_count()
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    flags = next(
+        (
+            line.split(":", 1)[1].split()
+            for line in cpuinfo.splitlines()
+            if line.startswith("flags")
+        ),
+        [],
+    )
     assert machine["flags"]["AVX2"] == ("avx2" in flags)
     assert machine["flags"]["AVX-512"] == ("avx512f" in flags)
     assert machine["flags"]["AMX"] == ("amx_tile" in flags)

@@ -17,9 +17,11 @@ def _frameworks(capsys) -> dict:
 def test_doctor_lists_each_framework_extra_with_its_real_state(capsys):
     rows = _frameworks(capsys)
     assert set(rows) == {"paddle", "tf", "caffe"}
-    installed = {"paddle": all(importlib.util.find_spec(m) for m in ("paddle", "paddle2onnx")),
-                 "tf": all(importlib.util.find_spec(m) for m in ("tensorflow", "tf2onnx")),
-                 "caffe": bool(installed_version())}
+    installed = {
+        "paddle": all(importlib.util.find_spec(m) for m in ("paddle", "paddle2onnx")),
+        "tf": all(importlib.util.find_spec(m) for m in ("tensorflow", "tf2onnx")),
+        "caffe": bool(installed_version()),
+    }
     for name, row in rows.items():
         assert row["available"] == installed[name], name
         assert (row["reason"] == "") == installed[name]
@@ -27,11 +29,16 @@ def test_doctor_lists_each_framework_extra_with_its_real_state(capsys):
         assert bool(row["version"]) == installed[name] or name != "caffe"
 
 
-def test_caffe_onnx_in_another_folder_is_reported_missing_with_the_command(capsys, monkeypatch, tmp_path):
+def test_caffe_onnx_in_another_folder_is_reported_missing_with_the_command(
+    capsys, monkeypatch, tmp_path
+):
     monkeypatch.setenv("SHIPYARD_CAFFE_ONNX", str(tmp_path / "nothing-here"))
     row = _frameworks(capsys)["caffe"]
     assert not row["available"]
-    assert f"--target {tmp_path / 'nothing-here'}" in row["reason"] and "caffe-onnx==0.1.2" in row["reason"]
+    assert (
+        f"--target {tmp_path / 'nothing-here'}" in row["reason"]
+        and "caffe-onnx==0.1.2" in row["reason"]
+    )
 
 
 def test_doctor_table_has_the_frameworks(capsys):

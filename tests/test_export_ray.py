@@ -29,7 +29,9 @@ def ray_serve(digits_package):
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         options = RayOptions(replicas=2, max_batch_size=8, max_queue_delay_ms=5, threads=1)
-        serve.run(build_app(digits_package, options), name="digits", route_prefix="/v2/models/digits")
+        serve.run(
+            build_app(digits_package, options), name="digits", route_prefix="/v2/models/digits"
+        )
         yield port
     finally:
         serve.shutdown()
@@ -51,7 +53,9 @@ def test_ray_deployment_answers_with_the_package_outputs(ray_serve, digits_packa
 
     with ThreadPoolExecutor(6) as pool:
         for x, got in pool.map(one, range(12)):
-            np.testing.assert_allclose(got, predictor.run({"image": x})["logits"], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(
+                got, predictor.run({"image": x})["logits"], rtol=1e-5, atol=1e-5
+            )
     client = th.InferenceServerClient(f"127.0.0.1:{ray_serve}")
     assert client.get_model_metadata("digits")["inputs"][0]["shape"] == [-1, 1, 8, 8]
 
@@ -62,14 +66,29 @@ def test_ray_deployment_answers_bad_requests_with_4xx(ray_serve):
     import json
 
     conn = http.client.HTTPConnection("127.0.0.1", ray_serve, timeout=30)
-    body = {"inputs": [{"name": "image", "datatype": "INT64", "shape": [1, 1, 8, 8], "data": [0] * 64}]}
+    body = {
+        "inputs": [{"name": "image", "datatype": "INT64", "shape": [1, 1, 8, 8], "data": [0] * 64}]
+    }
     conn.request("POST", "/v2/models/digits/infer", json.dumps(body).encode())
     response = conn.getresponse()
     assert response.status == 400 and "expected FP32" in json.loads(response.read())["error"]
 
 
 def test_export_ray_writes_an_importable_app(digits_package, tmp_path):
-    assert main(["export", "ray", str(digits_package), "--out", str(tmp_path / "app"), "--replicas", "2"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "ray",
+                str(digits_package),
+                "--out",
+                str(tmp_path / "app"),
+                "--replicas",
+                "2",
+            ]
+        )
+        == 0
+    )
     source = (tmp_path / "app" / "app.py").read_text()
     assert "build_app(" in source and '"replicas": 2' in source
     app = runpy.run_path(str(tmp_path / "app" / "app.py"))["app"]

@@ -1,4 +1,5 @@
-"""``shipyard export triton``: the repository parses as Triton's own ModelConfig and holds the model."""
+"""``shipyard export triton``: the repository parses as Triton's own ModelConfig and holds the
+model."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import shipyard
 from shipyard.backends.fake import write_fake_package
 from shipyard.cli.main import main
-from shipyard.errors import PackageError, UsageError
+from shipyard.errors import PackageError
 from shipyard.export.triton import TritonOptions, export_triton
 
 pytestmark = pytest.mark.backend("tritonclient")
@@ -28,22 +29,55 @@ def parse_config(folder):
 def test_onnx_package_exports_a_repository_triton_accepts(digits_package, tmp_path):
     import onnxruntime as ort
 
-    assert main(["export", "triton", str(digits_package), "--out", str(tmp_path / "repo"), "--max-batch-size", "16",
-                 "--instances", "2", "--max-queue-delay-ms", "3"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "triton",
+                str(digits_package),
+                "--out",
+                str(tmp_path / "repo"),
+                "--max-batch-size",
+                "16",
+                "--instances",
+                "2",
+                "--max-queue-delay-ms",
+                "3",
+            ]
+        )
+        == 0
+    )
     folder = tmp_path / "repo" / "digits"
     config = parse_config(folder)
-    assert (config.name, config.backend, config.platform) == ("digits", "onnxruntime", "onnxruntime_onnx")
-    assert config.max_batch_size == 16 and config.dynamic_batching.max_queue_delay_microseconds == 3000
-    assert config.instance_group[0].count == 2 and config.instance_group[0].kind == config.instance_group[0].KIND_CPU
+    assert (config.name, config.backend, config.platform) == (
+        "digits",
+        "onnxruntime",
+        "onnxruntime_onnx",
+    )
+    assert (
+        config.max_batch_size == 16 and config.dynamic_batching.max_queue_delay_microseconds == 3000
+    )
+    assert (
+        config.instance_group[0].count == 2
+        and config.instance_group[0].kind == config.instance_group[0].KIND_CPU
+    )
     from tritonclient.grpc import model_config_pb2
 
     fp32 = model_config_pb2.DataType.Value("TYPE_FP32")
-    assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [("image", fp32, [1, 8, 8])]
+    assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [
+        ("image", fp32, [1, 8, 8])
+    ]
     assert [(t.name, list(t.dims)) for t in config.output] == [("logits", [10])]
-    session = ort.InferenceSession(str(folder / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(folder / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     x = np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32)
-    np.testing.assert_allclose(session.run(None, {"image": x})[0], shipyard.load(digits_package).run({"image": x})["logits"],
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        session.run(None, {"image": x})[0],
+        shipyard.load(digits_package).run({"image": x})["logits"],
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 @pytest.mark.backend("openvino")
@@ -55,23 +89,34 @@ def test_openvino_package_exports_xml_and_bin(digits_package, tmp_path):
     package = tmp_path / "digits_ov"
     shutil.copytree(digits_package, package)
     manifest = json.loads((package / "manifest.json").read_text())
-    ov.save_model(ov.convert_model(str(package / manifest["model_file"])), str(package / "model" / "model.xml"),
-                  compress_to_fp16=False)
+    ov.save_model(
+        ov.convert_model(str(package / manifest["model_file"])),
+        str(package / "model" / "model.xml"),
+        compress_to_fp16=False,
+    )
     manifest.update(backend="openvino", artifact_format="openvino", model_file="model/model.xml")
-    seal(package, manifest)  # files were added: a package is read only with digests of all its files
+    seal(
+        package, manifest
+    )  # files were added: a package is read only with digests of all its files
     folder = export_triton(package, tmp_path / "repo", TritonOptions(max_batch_size=8))
     config = parse_config(folder)
     assert config.backend == "openvino" and config.default_model_filename == "model.xml"
     assert {p.name for p in (folder / "1").iterdir()} == {"model.xml", "model.bin"}
-    compiled = ov.Core().compile_model(str(folder / "1" / "model.xml"), "CPU",
-                                        {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = ov.Core().compile_model(
+        str(folder / "1" / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
     x = np.random.default_rng(1).random((2, 1, 8, 8), dtype=np.float32)
-    np.testing.assert_allclose(compiled(x)[0], shipyard.load(digits_package).run({"image": x})["logits"],
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        compiled(x)[0],
+        shipyard.load(digits_package).run({"image": x})["logits"],
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def test_what_no_native_backend_runs_gets_the_python_backend(tmp_path):
-    """A text package: Triton's Python backend, the package copied in, ``model.py`` the fixed template."""
+    """A text package: Triton's Python backend, the package copied in, ``model.py`` the fixed
+    template."""
     from shipyard.export import triton_model
 
     package = write_fake_package(tmp_path / "words", "words", text=True)
@@ -81,12 +126,17 @@ def test_what_no_native_backend_runs_gets_the_python_backend(tmp_path):
     from tritonclient.grpc import model_config_pb2
 
     string = model_config_pb2.DataType.Value("TYPE_STRING")
-    assert [(t.name, t.data_type, list(t.dims), t.HasField("reshape")) for t in config.input] == [("text", string, [1], True)]
+    assert [(t.name, t.data_type, list(t.dims), t.HasField("reshape")) for t in config.input] == [
+        ("text", string, [1], True)
+    ]
     assert config.instance_group[0].count == 2
     version = folder / "1"
     assert (version / "model.py").read_bytes() == open(triton_model.__file__, "rb").read()
-    assert json.loads((version / "shipyard.json").read_text()) == {"package": "package", "threads": 1,
-                                                                    "trust_code": False}
+    assert json.loads((version / "shipyard.json").read_text()) == {
+        "package": "package",
+        "threads": 1,
+        "trust_code": False,
+    }
     assert json.loads((version / "package" / "manifest.json").read_text())["name"] == "words"
     assert (version / "package" / "tokenizer.json").is_file()
     readme = (tmp_path / "repo" / "README.md").read_text()
@@ -94,20 +144,28 @@ def test_what_no_native_backend_runs_gets_the_python_backend(tmp_path):
 
 
 @pytest.mark.backend("onnxruntime")
-def test_python_backend_is_chosen_on_request_and_a_reexport_replaces_the_version(digits_package, tmp_path):
+def test_python_backend_is_chosen_on_request_and_a_reexport_replaces_the_version(
+    digits_package, tmp_path
+):
     repo = tmp_path / "repo"
     export_triton(digits_package, repo)
     assert (repo / "digits" / "1" / "model.onnx").is_file()
     export_triton(digits_package, repo, TritonOptions(python_backend=True))
     assert parse_config(repo / "digits").backend == "python"
-    assert sorted(p.name for p in (repo / "digits" / "1").iterdir()) == ["model.py", "package", "shipyard.json"]
+    assert sorted(p.name for p in (repo / "digits" / "1").iterdir()) == [
+        "model.py",
+        "package",
+        "shipyard.json",
+    ]
 
 
 def test_names_triton_cannot_use_and_links_out_of_the_package_are_refused(tmp_path):
     package = write_fake_package(tmp_path / "fake", "fake")
     manifest = json.loads((package / "manifest.json").read_text())
     (package / "manifest.json").write_text(json.dumps({**manifest, "name": "../escape"}))
-    with pytest.raises(PackageError, match="name '../escape' is not allowed"):  # the manifest check, first
+    with pytest.raises(
+        PackageError, match="name '../escape' is not allowed"
+    ):  # the manifest check, first
         export_triton(package, tmp_path / "repo")
     (package / "manifest.json").write_text(json.dumps(manifest))
     (package / "model" / "secret").symlink_to("/etc/hostname")
@@ -120,13 +178,17 @@ def test_one_value_per_sample_is_written_as_triton_documents_it():
     """Triton refuses empty ``dims``: a (batch,) tensor is ``dims: [1]`` reshaped to no dims."""
     pytest.importorskip("tritonclient.grpc")
     from shipyard.export.triton import config_text
-    from shipyard.triton_config import parse_config
     from shipyard.records import Signature, TensorSpec
+    from shipyard.triton_config import parse_config
 
-    signature = Signature((TensorSpec("x", "float32", ("batch", 4)),), (TensorSpec("label", "int64", ("batch",)),))
+    signature = Signature(
+        (TensorSpec("x", "float32", ("batch", 4)),), (TensorSpec("label", "int64", ("batch",)),)
+    )
     config = parse_config(config_text("m", "onnx", signature, TritonOptions(), threads=1))
     (output,) = config.output
-    assert list(output.dims) == [1] and output.HasField("reshape") and list(output.reshape.shape) == []
+    assert (
+        list(output.dims) == [1] and output.HasField("reshape") and list(output.reshape.shape) == []
+    )
     assert list(config.input[0].dims) == [4] and not config.input[0].HasField("reshape")
 
 

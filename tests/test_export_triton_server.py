@@ -13,7 +13,11 @@ import pytest
 import shipyard
 from shipyard.cli.main import main
 
-pytestmark = [pytest.mark.backend("tritonclient"), pytest.mark.backend("onnxruntime"), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.backend("tritonclient"),
+    pytest.mark.backend("onnxruntime"),
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +38,16 @@ def minilm_package(tmp_path_factory):
     from shipyard.sources.examples.minilm import SENTENCES, model_folder
 
     out = tmp_path_factory.mktemp("minilm") / "minilm"
-    build(BuildOptions.create(f"hf:{model_folder()}", data=SENTENCES, backends=["onnxruntime"], out=out, name="minilm",
-                       bench=BenchConfig(rounds=1, block_seconds=0.05, max_block=10)))
+    build(
+        BuildOptions.create(
+            f"hf:{model_folder()}",
+            data=SENTENCES,
+            backends=["onnxruntime"],
+            out=out,
+            name="minilm",
+            bench=BenchConfig(rounds=1, block_seconds=0.05, max_block=10),
+        )
+    )
     return out
 
 
@@ -52,20 +64,50 @@ def image_package(tmp_path_factory):
     root = tmp_path_factory.mktemp("classifier")
     (root / "classifier.py").write_text(CLASSIFIER)
     (root / "pre.json").write_text(json.dumps(CONFIG))
-    build(BuildOptions.create(f"{root / 'classifier.py'}:make", input_hints=[InputHint("image", "float32", (3, 64, 64))],
-                       output_names=["logits"], backends=["onnxruntime"], preprocess=root / "pre.json",
-                       out=root / "classifier", threads=1, max_eval=32,
-                       bench=BenchConfig(rounds=1, block_seconds=0.05)))
+    build(
+        BuildOptions.create(
+            f"{root / 'classifier.py'}:make",
+            input_hints=[InputHint("image", "float32", (3, 64, 64))],
+            output_names=["logits"],
+            backends=["onnxruntime"],
+            preprocess=root / "pre.json",
+            out=root / "classifier",
+            threads=1,
+            max_eval=32,
+            bench=BenchConfig(rounds=1, block_seconds=0.05),
+        )
+    )
     return root / "classifier"
 
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory, digits_package, minilm_package, image_package):
     repo = tmp_path_factory.mktemp("triton") / "repo"
-    assert main(["export", "triton", str(digits_package), "--out", str(repo), "--python-backend",
-                 "--max-batch-size", "16", "--max-queue-delay-ms", "1"]) == 0
-    for package in (minilm_package, image_package):  # no native backend runs these: Python backend by itself
-        assert main(["export", "triton", str(package), "--out", str(repo), "--max-batch-size", "8"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "triton",
+                str(digits_package),
+                "--out",
+                str(repo),
+                "--python-backend",
+                "--max-batch-size",
+                "16",
+                "--max-queue-delay-ms",
+                "1",
+            ]
+        )
+        == 0
+    )
+    for package in (
+        minilm_package,
+        image_package,
+    ):  # no native backend runs these: Python backend by itself
+        assert (
+            main(["export", "triton", str(package), "--out", str(repo), "--max-batch-size", "8"])
+            == 0
+        )
     return repo
 
 
@@ -73,21 +115,29 @@ def repository(tmp_path_factory, digits_package, minilm_package, image_package):
 def triton(triton_environment, repository, tmp_path_factory):
     from triton_server import running_triton
 
-    with running_triton(triton_environment, repository, tmp_path_factory.mktemp("log") / "triton.log") as server:
+    with running_triton(
+        triton_environment, repository, tmp_path_factory.mktemp("log") / "triton.log"
+    ) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def predictors(digits_package, minilm_package, image_package):
-    return {"digits": shipyard.load(digits_package), "minilm": shipyard.load(minilm_package),
-            "classifier": shipyard.load(image_package)}
+    return {
+        "digits": shipyard.load(digits_package),
+        "minilm": shipyard.load(minilm_package),
+        "classifier": shipyard.load(image_package),
+    }
 
 
 def clients(triton):
     import tritonclient.grpc as tg
     import tritonclient.http as th
 
-    return [("http", th, th.InferenceServerClient(triton.http_url)), ("grpc", tg, tg.InferenceServerClient(triton.grpc_url))]
+    return [
+        ("http", th, th.InferenceServerClient(triton.http_url)),
+        ("grpc", tg, tg.InferenceServerClient(triton.grpc_url)),
+    ]
 
 
 def infer(module, client, model, name, array, datatype, binary=True):
@@ -116,8 +166,10 @@ def test_tensor_package_answers_with_its_own_outputs(triton, predictors, binary)
 
 
 def test_text_package_takes_bytes_text(triton, predictors):
-    texts = np.array([b"Lighthouses guide sailors through fog.", "Le caf\u00e9 \u00e9tait froid.".encode()],
-                     dtype=object)
+    texts = np.array(
+        [b"Lighthouses guide sailors through fog.", "Le caf\u00e9 \u00e9tait froid.".encode()],
+        dtype=object,
+    )
     expected = predictors["minilm"].run({"text": texts})
     (name,) = expected
     for protocol, module, client in clients(triton):
@@ -125,7 +177,9 @@ def test_text_package_takes_bytes_text(triton, predictors):
         np.testing.assert_allclose(got, expected[name], rtol=1e-4, atol=1e-5, err_msg=protocol)
 
 
-def test_a_triton_client_works_unchanged_against_shipyard_serve(triton, minilm_package, image_package):
+def test_a_triton_client_works_unchanged_against_shipyard_serve(
+    triton, minilm_package, image_package
+):
     """Requests built from Triton's config (a text or an image per sample is shape [N, 1]) get the
     same answers from ``shipyard serve``."""
     import tritonclient.http as th
@@ -133,16 +187,34 @@ def test_a_triton_client_works_unchanged_against_shipyard_serve(triton, minilm_p
 
     from shipyard.serve import Server, ServerConfig
 
-    texts = np.array([[b"Lighthouses guide sailors through fog."], [b"The soup was too salty."]], dtype=object)
+    texts = np.array(
+        [[b"Lighthouses guide sailors through fog."], [b"The soup was too salty."]], dtype=object
+    )
     ours = Server([minilm_package, image_package], ServerConfig(http_port=0, grpc_port=None))
     with ours.running():
-        answers = [(infer(th, th.InferenceServerClient(url), "minilm", "text", texts, "BYTES"),
-                    infer(th, th.InferenceServerClient(url), "classifier", "image", jpegs().reshape(-1, 1), "BYTES"))
-                   for url in (triton.http_url, f"127.0.0.1:{ours.http_port}")]
+        answers = [
+            (
+                infer(th, th.InferenceServerClient(url), "minilm", "text", texts, "BYTES"),
+                infer(
+                    th,
+                    th.InferenceServerClient(url),
+                    "classifier",
+                    "image",
+                    jpegs().reshape(-1, 1),
+                    "BYTES",
+                ),
+            )
+            for url in (triton.http_url, f"127.0.0.1:{ours.http_port}")
+        ]
     (text_theirs, image_theirs), (text_mine, image_mine) = answers
     (name,) = [o["name"] for o in text_theirs.get_response()["outputs"]]
-    np.testing.assert_allclose(text_mine.as_numpy(name), text_theirs.as_numpy(name), rtol=1e-4, atol=1e-5)
-    assert image_mine.as_numpy("labels").reshape(3, -1).tolist() == image_theirs.as_numpy("labels").reshape(3, -1).tolist()
+    np.testing.assert_allclose(
+        text_mine.as_numpy(name), text_theirs.as_numpy(name), rtol=1e-4, atol=1e-5
+    )
+    assert (
+        image_mine.as_numpy("labels").reshape(3, -1).tolist()
+        == image_theirs.as_numpy("labels").reshape(3, -1).tolist()
+    )
 
 
 def test_image_package_takes_jpeg_and_returns_labels(triton, predictors):
@@ -169,7 +241,9 @@ def test_concurrent_requests_batched_by_triton_get_their_own_rows(triton, predic
 
     with ThreadPoolExecutor(8) as pool:
         for x, got in pool.map(one, range(24)):
-            np.testing.assert_allclose(got, predictors["digits"].run({"image": x})["logits"], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(
+                got, predictors["digits"].run({"image": x})["logits"], rtol=1e-5, atol=1e-5
+            )
 
 
 def test_bad_input_gets_an_error_and_triton_keeps_serving(triton):
@@ -178,7 +252,9 @@ def test_bad_input_gets_an_error_and_triton_keeps_serving(triton):
 
     client = th.InferenceServerClient(triton.http_url)
     with pytest.raises(InferenceServerException, match="decode"):
-        infer(th, client, "classifier", "image", np.array([[b"not an image"]], dtype=object), "BYTES")
+        infer(
+            th, client, "classifier", "image", np.array([[b"not an image"]], dtype=object), "BYTES"
+        )
     assert client.is_model_ready("classifier")
 
 
@@ -188,19 +264,24 @@ def test_triton_reads_the_config_we_exported(triton, repository):
     for _, module, client in clients(triton):
         for model in ("digits", "minilm", "classifier"):
             ours = parse_config((repository / model / "config.pbtxt").read_text())
-            served = client.get_model_config(model) if module.__name__.endswith("http") else \
-                client.get_model_config(model, as_json=True)["config"]
+            served = (
+                client.get_model_config(model)
+                if module.__name__.endswith("http")
+                else client.get_model_config(model, as_json=True)["config"]
+            )
             assert served["name"] == ours.name and served["backend"] == ours.backend == "python"
             assert int(served["max_batch_size"]) == ours.max_batch_size
             assert [t["name"] for t in served["input"]] == [t.name for t in ours.input]
-            assert [(t["name"], [int(d) for d in t["dims"]]) for t in served["output"]] == \
-                [(t.name, list(t.dims)) for t in ours.output]
+            assert [(t["name"], [int(d) for d in t["dims"]]) for t in served["output"]] == [
+                (t.name, list(t.dims)) for t in ours.output
+            ]
             delay = served["dynamic_batching"].get("max_queue_delay_microseconds", 0)
             assert int(delay) == ours.dynamic_batching.max_queue_delay_microseconds
             assert int(served["instance_group"][0]["count"]) == ours.instance_group[0].count
 
 
-# tritonserver 2.51 aborts (SIGABRT) on this one rather than answering: benchmarks/triton_protocol.py
+# tritonserver 2.51 aborts (SIGABRT) on this one rather than answering:
+# benchmarks/triton_protocol.py
 # records it; here it would take the shared server down for the other tests
 KILLS_TRITON = {"huge shape"}
 
@@ -208,10 +289,13 @@ KILLS_TRITON = {"huge shape"}
 @pytest.fixture(scope="module")
 def ours(digits_package):
     """``shipyard serve`` of the digits package, batching as the export does."""
-    from shipyard.serve import BatchConfig, Server, ServerConfig, ServeOptions
+    from shipyard.serve import BatchConfig, ServeOptions, Server, ServerConfig
 
-    server = Server([digits_package], ServerConfig(http_port=0, grpc_port=0),
-                    ServeOptions(BatchConfig(max_batch_size=16), max_request_bytes=1 << 20))
+    server = Server(
+        [digits_package],
+        ServerConfig(http_port=0, grpc_port=0),
+        ServeOptions(BatchConfig(max_batch_size=16), max_request_bytes=1 << 20),
+    )
     with server.running():
         yield server
 
@@ -228,10 +312,16 @@ def test_bad_requests_get_the_answer_class_triton_gives(triton, ours):
         if theirs.status == 200:
             assert mine.status == 200, (case.kind, mine)
         else:
-            assert 400 <= mine.status < 500 and "expected" in mine.message, (case.kind, mine, theirs)
+            assert 400 <= mine.status < 500 and "expected" in mine.message, (
+                case.kind,
+                mine,
+                theirs,
+            )
             if 400 <= theirs.status < 500:
                 assert mine.status // 100 == theirs.status // 100, (case.kind, mine, theirs)
-    assert cases[0].kind == "good request" and send(triton.http_port, "digits", cases[0]).status == 200
+    assert (
+        cases[0].kind == "good request" and send(triton.http_port, "digits", cases[0]).status == 200
+    )
 
 
 def test_statistics_have_the_fields_triton_answers(triton, ours):
@@ -245,8 +335,9 @@ def test_statistics_have_the_fields_triton_answers(triton, ours):
         client = th.InferenceServerClient(f"127.0.0.1:{server.http_port}")
         infer(th, client, "digits", "image", x, "FP32")
         answers[who] = client.get_inference_statistics("digits")["model_stats"][0]
-        grpc_answer = tg.InferenceServerClient(f"127.0.0.1:{server.grpc_port}").get_inference_statistics(
-            "digits", as_json=True)["model_stats"][0]
+        grpc_answer = tg.InferenceServerClient(
+            f"127.0.0.1:{server.grpc_port}"
+        ).get_inference_statistics("digits", as_json=True)["model_stats"][0]
         assert int(grpc_answer["inference_count"]) >= 2, who
     theirs, mine = answers["triton"], answers["ours"]
     assert set(mine) == set(theirs)

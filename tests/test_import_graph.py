@@ -1,5 +1,6 @@
 """The package's import graph: no cycles, between modules at import time or between folders (stages)
-counting every import, even inside functions; and no heavy framework imported by ``import shipyard``."""
+counting every import, even inside functions; and no heavy framework imported by ``import
+shipyard``."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def module_name(path: Path) -> str:
 
 
 def imported(nodes: list[ast.stmt], modules: set[str]) -> set[str]:
-    """Shipyard modules the import statements among ``nodes`` name (TYPE_CHECKING blocks skipped)."""
+    """Shipyard modules the import statements among ``nodes`` name (TYPE_CHECKING blocks
+    skipped)."""
     found: set[str] = set()
     for node in nodes:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
@@ -30,7 +32,9 @@ def imported(nodes: list[ast.stmt], modules: set[str]) -> set[str]:
         elif isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names} & modules
         else:
-            found |= imported([c for c in ast.iter_child_nodes(node) if isinstance(c, ast.stmt)], modules)
+            found |= imported(
+                [c for c in ast.iter_child_nodes(node) if isinstance(c, ast.stmt)], modules
+            )
     return found
 
 
@@ -42,19 +46,26 @@ def import_graph(at_import_time: bool) -> dict[str, set[str]]:
     for name, path in files.items():
         body = ast.parse(path.read_text()).body
         if at_import_time:  # function bodies run later
-            body = [n for n in body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+            body = [
+                n
+                for n in body
+                if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            ]
         graph[name] = imported(body, modules) - {name}
     return graph
 
 
 def folder_graph() -> dict[str, set[str]]:
     """Folder (``shipyard.serve``) or top-level module → the others it imports, anywhere."""
+
     def folder(module: str) -> str:
         return ".".join(module.split(".")[:2])
 
     graph: dict[str, set[str]] = {}
     for module, deps in import_graph(at_import_time=False).items():
-        graph.setdefault(folder(module), set()).update(folder(d) for d in deps if folder(d) != folder(module))
+        graph.setdefault(folder(module), set()).update(
+            folder(d) for d in deps if folder(d) != folder(module)
+        )
     return graph
 
 
@@ -67,7 +78,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -96,8 +107,11 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_import_shipyard_loads_no_framework():
-    code = ("import sys, shipyard, shipyard.backends, shipyard.cli.main; "
-            "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'tensorflow', 'paddle', 'nncf') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, shipyard, shipyard.backends, shipyard.cli.main; "
+        "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'tensorflow', 'paddle', "
+        "'nncf') "
+        "if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -16,11 +16,22 @@ from shipyard.inspect import format_text, inspect_model  # noqa: E402
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory):
     """Conv(3→8, 3×3, pad 1) on 16×16 → flatten → Linear(2048→5): FLOPs known by hand."""
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
-                                torch.nn.Linear(8 * 16 * 16, 5)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 16 * 16, 5),
+    ).eval()
     path = tmp_path_factory.mktemp("inspect") / "tiny.onnx"
-    torch.onnx.export(model, (torch.randn(1, 3, 16, 16),), str(path), input_names=["image"], output_names=["logits"],
-                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 3, 16, 16),),
+        str(path),
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+        dynamo=False,
+    )
     return path
 
 
@@ -32,7 +43,9 @@ def test_flops_parameters_and_profile_of_an_onnx_file(onnx_file):
     assert by_op["Conv"].flops == conv
     assert by_op["Gemm"].flops == linear
     assert result.parameters == 8 * 3 * 9 + 8 + 2048 * 5 + 5
-    assert conv + linear <= result.total_flops <= conv + linear + 8 * 16 * 16 * 2  # + ReLU and friends
+    assert (
+        conv + linear <= result.total_flops <= conv + linear + 8 * 16 * 16 * 2
+    )  # + ReLU and friends
     assert all(layer.time_us > 0 for layer in result.layers) and result.total_time_us > 0
     assert by_op["Conv"].bytes > 0 and by_op["Conv"].intensity > 1
     support = {op.op_type: op.backends for op in result.operators}
@@ -45,7 +58,14 @@ def test_machine_peak_and_report_text(onnx_file):
     result = inspect_model(str(onnx_file), measure=True)
     assert result.machine.peak_gflops > 0.1 and result.machine.bandwidth_gbs > 0.1
     text = format_text(result)
-    for words in ("parameters", "FLOPs (batch 1)", "peak", "layers where time goes", "operators:", "Conv"):
+    for words in (
+        "parameters",
+        "FLOPs (batch 1)",
+        "peak",
+        "layers where time goes",
+        "operators:",
+        "Conv",
+    ):
         assert words in text
     data = result.to_json()
     assert data["machine"]["ridge_flops_per_byte"] > 0 and len(data["layers"]) == len(result.layers)
@@ -58,11 +78,18 @@ def test_operator_support_marks_what_a_runtime_lacks(tmp_path):
 
     from shipyard.inspect.support import operator_support
 
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"]),
-                               helper.make_node("Gate", ["y"], ["z"], domain="com.example")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.example", 1)])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["y"]),
+            helper.make_node("Gate", ["y"], ["z"], domain="com.example"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.example", 1)]
+    )
     onnx.save(model, tmp_path / "custom.onnx")
     rows = {r.op_type: r for r in operator_support(tmp_path / "custom.onnx")}
     assert rows["Relu"].backends["onnxruntime"] is True
@@ -71,11 +98,15 @@ def test_operator_support_marks_what_a_runtime_lacks(tmp_path):
 
 
 def test_a_custom_op_model_names_the_op_and_counts_torch_flops():
-    from shipyard.sources import InputHint
     import custom_op_model as demo
 
-    result = inspect_model(f"{demo.__file__}:make_model", hints=[InputHint("image", "float32", (3, 16, 16))],
-                           measure=False)
+    from shipyard.sources import InputHint
+
+    result = inspect_model(
+        f"{demo.__file__}:make_model",
+        hints=[InputHint("image", "float32", (3, 16, 16))],
+        measure=False,
+    )
     custom = [op for op in result.operators if op.op_type == demo.OP_NAME]
     assert custom and custom[0].backends == {"torch": True, "onnxruntime": False, "openvino": False}
     assert result.total_flops > 0 and any("no ONNX exporter knows" in n for n in result.notes)
@@ -96,7 +127,20 @@ def test_every_builtin_example(name):
 def test_cli_inspect_writes_json(onnx_file, tmp_path, capsys):
     from shipyard.cli.main import main
 
-    assert main(["inspect", str(onnx_file), "--no-machine", "--top", "3", "--json", str(tmp_path / "i.json")]) == 0
+    assert (
+        main(
+            [
+                "inspect",
+                str(onnx_file),
+                "--no-machine",
+                "--top",
+                "3",
+                "--json",
+                str(tmp_path / "i.json"),
+            ]
+        )
+        == 0
+    )
     assert "layers where time goes (top 3" in capsys.readouterr().out
     data = json.loads((tmp_path / "i.json").read_text())
     assert data["parameters"] > 0 and data["layers"] and data["inputs"][0]["name"] == "image"

@@ -14,24 +14,31 @@ from shipyard.bench import BenchConfig  # noqa: E402
 from shipyard.errors import SourceError, UsageError  # noqa: E402
 from shipyard.optimize import sparsity as sp  # noqa: E402
 
-STUDENT = textwrap.dedent('''
+STUDENT = textwrap.dedent("""
     from torch import nn
 
     def make():
         return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                             nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                             nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32),
+                             nn.ReLU(),
                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
 
     def wrong():
         return nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
-''')
+""")
 
 
 def _options(tmp_path, **extra):
     from shipyard.pipeline.build import BuildOptions
 
-    return BuildOptions.create("example:digits", backends=["onnxruntime"], out=tmp_path / "pkg", max_drop=3.0,
-                        bench=BenchConfig(rounds=1, block_seconds=0.05), **extra)
+    return BuildOptions.create(
+        "example:digits",
+        backends=["onnxruntime"],
+        out=tmp_path / "pkg",
+        max_drop=3.0,
+        bench=BenchConfig(rounds=1, block_seconds=0.05),
+        **extra,
+    )
 
 
 @pytest.mark.slow
@@ -42,7 +49,9 @@ def test_distill_into_student_end_to_end(tmp_path):
     student = tmp_path / "student.py"
     student.write_text(STUDENT)
     options = _options(tmp_path, distill_into=f"{student}:make")
-    options = options.replace(max_drop=30.0)  # 287 training images and a 6k-parameter student from scratch: ~80%, not 99%
+    options = options.replace(
+        max_drop=30.0
+    )  # 287 training images and a 6k-parameter student from scratch: ~80%, not 99%
     result = build(options)
     params = sum(p.numel() for p in result.source.module.parameters())
     assert params < 10_000  # the student (fused), not the 300k-parameter teacher
@@ -53,8 +62,8 @@ def test_distill_into_student_end_to_end(tmp_path):
 
 
 def test_student_must_match_the_signature(tmp_path):
-    from shipyard.sources.examples import digits
     from shipyard.optimize.distill import load_student
+    from shipyard.sources.examples import digits
 
     student = tmp_path / "student.py"
     student.write_text(STUDENT)

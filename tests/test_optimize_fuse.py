@@ -30,7 +30,8 @@ class Notes:
 
 
 class MyBlock(nn.Module):
-    """A user's own MobileOne-ish block: 3×3+BN, 1×1+BN, identity BN, all grouped; no fusing code."""
+    """A user's own MobileOne-ish block: 3×3+BN, 1×1+BN, identity BN, all grouped; no fusing
+    code."""
 
     def __init__(self, channels: int, groups: int) -> None:
         super().__init__()
@@ -65,7 +66,9 @@ def _randomised(model: nn.Module) -> nn.Module:
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             for tensor in (module.weight, module.bias, module.running_mean):
                 tensor.data = torch.randn(tensor.shape, generator=generator) * 0.5
-            module.running_var.data = torch.rand(module.running_var.shape, generator=generator) + 0.5
+            module.running_var.data = (
+                torch.rand(module.running_var.shape, generator=generator) + 0.5
+            )
     return model.eval()
 
 
@@ -76,11 +79,15 @@ def _data(count: int = 16) -> Dataset:
 def test_user_block_becomes_one_conv_per_block():
     model = _randomised(MyNet())
     fused, folded, merged = fuse(model)
-    layers = [m for m in fused.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.BatchNorm1d))]
+    layers = [
+        m for m in fused.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.BatchNorm1d))
+    ]
     assert [type(m) for m in layers] == [nn.Conv2d] * 4  # stem + one conv per block, no BN left
     assert (folded, merged) == (8, 6)
     assert relative_error(model, fused, _data()) < 1e-5
-    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "the original must stay untouched"
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), (
+        "the original must stay untouched"
+    )
 
 
 def test_plain_residual_and_strided_branches():
@@ -94,7 +101,7 @@ def test_plain_residual_and_strided_branches():
             self.other = nn.Conv2d(6, 6, 3, padding=1)
 
         def forward(self, x):
-            x = self.c3(x) + x          # plain identity branch
+            x = self.c3(x) + x  # plain identity branch
             y = self.c1(x)
             y = self.down3(y) + self.down1(y)
             return self.other(y) + y.sum()  # a sum that is not a branch pair stays as it is
@@ -139,7 +146,8 @@ def test_fusing_that_changes_outputs_is_undone(monkeypatch):
 
 
 def test_digits_package_has_one_conv_per_block(digits_package):
-    """example:digits is written without fusing code; its package holds one conv per RepVGG block."""
+    """example:digits is written without fusing code; its package holds one conv per RepVGG
+    block."""
     onnx = pytest.importorskip("onnx")
     import shipyard
     from shipyard.sources.examples import digits

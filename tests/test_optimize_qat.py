@@ -19,8 +19,8 @@ def hostile():
     The function is unchanged (ReLU is positively homogeneous), but a per-tensor INT8 range for
     that activation must cover 1000× the other channels, which then all round to zero.
     """
-    from shipyard.sources.examples import digits
     from shipyard.optimize.fuse import fuse
+    from shipyard.sources.examples import digits
 
     source = digits.load()
     model, _, _ = fuse(source.module)
@@ -42,13 +42,18 @@ def _onnx_accuracy(path, data) -> float:
 def test_qat_beats_post_training_int8_on_a_hostile_model(hostile, tmp_path):
     onnx = pytest.importorskip("onnx")
     source, model, parts = hostile
-    ptq = quantization_aware(model, parts.calibration, train=False)   # same quantiser, min/max ranges
+    ptq = quantization_aware(
+        model, parts.calibration, train=False
+    )  # same quantiser, min/max ranges
     qat = quantization_aware(model, parts.calibration)
     ptq_path = export_qdq_onnx(ptq.module, source, tmp_path / "ptq.onnx").path
     qat_path = export_qdq_onnx(qat.module, source, tmp_path / "qat.onnx").path
     ops = [n.op_type for n in onnx.load(str(qat_path)).graph.node]
     assert ops.count("QuantizeLinear") >= 7 and ops.count("DequantizeLinear") >= 7
-    ptq_accuracy, qat_accuracy = _onnx_accuracy(ptq_path, parts.evaluation), _onnx_accuracy(qat_path, parts.evaluation)
+    ptq_accuracy, qat_accuracy = (
+        _onnx_accuracy(ptq_path, parts.evaluation),
+        _onnx_accuracy(qat_path, parts.evaluation),
+    )
     assert ptq_accuracy < 30, "the hostile model must really break post-training INT8"
     assert qat_accuracy > ptq_accuracy + 30, (ptq_accuracy, qat_accuracy)
 
@@ -88,8 +93,12 @@ def test_qat_candidates_cover_onnxruntime_and_openvino(hostile):
     from shipyard.backends import get_backend
 
     plans = qat_candidates(source, ["onnxruntime", "openvino", "torch"])
-    runnable = {(name, "int8") for name in ("onnxruntime", "openvino") if get_backend(name).available()[0]}
-    assert runnable and {(c.backend, c.precision) for c in plans} == runnable  # torch runs no Q/DQ ONNX
+    runnable = {
+        (name, "int8") for name in ("onnxruntime", "openvino") if get_backend(name).available()[0]
+    }
+    assert (
+        runnable and {(c.backend, c.precision) for c in plans} == runnable
+    )  # torch runs no Q/DQ ONNX
     assert all(c.recipe.steps[0].name == "qat" for c in plans)
     assert all(c.key.endswith("+qat(epochs=8)") for c in plans)
     onnx_source = type(source)("m", "onnx", source.signature, "x")
@@ -100,27 +109,41 @@ def test_qat_candidates_cover_onnxruntime_and_openvino(hostile):
 @pytest.mark.backend("onnxruntime")
 def test_qat_flag_builds_int8_candidates(tmp_path, monkeypatch):
     from shipyard.bench import BenchConfig
-    from shipyard.pipeline.build import BuildOptions, build
     from shipyard.optimize import qat as qat_module
+    from shipyard.pipeline.build import BuildOptions, build
     from shipyard.records import Step
 
     monkeypatch.setattr(qat_module, "QAT_STEP", Step("qat", {"epochs": 2}))  # seconds, not minutes
 
-    result = build(BuildOptions.create("example:digits", backends=["onnxruntime"], qat=True,
-                                bench=BenchConfig(rounds=1, block_seconds=0.05)))
-    qat = [c for c in result.candidates if c.precision == "int8" and any(s.name == "qat" for s in c.recipe.steps)]
+    result = build(
+        BuildOptions.create(
+            "example:digits",
+            backends=["onnxruntime"],
+            qat=True,
+            bench=BenchConfig(rounds=1, block_seconds=0.05),
+        )
+    )
+    qat = [
+        c
+        for c in result.candidates
+        if c.precision == "int8" and any(s.name == "qat" for s in c.recipe.steps)
+    ]
     assert qat and qat[0].passed, [c.error or c.why_failed for c in qat]
     assert [str(s) for s in qat[0].recipe.steps][1:] == ["reparam(branches=9)", "qat(epochs=2)"]
 
 
 def test_qat_fallback_only_when_post_training_int8_failed(hostile, tmp_path):
-    from shipyard.workshop import Workshop
     from shipyard.optimize.qat import qat_fallback
     from shipyard.records import Candidate, Recipe, Verification
+    from shipyard.workshop import Workshop
 
     source, _, parts = hostile
     workshop = Workshop(source, tmp_path, parts.calibration)
-    ptq = Candidate("onnxruntime", "int8", Recipe().then("export", format="onnx").then("quantize", method="static-qdq"))
+    ptq = Candidate(
+        "onnxruntime",
+        "int8",
+        Recipe().then("export", format="onnx").then("quantize", method="static-qdq"),
+    )
     ptq.verification = Verification("accuracy", 50.0, 99.0, 49.0, False, 10)
     asked = []
     tried = qat_fallback([ptq], workshop, asked.append)

@@ -22,11 +22,19 @@ def _session(model):
 
 
 @pytest.mark.backend("onnxruntime")
-@pytest.mark.parametrize("image", [
-    {"resize": 256, "crop": 224},
-    {"resize": [100, 140], "layout": "NHWC", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
-    {"resize": 73, "crop": [64, 48], "antialias": False},
-])
+@pytest.mark.parametrize(
+    "image",
+    [
+        {"resize": 256, "crop": 224},
+        {
+            "resize": [100, 140],
+            "layout": "NHWC",
+            "mean": [0.5, 0.5, 0.5],
+            "std": [0.25, 0.25, 0.25],
+        },
+        {"resize": 73, "crop": [64, 48], "antialias": False},
+    ],
+)
 def test_image_graph_matches_torchvision(image):
     pytest.importorskip("torchvision")
     from shipyard.processing.image_graph import image_graph
@@ -48,7 +56,9 @@ def test_classify_graph_is_softmax_top_k():
     from shipyard.processing.post_graph import classify_graph
 
     logits = np.random.default_rng(0).standard_normal((4, 12)).astype(np.float32)
-    scores, indices = _session(classify_graph(PostProcess(top_k=5), "logits", 12)).run(None, {"logits": logits})
+    scores, indices = _session(classify_graph(PostProcess(top_k=5), "logits", 12)).run(
+        None, {"logits": logits}
+    )
     probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     expected = np.argsort(-probabilities, axis=1)[:, :5]
     np.testing.assert_array_equal(indices, expected)
@@ -63,17 +73,22 @@ def test_embed_graph_normalises_rows():
     rows[2] = 0
     (unit,) = _session(embed_graph("embedding_raw", 8)).run(None, {"embedding_raw": rows})
     np.testing.assert_allclose(np.linalg.norm(unit[:2], axis=1), 1, atol=1e-6)
-    np.testing.assert_allclose(unit[:2], rows[:2] / np.linalg.norm(rows[:2], axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(
+        unit[:2], rows[:2] / np.linalg.norm(rows[:2], axis=1, keepdims=True), atol=1e-6
+    )
     assert np.all(unit[2] == 0)
 
 
-@pytest.mark.parametrize("data, words", [
-    ({"image": {"resize": 256}}, "fixed output size"),
-    ({"image": {"crop": 224, "layout": "CHW"}}, "image.layout"),
-    ({"image": {"crop": 0}}, "image.crop"),
-    ({"postprocess": {"kind": "segment"}}, "postprocess.kind"),
-    ({"pre": {}}, "unknown keys"),
-])
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        ({"image": {"resize": 256}}, "fixed output size"),
+        ({"image": {"crop": 224, "layout": "CHW"}}, "image.layout"),
+        ({"image": {"crop": 0}}, "image.crop"),
+        ({"postprocess": {"kind": "segment"}}, "postprocess.kind"),
+        ({"pre": {}}, "unknown keys"),
+    ],
+)
 def test_bad_configs_say_what_is_wrong(data, words):
     with pytest.raises(UsageError, match=words):
         config_from_json(data)
@@ -82,7 +97,9 @@ def test_bad_configs_say_what_is_wrong(data, words):
 def test_config_file_with_label_file(tmp_path):
     (tmp_path / "labels.txt").write_text("cat\ndog\n")
     path = tmp_path / "pre.json"
-    path.write_text(json.dumps({"image": {"crop": 32}, "postprocess": {"labels": "labels.txt", "top_k": 1}}))
+    path.write_text(
+        json.dumps({"image": {"crop": 32}, "postprocess": {"labels": "labels.txt", "top_k": 1}})
+    )
     config = load_config(path)
     assert config.post.labels == ("cat", "dog") and config.image.crop == (32, 32)
     path.write_text("{not json")

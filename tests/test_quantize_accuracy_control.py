@@ -44,8 +44,18 @@ def openvino_build(small_cnn, hostile_weights, tmp_path_factory):  # noqa: F811
     from shipyard.pipeline.build import BuildOptions, build
 
     out = tmp_path_factory.mktemp("ac") / "pkg"
-    result = build(BuildOptions.create(f"{small_cnn['model']}:make", weights=hostile_weights, data=small_cnn["data"],
-                                max_drop=1.0, backends=["openvino"], precisions=["int8"], bench=FAST, out=out))
+    result = build(
+        BuildOptions.create(
+            f"{small_cnn['model']}:make",
+            weights=hostile_weights,
+            data=small_cnn["data"],
+            max_drop=1.0,
+            backends=["openvino"],
+            precisions=["int8"],
+            bench=FAST,
+            out=out,
+        )
+    )
     return result, out
 
 
@@ -60,10 +70,14 @@ def test_hostile_model_gets_an_accuracy_control_attempt(openvino_build):
     control = by_key[AC]
     assert not control.error, control.error
     step = control.recipe.steps[-1]
-    assert step.options == {"method": "nncf-accuracy-control", "metric": "accuracy", "max_drop": 1.0}
+    assert step.options == {
+        "method": "nncf-accuracy-control",
+        "metric": "accuracy",
+        "max_drop": 1.0,
+    }
     verification = control.verification
     assert verification.metric == "accuracy" and verification.samples == result.evaluation_size
-    assert verification.drop < plain.verification.drop          # reverting layers recovered accuracy
+    assert verification.drop < plain.verification.drop  # reverting layers recovered accuracy
     assert control.passed == (verification.drop <= 1.0) and control.timing.p50_ms > 0
     assert any(AC in n and "missed the budget" in n for n in result.notes)
 
@@ -80,11 +94,17 @@ def test_passing_accuracy_control_stops_the_layerwise_search_and_is_int8(openvin
     control = next(c for c in result.candidates if c.key == AC)
     if not control.passed:
         pytest.fail(f"accuracy control did not rescue the hostile model: {control.why_failed}")
-    assert not any(c.precision == "mixed" for c in result.candidates)   # no layer-wise attempt was needed
+    assert not any(
+        c.precision == "mixed" for c in result.candidates
+    )  # no layer-wise attempt was needed
     assert result.chosen is not None and result.chosen.verification.drop <= 1.0
     manifest = json.loads((out / "manifest.json").read_text())
-    entry = next(c for c in manifest["candidates"] if c["recipe"][-1].get("method") == "nncf-accuracy-control")
+    entry = next(
+        c
+        for c in manifest["candidates"]
+        if c["recipe"][-1].get("method") == "nncf-accuracy-control"
+    )
     assert entry["passed"] and entry["metric"] == "accuracy" and entry["drop"] <= 1.0
     if manifest["recipe"][-1].get("method") == "nncf-accuracy-control":
         model = ov.Core().read_model(str(out / manifest["model_file"]))
-        assert any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())   # still INT8
+        assert any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())  # still INT8

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shipyard.pipeline.plan import plan_candidates
 from shipyard.dataset import Dataset
+from shipyard.pipeline.plan import plan_candidates
 from shipyard.quantize.calibration import MIN_SAMPLES, calibration_set
 from shipyard.quantize.layerwise import DQ_SUFFIX, Graph, LayerError, rank_layers, tensor_error
 from shipyard.records import Artifact, Signature, TensorSpec
@@ -36,10 +36,10 @@ def test_tensor_error_sees_channels_a_huge_channel_would_hide():
     reference = np.ones((2, 4, 3, 3), np.float32)
     reference[:, 0] = 1000.0
     wiped = reference.copy()
-    wiped[:, 1:] = 0.0                       # every small channel lost, the huge one intact
+    wiped[:, 1:] = 0.0  # every small channel lost, the huge one intact
     error, cosine = tensor_error(reference, wiped)
-    assert cosine > 0.999                    # a whole-tensor measure would call this fine
-    assert error == pytest.approx(0.75)      # 3 of 4 channels entirely wrong
+    assert cosine > 0.999  # a whole-tensor measure would call this fine
+    assert error == pytest.approx(0.75)  # 3 of 4 channels entirely wrong
     assert tensor_error(reference, reference) == (0.0, pytest.approx(1.0))
 
 
@@ -54,10 +54,16 @@ def _qdq_graph(tmp_path):
         helper.make_node("Relu", ["a" + DQ_SUFFIX], ["b"], name="second"),
         helper.make_node("Neg", ["a" + DQ_SUFFIX], ["c"], name="third"),
     ]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]),
-                               helper.make_tensor("z", TensorProto.UINT8, [], [0])])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])],
+        [
+            helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]),
+            helper.make_tensor("z", TensorProto.UINT8, [], [0]),
+        ],
+    )
     path = tmp_path / "g.onnx"
     onnx.save(helper.make_model(graph), str(path))
     return Graph.of(path)
@@ -87,10 +93,14 @@ def test_int8_and_fp16_plans_per_backend(small_cnn):
     from shipyard.inputs import hints_from_npz
     from shipyard.sources import load_source
 
-    source = load_source(f"{small_cnn['model']}:make", small_cnn["weights"], hints_from_npz(small_cnn["data"]))
+    source = load_source(
+        f"{small_cnn['model']}:make", small_cnn["weights"], hints_from_npz(small_cnn["data"])
+    )
     plans, _ = plan_candidates(source, ["onnxruntime", "openvino", "torch"], ["int8", "fp16"])
     keys = {c.key for c in plans}
-    assert "onnxruntime/int8+quantize(method=static-qdq, calibration=minmax, per_channel=True)" in keys
+    assert (
+        "onnxruntime/int8+quantize(method=static-qdq, calibration=minmax, per_channel=True)" in keys
+    )
     assert "openvino/int8+quantize(method=nncf, transformer=False)" in keys
     assert {"onnxruntime/fp16+quantize(method=fp16)", "openvino/fp16"} <= keys
     assert not any(c.backend == "torch" for c in plans)
@@ -101,7 +111,9 @@ def test_cache_returns_the_stored_artifact_without_making_it_again(tmp_path, mon
 
     monkeypatch.setenv("SHIPYARD_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SHIPYARD_NO_CACHE", raising=False)
-    signature = Signature((TensorSpec("x", "float32", ("batch", 2)),), (TensorSpec("y", "float32", ("batch", 2)),))
+    signature = Signature(
+        (TensorSpec("x", "float32", ("batch", 2)),), (TensorSpec("y", "float32", ("batch", 2)),)
+    )
     made = []
 
     def make(path):
@@ -125,7 +137,7 @@ def test_cache_key_changes_with_the_quantiser_code(monkeypatch):
     from shipyard.quantize import cache
 
     before = cache.cache_key("source", "recipe", "data")
-    assert len(cache.code_version()) == 16                      # a digest of the real files
+    assert len(cache.code_version()) == 16  # a digest of the real files
     monkeypatch.setattr(cache, "code_version", lambda: "another version of the code")
     assert cache.cache_key("source", "recipe", "data") != before
 
@@ -136,13 +148,21 @@ def test_keep_set_without_quantised_activations_blames_the_matmul_above(tmp_path
 
     from shipyard.search.rescue import keep_set
 
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
-             helper.make_node("Reshape", ["m", "shape"], ["r"], name="view"),
-             helper.make_node("Relu", ["r"], ["y"], name="act")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
-                              [helper.make_tensor("w", TensorProto.FLOAT, [2, 2], [1, 0, 0, 1]),
-                               helper.make_tensor("shape", TensorProto.INT64, [1], [2])])
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+        helper.make_node("Reshape", ["m", "shape"], ["r"], name="view"),
+        helper.make_node("Relu", ["r"], ["y"], name="act"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        [
+            helper.make_tensor("w", TensorProto.FLOAT, [2, 2], [1, 0, 0, 1]),
+            helper.make_tensor("shape", TensorProto.INT64, [1], [2]),
+        ],
+    )
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph), str(path))
     layer = LayerError("r", "view", "Reshape", 0.5, 0.5, 0.9)

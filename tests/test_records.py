@@ -28,4 +28,7 @@ def test_spec_json_keeps_symbolic_dims_and_writes_minus_one():
 def test_recipe_is_ordered_and_serialisable():
     recipe = Recipe().then("export", format="onnx").then("optimize", optimizer="onnxslim")
     assert str(recipe) == "export(format=onnx) → optimize(optimizer=onnxslim)"
-    assert recipe.to_json() == [{"step": "export", "format": "onnx"}, {"step": "optimize", "optimizer": "onnxslim"}]
+    assert recipe.to_json() == [
+        {"step": "export", "format": "onnx"},
+        {"step": "optimize", "optimizer": "onnxslim"},
+    ]

@@ -5,24 +5,24 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import stat
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_packages import linear_package, rows, text_package
 
 import shipyard
 from shipyard.errors import PackageError, UsageError
 from shipyard.package.outdir import check_out_dir
 from shipyard.package.trust import UntrustedPackage, pt2_pickles, seal
 
-from tiny_packages import linear_package, rows, text_package
-
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
 
 
 def _project(folder: Path) -> Path:
@@ -38,7 +38,9 @@ def _edit(folder: Path, **changes) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
-# --- --force and --out --------------------------------------------------------------------------------------
+# --- --force and --out
+# --------------------------------------------------------------------------------------
+
 
 def test_force_on_a_folder_that_is_not_a_package_leaves_every_file_in_place(tmp_path):
     from shipyard.cli.main import main
@@ -99,9 +101,13 @@ def test_force_replaces_an_old_package_readable_by_everyone(tmp_path):
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in old.rglob("*") if p.is_file())
 
 
-# --- the manifest -------------------------------------------------------------------------------------------
+# --- the manifest
+# -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["../outside.onnx", "/etc/hostname", "model/../../outside.onnx", "model\\model.onnx"])
+
+@pytest.mark.parametrize(
+    "path", ["../outside.onnx", "/etc/hostname", "model/../../outside.onnx", "model\\model.onnx"]
+)
 def test_a_model_path_outside_the_package_is_refused(tmp_path, path):
     folder = linear_package(tmp_path / "pkg")
     (tmp_path / "outside.onnx").write_bytes((folder / "model" / "model.onnx").read_bytes())
@@ -121,8 +127,16 @@ def test_a_tokenizer_path_outside_the_package_is_refused_and_nothing_is_exported
     assert not (tmp_path / "repo").exists()
 
 
-@pytest.mark.parametrize("field,value", [("version", "../../home"), ("version", "1/../../x"),
-                                         ("name", "../escape"), ("name", 'x"""; import os #'), ("name", "a b")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("version", "../../home"),
+        ("version", "1/../../x"),
+        ("name", "../escape"),
+        ("name", 'x"""; import os #'),
+        ("name", "a b"),
+    ],
+)
 def test_names_and_versions_that_are_paths_or_code_are_refused(tmp_path, field, value):
     from shipyard.export.triton import export_triton
 
@@ -149,7 +163,9 @@ def test_the_ray_app_holds_the_manifest_name_only_as_data(tmp_path):
     tree = ast.parse(app_source(tmp_path, name, RayOptions()))
     kinds = [type(node).__name__ for node in tree.body]
     assert kinds == ["Expr", "Import", "ImportFrom", "Assign", "Assign"]
-    settings = json.loads(tree.body[3].value.args[0].value)  # SETTINGS = json.loads("<one string literal>")
+    settings = json.loads(
+        tree.body[3].value.args[0].value
+    )  # SETTINGS = json.loads("<one string literal>")
     assert settings["name"] == name and "PWNED" not in ast.get_docstring(tree)
 
 
@@ -175,11 +191,15 @@ def test_a_package_whose_files_differ_from_its_digests_is_refused(tmp_path, tamp
         (folder / "tokenizer.json").unlink()
     else:
         _edit(folder, digests=None)
-    with pytest.raises(PackageError, match="changed after the build|added|missing|lacks|no file digests"):
+    with pytest.raises(
+        PackageError, match="changed after the build|added|missing|lacks|no file digests"
+    ):
         shipyard.load(folder)
 
 
-# --- code inside a package ----------------------------------------------------------------------------------
+# --- code inside a package
+# ----------------------------------------------------------------------------------
+
 
 def test_a_package_carrying_python_needs_consent_and_says_so(tmp_path):
     folder = linear_package(tmp_path / "pkg")
@@ -193,7 +213,7 @@ def test_a_package_carrying_python_needs_consent_and_says_so(tmp_path):
 
 
 def test_serving_a_package_that_carries_code_needs_trust_package(tmp_path):
-    from shipyard.serve import Server, ServerConfig, ServeOptions
+    from shipyard.serve import ServeOptions, Server, ServerConfig
 
     folder = linear_package(tmp_path / "pkg")
     (folder / "model" / "kernels.so").write_bytes(b"\x7fELF")
@@ -207,15 +227,29 @@ def _torch_package(folder: Path) -> Path:
     import torch
 
     (folder / "model").mkdir(parents=True)
-    program = torch.export.export(torch.nn.Linear(3, 2).eval(), (torch.randn(2, 3),),
-                                  dynamic_shapes=({0: torch.export.Dim("batch")},))
+    program = torch.export.export(
+        torch.nn.Linear(3, 2).eval(),
+        (torch.randn(2, 3),),
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+    )
     torch.export.save(program, str(folder / "model" / "model.pt2"))
     specs = {"x": ["batch", 3], "y": ["batch", 2]}
-    tensors = {n: {"name": n, "datatype": "FP32", "dtype": "float32", "shape": [-1, d[1]], "dims": d}
-               for n, d in specs.items()}
-    manifest = {"format_version": 1, "name": "torchy", "version": 1, "backend": "torch",
-                "artifact_format": "torch-export", "model_file": "model/model.pt2", "files": ["model/model.pt2"],
-                "inputs": [tensors["x"]], "outputs": [tensors["y"]], "threads": 1}
+    tensors = {
+        n: {"name": n, "datatype": "FP32", "dtype": "float32", "shape": [-1, d[1]], "dims": d}
+        for n, d in specs.items()
+    }
+    manifest = {
+        "format_version": 1,
+        "name": "torchy",
+        "version": 1,
+        "backend": "torch",
+        "artifact_format": "torch-export",
+        "model_file": "model/model.pt2",
+        "files": ["model/model.pt2"],
+        "inputs": [tensors["x"]],
+        "outputs": [tensors["y"]],
+        "threads": 1,
+    }
     seal(folder, manifest)
     return folder
 

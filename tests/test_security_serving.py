@@ -13,11 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from tiny_packages import image_package, linear_package, openvino_package, png, rows, text_package
 
 from shipyard.backends.fake import write_fake_package
-from shipyard.serve import BatchConfig, Server, ServerConfig, ServeOptions
-
-from tiny_packages import image_package, linear_package, openvino_package, png, rows, text_package
+from shipyard.serve import BatchConfig, ServeOptions, Server, ServerConfig
 
 MB = 1 << 20
 
@@ -25,13 +24,19 @@ MB = 1 << 20
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("secure")
-    folders = [linear_package(root / "linear"), linear_package(root / "flat", "flat", flatten=True),
-               text_package(root / "words"), image_package(root / "pictures")]
+    folders = [
+        linear_package(root / "linear"),
+        linear_package(root / "flat", "flat", flatten=True),
+        text_package(root / "words"),
+        image_package(root / "pictures"),
+    ]
     try:
         folders.append(openvino_package(root / "ov"))
     except ImportError:
         pass
-    options = ServeOptions(BatchConfig(max_batch_size=16, max_queue_delay_ms=20), max_request_bytes=8 * MB)
+    options = ServeOptions(
+        BatchConfig(max_batch_size=16, max_queue_delay_ms=20), max_request_bytes=8 * MB
+    )
     srv = Server(folders, ServerConfig(http_port=0, grpc_port=0), options)
     with srv.running():
         yield srv
@@ -41,11 +46,19 @@ def server(tmp_path_factory):
 def tight(tmp_path_factory):
     """Small connection, time and byte limits, so the tests reach them quickly."""
     root = tmp_path_factory.mktemp("tight")
-    options = ServeOptions(BatchConfig(max_batch_size=4, max_queue=4, timeout_s=10), max_request_bytes=MB,
-                           max_connections=8, header_timeout_s=1.0, body_timeout_s=1.0,
-                           max_inflight_bytes=MB + MB // 2)
-    srv = Server([write_fake_package(root / "slow", "slow", delay_ms=150), linear_package(root / "linear")],
-                 ServerConfig(http_port=0, grpc_port=None), options)
+    options = ServeOptions(
+        BatchConfig(max_batch_size=4, max_queue=4, timeout_s=10),
+        max_request_bytes=MB,
+        max_connections=8,
+        header_timeout_s=1.0,
+        body_timeout_s=1.0,
+        max_inflight_bytes=MB + MB // 2,
+    )
+    srv = Server(
+        [write_fake_package(root / "slow", "slow", delay_ms=150), linear_package(root / "linear")],
+        ServerConfig(http_port=0, grpc_port=None),
+        options,
+    )
     with srv.running():
         yield srv
 
@@ -57,7 +70,9 @@ def post(port, model, body, headers=None, timeout=30):
         conn.request("POST", f"/v2/models/{model}/infer", data, headers or {})
         response = conn.getresponse()
         data = response.read()
-        return response.status, json.loads(data) if data.startswith(b"{") else {"error": data.decode()}
+        return response.status, json.loads(data) if data.startswith(b"{") else {
+            "error": data.decode()
+        }
     finally:
         conn.close()
 
@@ -77,21 +92,36 @@ def tensor(name, datatype, shape, data):
 
 def binary_bytes(name, shape, items: list[bytes]) -> tuple[bytes, dict]:
     blob = b"".join(struct.pack("<I", len(i)) + i for i in items)
-    header = json.dumps({"inputs": [{"name": name, "datatype": "BYTES", "shape": shape,
-                                     "parameters": {"binary_data_size": len(blob)}}]}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": name,
+                    "datatype": "BYTES",
+                    "shape": shape,
+                    "parameters": {"binary_data_size": len(blob)},
+                }
+            ]
+        }
+    ).encode()
     return header + blob, {"Inference-Header-Content-Length": str(len(header))}
 
 
-# --- batching cannot mix requests ---------------------------------------------------------------------------
+# --- batching cannot mix requests
+# ---------------------------------------------------------------------------
+
 
 def test_sixteen_clients_of_a_model_without_a_batch_axis_each_get_their_own_answer(server):
     import tritonclient.http as th
 
-    assert not server.state.repository.get("flat").proof.batched  # the load-time probe saw [6] for 2 samples
+    assert not server.state.repository.get(
+        "flat"
+    ).proof.batched  # the load-time probe saw [6] for 2 samples
 
     def ask(seed):
-        client = th.InferenceServerClient(f"127.0.0.1:{server.http_port}", connection_timeout=30,
-                                          network_timeout=30)
+        client = th.InferenceServerClient(
+            f"127.0.0.1:{server.http_port}", connection_timeout=30, network_timeout=30
+        )
         x = rows(seed)
         tensor_in = th.InferInput("x", [1, 3], "FP32")
         tensor_in.set_data_from_numpy(x)
@@ -127,7 +157,9 @@ def test_a_bad_request_fails_before_the_queue_without_rerunning_others(server, m
     assert submitted == [1]
 
 
-# --- bounded work per request -------------------------------------------------------------------------------
+# --- bounded work per request
+# -------------------------------------------------------------------------------
+
 
 def test_decoding_runs_off_the_event_loop(server, monkeypatch):
     import shipyard.serve.http as front
@@ -144,7 +176,9 @@ def test_decoding_runs_off_the_event_loop(server, monkeypatch):
     assert len(threads) == 1 and threads[0].startswith("decode")
 
 
-def test_tf_serving_predict_is_decoded_off_the_loop_and_checked_before_the_queue(server, monkeypatch):
+def test_tf_serving_predict_is_decoded_off_the_loop_and_checked_before_the_queue(
+    server, monkeypatch
+):
     import shipyard.serve.tfserving_rest as rest
 
     threads = []
@@ -156,7 +190,9 @@ def test_tf_serving_predict_is_decoded_off_the_loop_and_checked_before_the_queue
 
     monkeypatch.setattr(rest, "_parse_checked", recording)
     conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
-    conn.request("POST", "/v1/models/words:predict", json.dumps({"instances": [{"b64": "//4="}]}).encode())
+    conn.request(
+        "POST", "/v1/models/words:predict", json.dumps({"instances": [{"b64": "//4="}]}).encode()
+    )
     response = conn.getresponse()
     assert response.status == 400 and b"UTF-8" in response.read()  # refused by the pre-queue check
     assert len(threads) == 1 and threads[0].startswith("decode")
@@ -212,15 +248,19 @@ def test_a_large_image_is_decoded_at_reduced_size_with_the_same_answer(server):
     np.testing.assert_allclose(answers[0]["scores"], answers[1]["scores"], atol=1e-3)
 
 
-@pytest.mark.parametrize("case", ["deep json", "parameters 5", "input parameters", "output parameters",
-                                  "binary size bool"])
+@pytest.mark.parametrize(
+    "case",
+    ["deep json", "parameters 5", "input parameters", "output parameters", "binary size bool"],
+)
 def test_malformed_requests_get_400_not_500(server, case):
     x = {"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}
-    body = {"deep json": b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
-            "parameters 5": {"inputs": [x], "parameters": 5},
-            "input parameters": {"inputs": [{**x, "parameters": "binary"}]},
-            "output parameters": {"inputs": [x], "outputs": [{"name": "y", "parameters": [1]}]},
-            "binary size bool": {"inputs": [{**x, "parameters": {"binary_data_size": True}}]}}[case]
+    body = {
+        "deep json": b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        "parameters 5": {"inputs": [x], "parameters": 5},
+        "input parameters": {"inputs": [{**x, "parameters": "binary"}]},
+        "output parameters": {"inputs": [x], "outputs": [{"name": "y", "parameters": [1]}]},
+        "binary size bool": {"inputs": [{**x, "parameters": {"binary_data_size": True}}]},
+    }[case]
     status, answer = post(server.http_port, "linear", body)
     assert status == 400, answer
     assert "expected" in answer["error"]
@@ -230,13 +270,17 @@ def test_an_openvino_package_is_served_and_checks_its_inputs(server):
     if "linear-ov" not in server.state.repository.models:
         pytest.skip("OpenVINO is not installed")
     assert server.state.repository.get("linear-ov").proof.batched
-    status, answer = post(server.http_port, "linear-ov", tensor("x", "FP32", [2, 3], [1, 2, 3, 4, 5, 6]))
+    status, answer = post(
+        server.http_port, "linear-ov", tensor("x", "FP32", [2, 3], [1, 2, 3, 4, 5, 6])
+    )
     assert status == 200 and answer["outputs"][0]["data"] == [3, 5, 7, 9, 11, 13]
     status, answer = post(server.http_port, "linear-ov", tensor("x", "INT64", [1, 3], [1, 2, 3]))
     assert status == 400 and "expected FP32" in answer["error"]
 
 
-# --- connections, deadlines and the byte budget -------------------------------------------------------------
+# --- connections, deadlines and the byte budget
+# -------------------------------------------------------------
+
 
 def _closed_by_server(sock: socket.socket) -> bool:
     sock.settimeout(15)
@@ -253,7 +297,13 @@ def _response(sock: socket.socket) -> bytes:
     while b"\r\n\r\n" not in data:
         data += sock.recv(4096)
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    length = int(
+        next(
+            line.split(b":")[1]
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+    )
     while len(body) < length:
         body += sock.recv(4096)
     return head + b"\r\n\r\n" + body
@@ -272,7 +322,10 @@ def test_half_sent_headers_are_closed_after_the_header_deadline(tight):
 
 def test_a_stalled_body_gets_408(tight):
     with socket.create_connection(("127.0.0.1", tight.http_port)) as sock:
-        sock.sendall(b"POST /v2/models/linear/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n{")
+        sock.sendall(
+            b"POST /v2/models/linear/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: 5000\r\n\r\n{"
+        )
         answer = _response(sock)
         assert answer.startswith(b"HTTP/1.1 408") and b"body" in answer
 
@@ -292,8 +345,10 @@ def test_connections_over_the_limit_get_503(tight):
 
 def test_bytes_in_flight_over_the_budget_get_503(tight):
     head = b"POST /v2/models/linear/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", tight.http_port)) as first, \
-            socket.create_connection(("127.0.0.1", tight.http_port)) as second:
+    with (
+        socket.create_connection(("127.0.0.1", tight.http_port)) as first,
+        socket.create_connection(("127.0.0.1", tight.http_port)) as second,
+    ):
         first.sendall(head % (MB - 10))  # reserved on arrival of its headers, body still to come
         time.sleep(0.3)
         second.sendall(head % (MB // 2 + 100))
@@ -305,8 +360,11 @@ def test_bytes_in_flight_over_the_budget_get_503(tight):
 
 def test_overload_is_answered_503_and_the_server_stays_up(tmp_path):
     x = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
-    srv = Server([write_fake_package(tmp_path / "slow", "slow", delay_ms=100)], ServerConfig(http_port=0, grpc_port=None),
-                 ServeOptions(BatchConfig(max_batch_size=2, max_queue=4)))
+    srv = Server(
+        [write_fake_package(tmp_path / "slow", "slow", delay_ms=100)],
+        ServerConfig(http_port=0, grpc_port=None),
+        ServeOptions(BatchConfig(max_batch_size=2, max_queue=4)),
+    )
     with srv.running():
         with ThreadPoolExecutor(32) as pool:
             statuses = list(pool.map(lambda _: post(srv.http_port, "slow", x)[0], range(64)))
@@ -315,7 +373,9 @@ def test_overload_is_answered_503_and_the_server_stays_up(tmp_path):
         assert post(srv.http_port, "slow", x)[0] == 200
 
 
-# --- start-up and shutdown ----------------------------------------------------------------------------------
+# --- start-up and shutdown
+# ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("flag", ["--timeout", "--max-request-mb"])
 def test_zero_limits_are_refused_at_start_up(tmp_path, capsys, flag):
@@ -328,11 +388,17 @@ def test_zero_limits_are_refused_at_start_up(tmp_path, capsys, flag):
 
 def test_shutdown_after_a_stalled_upload_is_quiet_and_bounded(tmp_path, caplog):
     folder = write_fake_package(tmp_path / "fake", "fake")
-    srv = Server([folder], ServerConfig(http_port=0, grpc_port=None, graceful_timeout_s=0.5),
-                 ServeOptions(body_timeout_s=60))
+    srv = Server(
+        [folder],
+        ServerConfig(http_port=0, grpc_port=None, graceful_timeout_s=0.5),
+        ServeOptions(body_timeout_s=60),
+    )
     srv.start_in_thread()
     with socket.create_connection(("127.0.0.1", srv.http_port)) as sock:
-        sock.sendall(b"POST /v2/models/fake/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n{")
+        sock.sendall(
+            b"POST /v2/models/fake/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: 5000\r\n\r\n{"
+        )
         time.sleep(0.3)
         srv.stop()
         srv.join(20)

@@ -16,7 +16,10 @@ from shipyard.serve.metrics import Metrics
 
 
 def make_batcher(tmp_path, config: BatchConfig, **fake) -> tuple[Batcher, list]:
-    predictors = [shipyard.load(write_fake_package(tmp_path / f"p{i}", **fake)) for i in range(config.instances)]
+    predictors = [
+        shipyard.load(write_fake_package(tmp_path / f"p{i}", **fake))
+        for i in range(config.instances)
+    ]
     batcher = Batcher("fake", [p.run for p in predictors], config, Metrics().for_model("fake"))
     return batcher, predictors
 
@@ -26,8 +29,9 @@ def run(coro):
 
 
 def test_concurrent_requests_are_joined_and_split_per_request(tmp_path):
-    batcher, (predictor,) = make_batcher(tmp_path, BatchConfig(max_batch_size=16, max_queue_delay_ms=50),
-                                         delay_ms=20)
+    batcher, (predictor,) = make_batcher(
+        tmp_path, BatchConfig(max_batch_size=16, max_queue_delay_ms=50), delay_ms=20
+    )
     feeds = [np.full((n, 4), i, np.float32) for i, n in enumerate([1, 3, 2, 1, 4, 1], start=1)]
 
     async def main():
@@ -43,8 +47,9 @@ def test_concurrent_requests_are_joined_and_split_per_request(tmp_path):
 
 
 def test_batches_never_exceed_max_batch_size_and_mismatched_shapes_are_not_mixed(tmp_path):
-    batcher, (predictor,) = make_batcher(tmp_path, BatchConfig(max_batch_size=4, max_queue_delay_ms=30),
-                                         delay_ms=5)
+    batcher, (predictor,) = make_batcher(
+        tmp_path, BatchConfig(max_batch_size=4, max_queue_delay_ms=30), delay_ms=5
+    )
 
     async def main():
         batcher.start()
@@ -60,11 +65,16 @@ def test_batches_never_exceed_max_batch_size_and_mismatched_shapes_are_not_mixed
 
 
 def test_overloaded_queue_is_refused_and_timeouts_are_reported(tmp_path):
-    batcher, _ = make_batcher(tmp_path, BatchConfig(max_batch_size=1, max_queue=2, timeout_s=0.15), delay_ms=100)
+    batcher, _ = make_batcher(
+        tmp_path, BatchConfig(max_batch_size=1, max_queue=2, timeout_s=0.15), delay_ms=100
+    )
 
     async def main():
         batcher.start()
-        tasks = [asyncio.ensure_future(batcher.submit({"x": np.ones((1, 4), np.float32)}, 1)) for _ in range(4)]
+        tasks = [
+            asyncio.ensure_future(batcher.submit({"x": np.ones((1, 4), np.float32)}, 1))
+            for _ in range(4)
+        ]
         results = await asyncio.gather(*tasks, return_exceptions=True)
         await batcher.stop()
         return results
@@ -77,14 +87,18 @@ def test_overloaded_queue_is_refused_and_timeouts_are_reported(tmp_path):
 
 
 def test_a_failing_request_fails_alone_and_the_batcher_keeps_serving(tmp_path):
-    batcher, _ = make_batcher(tmp_path, BatchConfig(max_batch_size=8, max_queue_delay_ms=30), fail_on=7.0)
+    batcher, _ = make_batcher(
+        tmp_path, BatchConfig(max_batch_size=8, max_queue_delay_ms=30), fail_on=7.0
+    )
 
     async def main():
         batcher.start()
         good = [np.full((1, 4), 1, np.float32), np.full((2, 4), 2, np.float32)]
         bad = np.full((1, 4), 7, np.float32)
-        results = await asyncio.gather(*(batcher.submit({"x": f}, len(f)) for f in [good[0], bad, good[1]]),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(batcher.submit({"x": f}, len(f)) for f in [good[0], bad, good[1]]),
+            return_exceptions=True,
+        )
         after = await batcher.submit({"x": good[0]}, 1)
         await batcher.stop()
         return results, after
@@ -114,7 +128,10 @@ def test_stop_finishes_queued_requests_then_refuses_new_ones(tmp_path):
 
     async def main():
         batcher.start()
-        tasks = [asyncio.ensure_future(batcher.submit({"x": np.ones((1, 4), np.float32)}, 1)) for _ in range(3)]
+        tasks = [
+            asyncio.ensure_future(batcher.submit({"x": np.ones((1, 4), np.float32)}, 1))
+            for _ in range(3)
+        ]
         await asyncio.sleep(0.01)
         await batcher.stop()
         done = await asyncio.gather(*tasks)
@@ -136,11 +153,15 @@ def test_latency_target_shrinks_a_delay_that_would_miss_it(tmp_path):
         await batcher.stop()
 
     run(main())
-    assert batcher.delay_s <= 0.010, batcher.delay_s  # 40 ms → 20 → 10: the 2 ms model now fits in 20 ms
+    assert batcher.delay_s <= 0.010, (
+        batcher.delay_s
+    )  # 40 ms → 20 → 10: the 2 ms model now fits in 20 ms
 
 
 def test_instances_run_batches_in_parallel(tmp_path):
-    batcher, predictors = make_batcher(tmp_path, BatchConfig(max_batch_size=1, instances=2), delay_ms=50)
+    batcher, predictors = make_batcher(
+        tmp_path, BatchConfig(max_batch_size=1, instances=2), delay_ms=50
+    )
     both_running = threading.Barrier(2, timeout=10)  # passes only when both instances run at once
     for predictor in predictors:
         run_one = predictor.session._run_impl
@@ -153,7 +174,9 @@ def test_instances_run_batches_in_parallel(tmp_path):
 
     async def main():
         batcher.start()
-        await asyncio.gather(*(batcher.submit({"x": np.ones((1, 4), np.float32)}, 1) for _ in range(4)))
+        await asyncio.gather(
+            *(batcher.submit({"x": np.ones((1, 4), np.float32)}, 1) for _ in range(4))
+        )
         await batcher.stop()
 
     run(main())
@@ -161,9 +184,11 @@ def test_instances_run_batches_in_parallel(tmp_path):
 
 
 def test_requests_taken_from_the_middle_of_the_queue_keep_the_batcher_alive(tmp_path):
-    # While the instance is busy, sizes 3, 2, 2, 1 queue up; the next batch is 3 + the 1 behind two 2s.
-    batcher, (predictor,) = make_batcher(tmp_path, BatchConfig(max_batch_size=4, max_queue_delay_ms=0, timeout_s=5),
-                                         delay_ms=50)
+    # While the instance is busy, sizes 3, 2, 2, 1 queue up; the next batch is 3 + the 1 behind two
+    # 2s.
+    batcher, (predictor,) = make_batcher(
+        tmp_path, BatchConfig(max_batch_size=4, max_queue_delay_ms=0, timeout_s=5), delay_ms=50
+    )
 
     async def main():
         batcher.start()

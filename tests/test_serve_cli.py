@@ -1,5 +1,7 @@
-"""``shipyard serve`` as a real process: a real ONNX Runtime package answered to tritonclient, SIGTERM draining
-in-flight requests (on the fake backend's slow model, which keeps requests in flight long enough), and
+"""``shipyard serve`` as a real process: a real ONNX Runtime package answered to tritonclient,
+SIGTERM draining
+in-flight requests (on the fake backend's slow model, which keeps requests in flight long enough),
+and
 ``shipyard loadtest``."""
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def request(port, method, path, body=None, timeout=20):
 
 
 def wait_for_queue_depth(port: int, model: str, depth: int, seconds: float = 30) -> None:
-    """Poll ``/metrics`` until ``depth`` requests wait in ``model``'s queue (bounded by ``seconds``)."""
+    """Poll ``/metrics`` until ``depth`` requests wait in ``model``'s queue (bounded by
+    ``seconds``)."""
     wanted = f'shipyard_queue_depth{{model="{model}"}} {float(depth)}'
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -52,12 +55,28 @@ def wait_for_queue_depth(port: int, model: str, depth: int, seconds: float = 30)
 
 
 def start_server(folders, *flags: str) -> tuple[subprocess.Popen, int, int]:
-    """``shipyard serve FOLDERS…`` in a process of its own on free loopback ports, once it is ready."""
+    """``shipyard serve FOLDERS…`` in a process of its own on free loopback ports, once it is
+    ready."""
     http_port, grpc_port = free_port(), free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "shipyard.cli.main", "serve", *map(str, folders), "--http-port",
-                             str(http_port), "--grpc-port", str(grpc_port), *flags],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shipyard.cli.main",
+            "serve",
+            *map(str, folders),
+            "--http-port",
+            str(http_port),
+            "--grpc-port",
+            str(grpc_port),
+            *flags,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         try:
@@ -66,7 +85,9 @@ def start_server(folders, *flags: str) -> tuple[subprocess.Popen, int, int]:
         except OSError:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError(f"shipyard serve did not become ready: {proc.communicate(timeout=30)[1][-2000:]}")
+    raise RuntimeError(
+        f"shipyard serve did not become ready: {proc.communicate(timeout=30)[1][-2000:]}"
+    )
 
 
 @pytest.mark.backend("tritonclient")
@@ -82,7 +103,10 @@ def test_a_real_package_served_by_the_process_answers_tritonclient(digits_packag
         x = shipyard.load(digits_package).signature.inputs[0]
         images = np.random.default_rng(3).random((3, *x.shape[1:]), dtype=np.float32)
         expected = shipyard.load(digits_package).run({x.name: images})["logits"]
-        for module, url in ((httpclient, f"127.0.0.1:{http_port}"), (grpcclient, f"127.0.0.1:{grpc_port}")):
+        for module, url in (
+            (httpclient, f"127.0.0.1:{http_port}"),
+            (grpcclient, f"127.0.0.1:{grpc_port}"),
+        ):
             client = module.InferenceServerClient(url)
             feed = module.InferInput(x.name, list(images.shape), "FP32")
             feed.set_data_from_numpy(images)
@@ -108,11 +132,17 @@ def served(tmp_path):
 def test_sigterm_finishes_in_flight_requests_then_exits(served):
     proc, port, _ = served
     answers = []
-    workers = [threading.Thread(target=lambda: answers.append(request(port, "POST", "/v2/models/slow/infer", ROW)))
-               for _ in range(3)]
+    workers = [
+        threading.Thread(
+            target=lambda: answers.append(request(port, "POST", "/v2/models/slow/infer", ROW))
+        )
+        for _ in range(3)
+    ]
     for worker in workers:
         worker.start()
-    wait_for_queue_depth(port, "slow", 2)  # one request running, two waiting: all three are in flight
+    wait_for_queue_depth(
+        port, "slow", 2
+    )  # one request running, two waiting: all three are in flight
     proc.send_signal(signal.SIGTERM)
     for worker in workers:
         worker.join(30)
@@ -120,26 +150,58 @@ def test_sigterm_finishes_in_flight_requests_then_exits(served):
     assert [status for status, _ in answers] == [200, 200, 200]
     assert proc.returncode == 0 and "stopped" in out
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    assert sum(1 for entry in logs if entry.get("path") == "/v2/models/slow/infer" and entry["status"] == 200) == 3
+    assert (
+        sum(
+            1
+            for entry in logs
+            if entry.get("path") == "/v2/models/slow/infer" and entry["status"] == 200
+        )
+        == 3
+    )
 
 
 def test_loadtest_verb_reports_throughput_and_percentiles(served, capsys):
     _, port, grpc_port = served
     for url in (f"http://127.0.0.1:{port}", f"grpc://127.0.0.1:{grpc_port}"):
-        assert main(["loadtest", url, "--model", "slow", "--concurrency", "2", "--duration", "1",
-                     "--warmup", "0.1"]) == 0
+        assert (
+            main(
+                [
+                    "loadtest",
+                    url,
+                    "--model",
+                    "slow",
+                    "--concurrency",
+                    "2",
+                    "--duration",
+                    "1",
+                    "--warmup",
+                    "0.1",
+                ]
+            )
+            == 0
+        )
         out = capsys.readouterr().out
         assert "samples/s" in out and "p99" in out and "errors 0" in out
 
 
 def test_loadtest_counts_errors_and_stays_bounded(served):
     _, port, _ = served
-    result = run_loadtest(LoadSpec(f"http://127.0.0.1:{port}", "slow", concurrency=2, duration_s=5, max_requests=3,
-                                   warmup_s=0))
+    result = run_loadtest(
+        LoadSpec(
+            f"http://127.0.0.1:{port}",
+            "slow",
+            concurrency=2,
+            duration_s=5,
+            max_requests=3,
+            warmup_s=0,
+        )
+    )
     assert result.requests <= 3 and result.seconds <= 5.5
 
 
-@pytest.mark.parametrize("url", ["http://10.1.2.3:8000", "http://0.0.0.0:8000", "ftp://127.0.0.1:21", "127.0.0.1"])
+@pytest.mark.parametrize(
+    "url", ["http://10.1.2.3:8000", "http://0.0.0.0:8000", "ftp://127.0.0.1:21", "127.0.0.1"]
+)
 def test_loadtest_refuses_non_loopback_or_malformed_targets(url):
     with pytest.raises(UsageError):
         run_loadtest(LoadSpec(url, "m", duration_s=1))

@@ -1,4 +1,5 @@
-"""Overload, timeouts, failing models, metrics, access logs and graceful shutdown on a real server."""
+"""Overload, timeouts, failing models, metrics, access logs and graceful shutdown on a real
+server."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shipyard.backends.fake import write_fake_package
-from shipyard.serve import BatchConfig, Server, ServerConfig, ServeOptions
+from shipyard.serve import BatchConfig, ServeOptions, Server, ServerConfig
 
 ROW = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
 
@@ -44,8 +45,10 @@ def with_seven(body=ROW):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("protect")
-    folders = [write_fake_package(root / "slow", "slow", delay_ms=400),
-               write_fake_package(root / "flaky", "flaky", fail_on=7.0)]
+    folders = [
+        write_fake_package(root / "slow", "slow", delay_ms=400),
+        write_fake_package(root / "flaky", "flaky", fail_on=7.0),
+    ]
     options = ServeOptions(BatchConfig(max_batch_size=1, max_queue=3, timeout_s=1.0))
     srv = Server(folders, ServerConfig(http_port=0, grpc_port=0), options)
     with srv.running():
@@ -61,7 +64,9 @@ def test_overload_gets_503_and_waiting_too_long_gets_504(server):
     assert "queued" in overloaded["error"] and "retry" in overloaded["error"]
     timed_out = next(body for status, body in answers if status == 504)
     assert "timeout" in timed_out["error"]
-    assert eventually_served(server.http_port, "slow")  # the queue drains and the model serves again
+    assert eventually_served(
+        server.http_port, "slow"
+    )  # the queue drains and the model serves again
 
 
 def eventually_served(port: int, model: str, seconds: float = 30) -> bool:
@@ -77,8 +82,14 @@ def eventually_served(port: int, model: str, seconds: float = 30) -> bool:
 def test_a_failing_model_answers_500_and_the_server_keeps_serving(server):
     status, body = post(server.http_port, "flaky", with_seven())
     assert status == 500 and "fake failure" in body["error"]
-    assert post(server.http_port, "flaky") == (200, {"model_name": "flaky", "model_version": "1", "outputs": [
-        {"name": "y", "datatype": "FP32", "shape": [1, 1], "data": [10.0]}]})
+    assert post(server.http_port, "flaky") == (
+        200,
+        {
+            "model_name": "flaky",
+            "model_version": "1",
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 1], "data": [10.0]}],
+        },
+    )
     assert get(server.http_port, "/v2/health/live")[0] == 200
 
 
@@ -87,11 +98,15 @@ def test_metrics_count_requests_failures_latency_queue_and_batches(server):
     post(server.http_port, "flaky", with_seven())
     status, text = get(server.http_port, "/metrics")
     assert status == 200
-    for needle in ('shipyard_requests_total{model="flaky",protocol="http"}',
-                   'shipyard_request_failures_total{model="flaky",protocol="http",status="500"}',
-                   'shipyard_request_latency_seconds_bucket{le="0.005",model="flaky",protocol="http"}',
-                   'shipyard_queue_seconds_count{model="flaky"}', 'shipyard_batch_size_bucket{le="1.0",model="flaky"}',
-                   'shipyard_queue_depth{model="flaky"}', 'shipyard_compute_seconds_count{model="flaky"}'):
+    for needle in (
+        'shipyard_requests_total{model="flaky",protocol="http"}',
+        'shipyard_request_failures_total{model="flaky",protocol="http",status="500"}',
+        'shipyard_request_latency_seconds_bucket{le="0.005",model="flaky",protocol="http"}',
+        'shipyard_queue_seconds_count{model="flaky"}',
+        'shipyard_batch_size_bucket{le="1.0",model="flaky"}',
+        'shipyard_queue_depth{model="flaky"}',
+        'shipyard_compute_seconds_count{model="flaky"}',
+    ):
         assert needle in text, needle
 
 
@@ -110,14 +125,22 @@ def test_access_logs_are_json_lines(server):
     try:
         post(server.http_port, "flaky")
         deadline = time.time() + 5  # the line is written just after the response is sent
-        while not any("/v2/models/flaky/infer" in line for line in handler.lines) and time.time() < deadline:
+        while (
+            not any("/v2/models/flaky/infer" in line for line in handler.lines)
+            and time.time() < deadline
+        ):
             time.sleep(0.01)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(logging.NOTSET)
     records = [json.loads(line) for line in handler.lines]
     entry = next(r for r in records if r.get("path") == "/v2/models/flaky/infer")
-    assert entry["status"] == 200 and entry["method"] == "POST" and entry["ms"] > 0 and entry["bytes_in"] > 0
+    assert (
+        entry["status"] == 200
+        and entry["method"] == "POST"
+        and entry["ms"] > 0
+        and entry["bytes_in"] > 0
+    )
 
 
 def test_a_client_timeout_shortens_the_server_timeout(server):
@@ -128,7 +151,11 @@ def test_a_client_timeout_shortens_the_server_timeout(server):
 
 def test_graceful_shutdown_finishes_in_flight_requests(tmp_path):
     folder = write_fake_package(tmp_path / "slow", "slow", delay_ms=300)
-    srv = Server([folder], ServerConfig(http_port=0, grpc_port=None), ServeOptions(BatchConfig(max_batch_size=1)))
+    srv = Server(
+        [folder],
+        ServerConfig(http_port=0, grpc_port=None),
+        ServeOptions(BatchConfig(max_batch_size=1)),
+    )
     srv.start_in_thread()
     port = srv.http_port
     try:

@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.backend("tritonclient"), pytest.mark.backend("onnxrunt
 
 @pytest.fixture(scope="module")
 def server(digits_package):
-    from shipyard.serve import BatchConfig, Server, ServerConfig, ServeOptions
+    from shipyard.serve import BatchConfig, ServeOptions, Server, ServerConfig
 
     options = ServeOptions(BatchConfig(max_batch_size=8, max_queue_delay_ms=1))
     srv = Server([digits_package], ServerConfig(http_port=0, grpc_port=0), options)
@@ -45,13 +45,24 @@ def test_statistics_count_what_was_served_over_http_and_grpc(server):
     assert (stats["name"], stats["version"]) == ("digits", "1")
     assert stats["inference_count"] == 10 and 1 <= stats["execution_count"] <= 4
     phases = stats["inference_stats"]
-    assert phases["success"]["count"] == 4 and phases["fail"]["count"] == 1 and phases["success"]["ns"] > 0
-    assert phases["queue"]["count"] == 4 and phases["compute_infer"]["count"] == 4 and phases["compute_infer"]["ns"] > 0
+    assert (
+        phases["success"]["count"] == 4
+        and phases["fail"]["count"] == 1
+        and phases["success"]["ns"] > 0
+    )
+    assert (
+        phases["queue"]["count"] == 4
+        and phases["compute_infer"]["count"] == 4
+        and phases["compute_infer"]["ns"] > 0
+    )
     assert sum(b["batch_size"] * b["compute_infer"]["count"] for b in stats["batch_stats"]) == 10
     assert stats["last_inference"] > 0
 
     answer = grpc.get_inference_statistics("digits", as_json=True)["model_stats"][0]
-    assert int(answer["inference_count"]) == 10 and int(answer["inference_stats"]["fail"]["count"]) == 1
+    assert (
+        int(answer["inference_count"]) == 10
+        and int(answer["inference_stats"]["fail"]["count"]) == 1
+    )
     assert [s["name"] for s in http.get_inference_statistics()["model_stats"]] == ["digits"]
 
 
@@ -64,5 +75,7 @@ def test_statistics_of_unknown_models_are_not_found(server):
     with pytest.raises(InferenceServerException, match="not served"):
         th.InferenceServerClient(f"127.0.0.1:{server.http_port}").get_inference_statistics("nope")
     with pytest.raises(InferenceServerException) as info:
-        tg.InferenceServerClient(f"127.0.0.1:{server.grpc_port}").get_inference_statistics("digits", "9")
+        tg.InferenceServerClient(f"127.0.0.1:{server.grpc_port}").get_inference_statistics(
+            "digits", "9"
+        )
     assert info.value.status() == str(grpc.StatusCode.NOT_FOUND)

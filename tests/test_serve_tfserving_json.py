@@ -1,4 +1,5 @@
-"""TensorFlow Serving's REST predict JSON decoded and encoded against a model's signature, no server."""
+"""TensorFlow Serving's REST predict JSON decoded and encoded against a model's signature, no
+server."""
 
 from __future__ import annotations
 
@@ -33,7 +34,10 @@ def test_row_and_columnar_requests_give_the_same_tensors():
     x = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
     model = face([IMAGE])
     bare = parse(model, {"instances": x.tolist()})
-    named = parse(model, {"instances": [{"image": row} for row in x.tolist()], "signature_name": "serving_default"})
+    named = parse(
+        model,
+        {"instances": [{"image": row} for row in x.tolist()], "signature_name": "serving_default"},
+    )
     columnar = parse(model, {"inputs": x.tolist()})
     columnar_named = parse(model, {"inputs": {"image": x.tolist()}})
     for request in (bare, named, columnar, columnar_named):
@@ -44,8 +48,15 @@ def test_row_and_columnar_requests_give_the_same_tensors():
 
 def test_two_inputs_by_row_are_stacked_per_name():
     model = face([IMAGE, MASK])
-    request = parse(model, {"instances": [{"image": [[1, 2], [3, 4]], "mask": [1, 0]},
-                                          {"mask": [1, 1], "image": [[5, 6], [7, 8]]}]})
+    request = parse(
+        model,
+        {
+            "instances": [
+                {"image": [[1, 2], [3, 4]], "mask": [1, 0]},
+                {"mask": [1, 1], "image": [[5, 6], [7, 8]]},
+            ]
+        },
+    )
     assert request.inputs["mask"].dtype == np.int64
     np.testing.assert_array_equal(request.inputs["mask"], [[1, 0], [1, 1]])
     assert request.inputs["image"].shape == (2, 2, 2)
@@ -59,31 +70,40 @@ def test_bytes_take_text_and_b64():
     assert parse(model, {"inputs": {"text": ["a"]}}).inputs["text"].tolist() == [b"a"]
 
 
-@pytest.mark.parametrize("body, fragment", [
-    ({}, "exactly one of 'instances'"),
-    ({"instances": [], "inputs": []}, "exactly one of 'instances'"),
-    ({"instances": []}, "non-empty list"),
-    ({"instances": [[[1, 2], [3, 4]]], "signature_name": "classify"}, "signature_name 'classify'"),
-    ({"instances": [[[1, 2], [3]]]}, "ragged at depth 2"),
-    ({"instances": [[[1, 2], [3, 4]], [[1, 2]]]}, "ragged at depth 1"),
-    ({"instances": [[[[1]]]]}, "nested deeper than its 3 dimensions"),
-    ({"instances": [[1, 2, 3, 4]]}, "shape [1, 4]"),
-    ({"instances": [[[1, 2, 3], [4, 5, 6]]]}, "size 3 on axis 2"),
-    ({"instances": [[["a", "b"], ["c", "d"]]]}, "non-numeric"),
-    ({"inputs": {"pixels": [[[1, 2], [3, 4]]]}}, "'pixels' is not an input"),
-    ({"instances": [{"image": [[1, 2], [3, 4]]}, [[1, 2], [3, 4]]]}, "mixes objects"),
-])
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({}, "exactly one of 'instances'"),
+        ({"instances": [], "inputs": []}, "exactly one of 'instances'"),
+        ({"instances": []}, "non-empty list"),
+        (
+            {"instances": [[[1, 2], [3, 4]]], "signature_name": "classify"},
+            "signature_name 'classify'",
+        ),
+        ({"instances": [[[1, 2], [3]]]}, "ragged at depth 2"),
+        ({"instances": [[[1, 2], [3, 4]], [[1, 2]]]}, "ragged at depth 1"),
+        ({"instances": [[[[1]]]]}, "nested deeper than its 3 dimensions"),
+        ({"instances": [[1, 2, 3, 4]]}, "shape [1, 4]"),
+        ({"instances": [[[1, 2, 3], [4, 5, 6]]]}, "size 3 on axis 2"),
+        ({"instances": [[["a", "b"], ["c", "d"]]]}, "non-numeric"),
+        ({"inputs": {"pixels": [[[1, 2], [3, 4]]]}}, "'pixels' is not an input"),
+        ({"instances": [{"image": [[1, 2], [3, 4]]}, [[1, 2], [3, 4]]]}, "mixes objects"),
+    ],
+)
 def test_bad_requests_say_what_was_expected(body, fragment):
     with pytest.raises(BadRequest, match=None) as caught:
         parse(face([IMAGE]), body)
     assert fragment in str(caught.value)
 
 
-@pytest.mark.parametrize("body, fragment", [
-    ({"instances": [{"b64": "not base64!"}]}, "not base64"),
-    ({"instances": [3]}, "expected strings or"),
-    ({"instances": [["a"], ["b"]]}, "nested deeper"),
-])
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"instances": [{"b64": "not base64!"}]}, "not base64"),
+        ({"instances": [3]}, "expected strings or"),
+        ({"instances": [["a"], ["b"]]}, "nested deeper"),
+    ],
+)
 def test_bad_bytes_say_what_was_expected(body, fragment):
     with pytest.raises(BadRequest) as caught:
         parse(face([TEXT]), body)
@@ -93,7 +113,7 @@ def test_bad_bytes_say_what_was_expected(body, fragment):
 def test_malformed_json_and_oversized_tensors_are_refused():
     model = face([IMAGE])
     with pytest.raises(BadRequest, match="malformed"):
-        parse_predict(model, b"{\"instances\": [", 1 << 20)
+        parse_predict(model, b'{"instances": [', 1 << 20)
     with pytest.raises(BadRequest, match="malformed"):
         parse_predict(model, b"[" * 100_000 + b"]" * 100_000, 1 << 30)
     with pytest.raises(RequestTooLarge):
@@ -106,14 +126,23 @@ def test_a_bare_value_needs_a_single_input_model():
 
 
 def test_answers_mirror_the_request_format():
-    outputs = (TensorSpec("labels", "bytes", ("batch", 2)), TensorSpec("scores", "float32", ("batch", 2)),
-               TensorSpec("png_bytes", "bytes", ("batch",)))
+    outputs = (
+        TensorSpec("labels", "bytes", ("batch", 2)),
+        TensorSpec("scores", "float32", ("batch", 2)),
+        TensorSpec("png_bytes", "bytes", ("batch",)),
+    )
     model = face([IMAGE], outputs)
-    results = {"labels": np.array([[b"cat", b"dog"], [b"ox", b"\xff"]], dtype=object),
-               "scores": np.array([[0.75, 0.25], [0.5, 0.5]], np.float32),
-               "png_bytes": np.array([b"\x89PNG", b""], dtype=object)}
+    results = {
+        "labels": np.array([[b"cat", b"dog"], [b"ox", b"\xff"]], dtype=object),
+        "scores": np.array([[0.75, 0.25], [0.5, 0.5]], np.float32),
+        "png_bytes": np.array([b"\x89PNG", b""], dtype=object),
+    }
     rows = predict_response(model, results, row=True)["predictions"]
-    assert rows[0] == {"labels": ["cat", "dog"], "scores": [0.75, 0.25], "png_bytes": {"b64": "iVBORw=="}}
+    assert rows[0] == {
+        "labels": ["cat", "dog"],
+        "scores": [0.75, 0.25],
+        "png_bytes": {"b64": "iVBORw=="},
+    }
     assert rows[1]["labels"] == ["ox", "\ufffd"] and rows[1]["png_bytes"] == {"b64": ""}
     columns = predict_response(model, results, row=False)["outputs"]
     assert columns["scores"] == [[0.75, 0.25], [0.5, 0.5]] and columns["labels"][1][0] == "ox"

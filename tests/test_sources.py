@@ -65,11 +65,14 @@ def test_weights_that_do_not_fit_name_the_keys(small_cnn, tmp_path):
     assert "head.2.weight [5, 32] vs model [4, 32]" in message
 
 
-@pytest.mark.parametrize("factory, expected", [
-    ("nope", "has no function 'nope'"),
-    ("broken", "raised RuntimeError: cannot build this model"),
-    ("not_a_module", "returned int; expected a torch.nn.Module"),
-])
+@pytest.mark.parametrize(
+    "factory, expected",
+    [
+        ("nope", "has no function 'nope'"),
+        ("broken", "raised RuntimeError: cannot build this model"),
+        ("not_a_module", "returned int; expected a torch.nn.Module"),
+    ],
+)
 def test_bad_factories_get_one_clear_sentence(small_cnn, factory, expected):
     with pytest.raises(SourceError, match=expected):
         load_source(f"{small_cnn['model']}:{factory}", None, IMAGE)
@@ -97,8 +100,15 @@ def test_onnx_and_torchscript_sources(small_cnn, tmp_path):
     source = load_source(f"{small_cnn['model']}:make", small_cnn["weights"], IMAGE, ["logits"])
     onnx_path = tmp_path / "cnn.onnx"
     x = torch.zeros(1, 3, 16, 16)
-    torch.onnx.export(source.module, (x,), str(onnx_path), input_names=["image"], output_names=["logits"],
-                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    torch.onnx.export(
+        source.module,
+        (x,),
+        str(onnx_path),
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+        dynamo=False,
+    )
     from_onnx = load_source(str(onnx_path))
     assert from_onnx.kind == "onnx"
     assert from_onnx.signature.inputs[0].shape == ("batch", 3, 16, 16)

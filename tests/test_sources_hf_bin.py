@@ -1,4 +1,5 @@
-"""``hf:DIR`` folders that carry only ``pytorch_model.bin``: read with weights_only, never a full unpickle."""
+"""``hf:DIR`` folders that carry only ``pytorch_model.bin``: read with weights_only, never a full
+unpickle."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ def bin_folder(tmp_path):
 
     original = model_folder()
     folder = tmp_path / "minilm-bin"
-    shutil.copytree(original, folder, ignore=shutil.ignore_patterns("*.safetensors", "onnx", "openvino"))
+    shutil.copytree(
+        original, folder, ignore=shutil.ignore_patterns("*.safetensors", "onnx", "openvino")
+    )
     torch.save(load_file(original / "model.safetensors"), folder / "pytorch_model.bin")
     return original, folder
 
@@ -55,5 +58,7 @@ def test_a_pytorch_model_bin_that_would_run_code_is_refused(bin_folder, tmp_path
 def test_a_folder_without_weights_says_which_files_it_expects(bin_folder):
     _, folder = bin_folder
     (folder / "pytorch_model.bin").unlink()
-    with pytest.raises(SourceError, match="no weights; expected model.safetensors or pytorch_model.bin"):
+    with pytest.raises(
+        SourceError, match="no weights; expected model.safetensors or pytorch_model.bin"
+    ):
         load_source(f"hf:{folder}")

@@ -1,4 +1,5 @@
-"""``paddle:DIR``: a model saved with paddle.jit.save, taken the whole road and compared with Paddle itself."""
+"""``paddle:DIR``: a model saved with paddle.jit.save, taken the whole road and compared with
+Paddle itself."""
 
 from __future__ import annotations
 
@@ -33,14 +34,32 @@ def paddle_model(tmp_path, monkeypatch):
 def test_paddle_model_takes_the_whole_road(paddle_model, tmp_path):
     folder, eager = paddle_model
     data = random_npz(tmp_path / "d.npz", "image", (3, 16, 16))
-    result = build(BuildOptions.create(f"paddle:{folder}", data=tmp_path / "d.npz", out=tmp_path / "pkg",
-                                precisions=["fp32", "fp16", "int8"], bench=QUICK, max_drop=5))
-    assert result.baseline.name == "baseline: source in Paddle Inference " + __import__("paddle").__version__
+    result = build(
+        BuildOptions.create(
+            f"paddle:{folder}",
+            data=tmp_path / "d.npz",
+            out=tmp_path / "pkg",
+            precisions=["fp32", "fp16", "int8"],
+            bench=QUICK,
+            max_drop=5,
+        )
+    )
+    assert (
+        result.baseline.name
+        == "baseline: source in Paddle Inference " + __import__("paddle").__version__
+    )
     tried = {(c.backend, c.precision) for c in result.candidates if not c.error}
-    assert {("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"), ("openvino", "fp32"),
-            ("openvino", "int8")} <= tried
+    assert {
+        ("onnxruntime", "fp32"),
+        ("onnxruntime", "fp16"),
+        ("onnxruntime", "int8"),
+        ("openvino", "fp32"),
+        ("openvino", "int8"),
+    } <= tried
     manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
-    assert manifest["inputs"][0]["shape"] == [-1, 3, 16, 16] and manifest["outputs"][0]["shape"] == [-1, 5]
+    assert manifest["inputs"][0]["shape"] == [-1, 3, 16, 16] and manifest["outputs"][0][
+        "shape"
+    ] == [-1, 5]
     assert any("paddle2onnx" in note for note in manifest["notes"])
     predictor = shipyard.load(tmp_path / "pkg")
     output = predictor.signature.output_names[0]
@@ -74,9 +93,15 @@ def test_an_older_pdmodel_program_is_paired_with_paddle_by_position(tmp_path, mo
     from shipyard.records import Artifact
 
     x = np.random.default_rng(4).standard_normal((2, 3, 16, 16)).astype(np.float32)
-    name = source.signature.output_names[0]  # paddle2onnx's fetch_name_0; Paddle calls it linear_*.tmp_*
+    name = source.signature.output_names[
+        0
+    ]  # paddle2onnx's fetch_name_0; Paddle calls it linear_*.tmp_*
     reference = reference_session(source, threads=1).run({"image": x})[name]
-    converted = get_backend("onnxruntime").load(Artifact(source.path, "onnx", source.signature), 1).run({"image": x})[name]
+    converted = (
+        get_backend("onnxruntime")
+        .load(Artifact(source.path, "onnx", source.signature), 1)
+        .run({"image": x})[name]
+    )
     np.testing.assert_allclose(reference, eager(x), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(converted, eager(x), rtol=1e-4, atol=1e-4)
 
@@ -97,7 +122,9 @@ def test_paddle_mistakes_get_one_sentence(paddle_model, tmp_path):
         load_source(f"paddle:{tmp_path / 'nowhere'}")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "weights.pdparams").write_bytes(b"not an inference model")
-    with pytest.raises(SourceError, match=r"0 inference models .*weights\.pdparams.*paddle\.jit\.save"):
+    with pytest.raises(
+        SourceError, match=r"0 inference models .*weights\.pdparams.*paddle\.jit\.save"
+    ):
         load_source(f"paddle:{tmp_path / 'empty'}")
     (folder / "model.pdiparams").unlink()
     with pytest.raises(SourceError, match="no parameters file model.pdiparams"):

@@ -1,4 +1,5 @@
-"""``tf:DIR`` and ``.keras``: a Keras model saved both ways, taken the whole road and compared with TensorFlow.
+"""``tf:DIR`` and ``.keras``: a Keras model saved both ways, taken the whole road and compared with
+TensorFlow.
 
 Marked ``tf``: importing TensorFlow alone takes seconds; ``pytest -m tf`` runs this group alone.
 """
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 
 if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf2onnx") is None:
-    pytest.skip("the tf extra is not installed: pip install 'shipyard[tf]'", allow_module_level=True)
+    pytest.skip(
+        "the tf extra is not installed: pip install 'shipyard[tf]'", allow_module_level=True
+    )
 
 from framework_models import assert_matches_framework, keras_mlp, random_npz  # noqa: E402
 
@@ -45,13 +48,23 @@ def test_keras_model_takes_the_whole_road(keras_files, tmp_path, form):
     folder, model = keras_files
     spec = f"tf:{folder / 'saved'}" if form == "saved_model" else str(folder / "mlp.keras")
     data = random_npz(tmp_path / "d.npz", "features", (12,))
-    result = build(BuildOptions.create(spec, data=tmp_path / "d.npz", out=tmp_path / "pkg", precisions=["fp32", "int8"],
-                                bench=QUICK, max_drop=5))
+    result = build(
+        BuildOptions.create(
+            spec,
+            data=tmp_path / "d.npz",
+            out=tmp_path / "pkg",
+            precisions=["fp32", "int8"],
+            bench=QUICK,
+            max_drop=5,
+        )
+    )
     assert result.baseline.name.startswith("baseline: source in TensorFlow ")
     tried = {(c.backend, c.precision) for c in result.candidates if not c.error}
     assert {("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32")} <= tried
     manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
-    assert [i["name"] for i in manifest["inputs"]] == ["features"] and manifest["inputs"][0]["shape"] == [-1, 12]
+    assert [i["name"] for i in manifest["inputs"]] == ["features"] and manifest["inputs"][0][
+        "shape"
+    ] == [-1, 12]
     assert manifest["outputs"][0]["shape"] == [-1, 4]
     predictor = shipyard.load(tmp_path / "pkg")
     got = predictor.run({"features": data})[predictor.signature.output_names[0]]
@@ -64,12 +77,19 @@ def test_reference_is_tensorflow_running_the_serving_signature(keras_files):
     from shipyard.frameworks.tensorflow import TensorFlowSession
 
     source = load_source(f"tf:{folder / 'saved'}")
-    assert source.signature.input_names == ["features"] and source.signature.outputs[0].shape == ("batch", 4)
+    assert source.signature.input_names == ["features"] and source.signature.outputs[0].shape == (
+        "batch",
+        4,
+    )
     session = reference_session(source, threads=1)
     assert isinstance(session, TensorFlowSession)
     x = np.random.default_rng(3).standard_normal((5, 12)).astype(np.float32)
-    np.testing.assert_allclose(session.run({"features": x})[source.signature.output_names[0]],
-                               model(x).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        session.run({"features": x})[source.signature.output_names[0]],
+        model(x).numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_a_keras_file_with_python_code_is_refused(keras_files, tmp_path):
@@ -83,20 +103,25 @@ def test_a_keras_file_with_python_code_is_refused(keras_files, tmp_path):
 
 
 def test_torch_compilers_still_load_after_tensorflow(keras_files):
-    # Triton's LLVM loaded after TensorFlow's segfaulted the process; import_tensorflow loads it first
+    # Triton's LLVM loaded after TensorFlow's segfaulted the process; import_tensorflow loads it
+    # first
     if importlib.util.find_spec("triton") is None:
         pytest.skip("torch's Triton is not installed")
     import subprocess
     import sys
 
-    code = ("from shipyard.sources.tensorflow import import_tensorflow; import_tensorflow(); "
-            "import transformers, triton._C.libtriton; print('alive')")
+    code = (
+        "from shipyard.sources.tensorflow import import_tensorflow; import_tensorflow(); "
+        "import transformers, triton._C.libtriton; print('alive')"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "alive" in done.stdout, done.stderr[-500:]
 
 
 def test_tensorflow_mistakes_get_one_sentence(tmp_path):
-    with pytest.raises(SourceError, match="not a TensorFlow SavedModel; expected a folder with saved_model.pb"):
+    with pytest.raises(
+        SourceError, match="not a TensorFlow SavedModel; expected a folder with saved_model.pb"
+    ):
         load_source(f"tf:{tmp_path}")
     with pytest.raises(SourceError, match="does not exist"):
         load_source(str(tmp_path / "missing.keras"))

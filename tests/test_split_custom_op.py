@@ -14,11 +14,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.backend("onnxruntime")
 
-from shipyard.records import Artifact, Signature, TensorSpec  # noqa: E402
 from custom_op_model import OP_NAME, make_model  # noqa: E402
 
-SIGNATURE = Signature((TensorSpec("image", "float32", ("batch", 3, 16, 16)),),
-                      (TensorSpec("output", "float32", ("batch", 10)),))
+from shipyard.records import Artifact, Signature, TensorSpec  # noqa: E402
+
+SIGNATURE = Signature(
+    (TensorSpec("image", "float32", ("batch", 3, 16, 16)),),
+    (TensorSpec("output", "float32", ("batch", 10)),),
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +31,15 @@ def model():
 
 @pytest.fixture(scope="module")
 def split_artifact(model, tmp_path_factory):
-    from shipyard.split.artifact import write_split
     from shipyard.convert.custom_ops import find_unknown_ops
+    from shipyard.split.artifact import write_split
     from shipyard.split.partition import partition
 
     args = (torch.randn(2, 3, 16, 16),)
     path = tmp_path_factory.mktemp("split") / "model.split.zip"
-    plan = write_split(partition(model, args, ["image"]), find_unknown_ops(model, args), path, "onnxruntime")
+    plan = write_split(
+        partition(model, args, ["image"]), find_unknown_ops(model, args), path, "onnxruntime"
+    )
     return Artifact(path, "split", SIGNATURE), plan
 
 
@@ -80,17 +85,22 @@ def test_a_fresh_process_registers_the_op_from_the_artifact(model, split_artifac
     artifact, _ = split_artifact
     x = np.random.default_rng(7).standard_normal((2, 3, 16, 16)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    script = textwrap.dedent(f'''
+    script = textwrap.dedent(f"""
         import json, sys, numpy as np
         from pathlib import Path
         from shipyard.backends import get_backend
         from shipyard.records import Artifact, Signature
         signature = Signature.from_json(json.loads(sys.argv[1]))
-        session = get_backend("split").load(Artifact(Path({str(artifact.path)!r}), "split", signature), 1)
+        session = get_backend("split").load(Artifact(Path({str(artifact.path)!r}), "split",
+        signature), 1)
         assert "custom_op_model" not in sys.modules
-        np.save({str(tmp_path / "y.npy")!r}, session.run({{"image": np.load({str(tmp_path / "x.npy")!r})}})["output"])
-    ''')
-    subprocess.run([sys.executable, "-c", script, json.dumps(SIGNATURE.to_json())], check=True, timeout=120)
+        np.save({str(tmp_path / "y.npy")!r}, session.run({{"image": np.load({
+        str(tmp_path / "x.npy")!r
+    })}})["output"])
+    """)
+    subprocess.run(
+        [sys.executable, "-c", script, json.dumps(SIGNATURE.to_json())], check=True, timeout=120
+    )
     with torch.inference_mode():
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-4, rtol=0)
@@ -100,9 +110,15 @@ def test_models_without_unknown_ops_plan_no_split():
     from shipyard.sources.base import Source
     from shipyard.split.plan import split_plans
 
-    linear = Source("linear", "torch", Signature((TensorSpec("x", "float32", ("batch", 3)),),
-                                                  (TensorSpec("y", "float32", ("batch", 2)),)), "h",
-                    module=torch.nn.Linear(3, 2).eval())
+    linear = Source(
+        "linear",
+        "torch",
+        Signature(
+            (TensorSpec("x", "float32", ("batch", 3)),), (TensorSpec("y", "float32", ("batch", 2)),)
+        ),
+        "h",
+        module=torch.nn.Linear(3, 2).eval(),
+    )
     assert split_plans(linear) == []
 
 
@@ -110,16 +126,21 @@ def test_a_translation_table_on_the_model_marks_the_op_translated():
     from shipyard.convert.custom_ops import TRANSLATION_ATTRIBUTE, find_unknown_ops
 
     translated = make_model(width=8, depth=1)
-    setattr(translated, TRANSLATION_ATTRIBUTE, {torch.ops.shipyard_demo.channel_gate.default: lambda x, alpha: x})
+    setattr(
+        translated,
+        TRANSLATION_ATTRIBUTE,
+        {torch.ops.shipyard_demo.channel_gate.default: lambda x, alpha: x},
+    )
     (op,) = find_unknown_ops(translated, (torch.randn(1, 3, 16, 16),))
     assert op.translated and op.runs_on == ["torch", "onnxruntime", "openvino"]
 
 
 def test_a_registered_translation_exports_whole_instead_of_splitting(tmp_path):
+    from custom_op_model import make_translated_model
+
     from shipyard.backends import get_backend
     from shipyard.convert.onnx_export import export_onnx
     from shipyard.sources.base import Source
-    from custom_op_model import make_translated_model
     from shipyard.split.plan import split_plans
 
     model = make_translated_model(width=8, depth=1)
@@ -135,15 +156,22 @@ def test_a_registered_translation_exports_whole_instead_of_splitting(tmp_path):
 
 @pytest.mark.slow
 def test_build_packages_the_split_and_names_op_and_parts(tmp_path):
+    import custom_op_model as demo
+
     import shipyard
     from shipyard.bench import BenchConfig
     from shipyard.pipeline.build import BuildOptions, build
     from shipyard.sources import InputHint
-    import custom_op_model as demo
 
-    options = BuildOptions.create(f"{demo.__file__}:make_model", input_hints=[InputHint("image", "float32", (3, 16, 16))],
-                           backends=["onnxruntime", "split"], out=tmp_path / "package", threads=1, max_eval=32,
-                           bench=BenchConfig(rounds=1, block_seconds=0.05))
+    options = BuildOptions.create(
+        f"{demo.__file__}:make_model",
+        input_hints=[InputHint("image", "float32", (3, 16, 16))],
+        backends=["onnxruntime", "split"],
+        out=tmp_path / "package",
+        threads=1,
+        max_eval=32,
+        bench=BenchConfig(rounds=1, block_seconds=0.05),
+    )
     result = build(options)
     split = next(c for c in result.candidates if c.backend == "split")
     assert split.passed, split.why_failed
@@ -154,10 +182,17 @@ def test_build_packages_the_split_and_names_op_and_parts(tmp_path):
     assert OP_NAME in onnx.why_failed and "split candidate" in onnx.why_failed
     manifest = json.loads((result.package / "manifest.json").read_text())
     assert manifest["backend"] == "split" and manifest["model_file"].endswith(".split.zip")
-    assert manifest["carries_code"][0]["kind"] == "python"  # the op's Python is imported at load: consent first
+    assert (
+        manifest["carries_code"][0]["kind"] == "python"
+    )  # the op's Python is imported at load: consent first
     with pytest.raises(shipyard.PackageError, match="trust_code=True"):
         shipyard.load(result.package)
     x = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
     with torch.inference_mode():
         expected = make_model()(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(shipyard.load(result.package, trust_code=True).run({"image": x})["output"], expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        shipyard.load(result.package, trust_code=True).run({"image": x})["output"],
+        expected,
+        atol=1e-4,
+        rtol=0,
+    )

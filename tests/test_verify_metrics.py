@@ -11,10 +11,12 @@ def _logits(classes):
 
 def test_accuracy_drop_is_counted_in_points_against_the_source():
     labels = np.array([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
-    reference = {"logits": _logits(labels)}                      # source: 100 %
+    reference = {"logits": _logits(labels)}  # source: 100 %
     wrong_two = labels.copy()
     wrong_two[:2] = 3
-    result = verify_outputs("accuracy", reference, {"logits": _logits(wrong_two)}, labels, max_drop=1.0)
+    result = verify_outputs(
+        "accuracy", reference, {"logits": _logits(wrong_two)}, labels, max_drop=1.0
+    )
     assert result.reference_value == 100.0
     assert result.value == 80.0
     assert result.drop == 20.0

@@ -15,10 +15,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETUP_SCRIPT = REPO_ROOT / "scripts" / "triton_env.sh"
@@ -43,10 +43,18 @@ class TritonEnv:
         return self.site / "pytriton" / "tritonserver" / "backends"
 
     def environ(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+        }
         libs = str(self.site / "nvidia_pytriton.libs")
-        env["LD_LIBRARY_PATH"] = libs + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
-        env["PATH"] = f"{self.venv / 'bin'}:{env.get('PATH', '')}"  # the stub's Python is the first python3
+        env["LD_LIBRARY_PATH"] = libs + (
+            ":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else ""
+        )
+        env["PATH"] = (
+            f"{self.venv / 'bin'}:{env.get('PATH', '')}"  # the stub's Python is the first python3
+        )
         return env
 
 
@@ -63,8 +71,10 @@ def triton_env() -> tuple[TritonEnv | None, str]:
         if done.returncode != 0:
             return None, f"scripts/triton_env.sh failed: {done.stderr.strip()[-400:]}"
     if not (venv / ".shipyard-triton").is_file():
-        return None, (f"no Triton environment at {venv}: run `bash scripts/triton_env.sh` "
-                      f"(scripts/test.sh does) to install nvidia-pytriton's tritonserver")
+        return None, (
+            f"no Triton environment at {venv}: run `bash scripts/triton_env.sh` "
+            f"(scripts/test.sh does) to install nvidia-pytriton's tritonserver"
+        )
     env = TritonEnv(venv)
     if not env.binary.is_file():
         return None, f"{env.binary} is missing; rerun scripts/triton_env.sh"
@@ -96,18 +106,35 @@ class TritonProcess:
 
 
 @contextmanager
-def running_triton(env: TritonEnv, repository: Path, log: Path, timeout_s: float = 180,
-                   extra_args: tuple[str, ...] = ()) -> Iterator[TritonProcess]:
+def running_triton(
+    env: TritonEnv,
+    repository: Path,
+    log: Path,
+    timeout_s: float = 180,
+    extra_args: tuple[str, ...] = (),
+) -> Iterator[TritonProcess]:
     """``tritonserver`` serving ``repository`` on free 127.0.0.1 ports until the block ends."""
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
-    argv = [str(env.binary), f"--model-repository={repository}", f"--backend-directory={env.backends}",
-            "--http-address=127.0.0.1", f"--http-port={http_port}", "--grpc-address=127.0.0.1",
-            f"--grpc-port={grpc_port}", "--allow-metrics=false", "--allow-gpu-metrics=false",
-            f"--metrics-port={metrics_port}", "--exit-on-error=true", "--strict-readiness=true", "--exit-timeout-secs=5",
-            *extra_args]
+    argv = [
+        str(env.binary),
+        f"--model-repository={repository}",
+        f"--backend-directory={env.backends}",
+        "--http-address=127.0.0.1",
+        f"--http-port={http_port}",
+        "--grpc-address=127.0.0.1",
+        f"--grpc-port={grpc_port}",
+        "--allow-metrics=false",
+        "--allow-gpu-metrics=false",
+        f"--metrics-port={metrics_port}",
+        "--exit-on-error=true",
+        "--strict-readiness=true",
+        "--exit-timeout-secs=5",
+        *extra_args,
+    ]
     with open(log, "wb") as sink:
-        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env.environ(),
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            argv, stdout=sink, stderr=subprocess.STDOUT, env=env.environ(), start_new_session=True
+        )
     server = TritonProcess(http_port, grpc_port, log, process)
     try:
         _wait_ready(server, timeout_s)
@@ -120,7 +147,9 @@ def _wait_ready(server: TritonProcess, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"tritonserver exited with {server.process.returncode}:\n{tail(server.log)}")
+            raise RuntimeError(
+                f"tritonserver exited with {server.process.returncode}:\n{tail(server.log)}"
+            )
         try:
             conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=2)
             conn.request("GET", "/v2/health/ready")

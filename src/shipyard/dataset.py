@@ -43,12 +43,15 @@ class Dataset:
             {k: v[index] for k, v in self.inputs.items()},
             None if self.labels is None else self.labels[index],
             None if self.texts is None else [self.texts[i] for i in index],
-            self.synthetic, self.description, list(self.notes))
+            self.synthetic,
+            self.description,
+            list(self.notes),
+        )
 
     def batches(self, size: int):
         """Yield feeds of at most ``size`` samples, in order."""
         for start in range(0, len(self), size):
-            yield {k: v[start:start + size] for k, v in self.inputs.items()}
+            yield {k: v[start : start + size] for k, v in self.inputs.items()}
 
 
 @dataclass(frozen=True)
@@ -66,49 +69,67 @@ def load_npz(path: Path, signature: Signature) -> Dataset:
         archive = np.load(str(path), allow_pickle=False)
         arrays = {k: archive[k] for k in archive.files}
     except Exception as exc:
-        raise DataError(f"cannot read {path} as .npz ({type(exc).__name__}: {exc}); expected "
-                        f"numpy.savez output with one array per input") from exc
+        raise DataError(
+            f"cannot read {path} as .npz ({type(exc).__name__}: {exc}); expected "
+            f"numpy.savez output with one array per input"
+        ) from exc
     labels = arrays.pop("labels", None)
     inputs = {}
     for spec in signature.inputs:
         if spec.name not in arrays:
-            raise DataError(f"{path.name} has arrays {sorted(arrays)}; expected one named {spec.name!r} "
-                            f"for each model input {signature.input_names} (plus optional 'labels')")
+            raise DataError(
+                f"{path.name} has arrays {sorted(arrays)}; expected one named {spec.name!r} "
+                f"for each model input {signature.input_names} (plus optional 'labels')"
+            )
         inputs[spec.name] = _fit_to_spec(arrays.pop(spec.name), spec, path.name)
     if arrays:
-        raise DataError(f"{path.name} has arrays {sorted(arrays)} that are not model inputs "
-                        f"{signature.input_names} nor 'labels'")
+        raise DataError(
+            f"{path.name} has arrays {sorted(arrays)} that are not model inputs "
+            f"{signature.input_names} nor 'labels'"
+        )
     return _checked(Dataset(inputs, _labels(labels, inputs, path.name), description=f"{path.name}"))
 
 
 def _fit_to_spec(array: np.ndarray, spec, filename: str) -> np.ndarray:
     if array.ndim != len(spec.shape):
-        raise DataError(f"{filename}: array {spec.name!r} has shape {list(array.shape)}; expected "
-                        f"{len(spec.shape)} dimensions, samples first, like {spec.kserve_shape}")
+        raise DataError(
+            f"{filename}: array {spec.name!r} has shape {list(array.shape)}; expected "
+            f"{len(spec.shape)} dimensions, samples first, like {spec.kserve_shape}"
+        )
     for axis, (got, want) in enumerate(zip(array.shape[1:], spec.shape[1:]), start=1):
         if isinstance(want, int) and got != want:
-            raise DataError(f"{filename}: array {spec.name!r} has shape {list(array.shape)}; the model "
-                            f"expects {spec.kserve_shape} (size {want} on axis {axis})")
+            raise DataError(
+                f"{filename}: array {spec.name!r} has shape {list(array.shape)}; the model "
+                f"expects {spec.kserve_shape} (size {want} on axis {axis})"
+            )
     want = numpy_dtype(spec.dtype)
     if array.dtype.kind == "f" and want.kind in "iu":
-        raise DataError(f"{filename}: array {spec.name!r} holds {array.dtype}; the model expects {spec.dtype}")
+        raise DataError(
+            f"{filename}: array {spec.name!r} holds {array.dtype}; the model expects {spec.dtype}"
+        )
     return array.astype(want, copy=False)
 
 
-def _labels(labels: np.ndarray | None, inputs: dict[str, np.ndarray], filename: str) -> np.ndarray | None:
+def _labels(
+    labels: np.ndarray | None, inputs: dict[str, np.ndarray], filename: str
+) -> np.ndarray | None:
     if labels is None:
         return None
     count = len(next(iter(inputs.values())))
     if labels.ndim != 1 or len(labels) != count or labels.dtype.kind not in "iu":
-        raise DataError(f"{filename}: 'labels' has shape {list(labels.shape)} and dtype {labels.dtype}; "
-                        f"expected {count} integer class indices")
+        raise DataError(
+            f"{filename}: 'labels' has shape {list(labels.shape)} and dtype {labels.dtype}; "
+            f"expected {count} integer class indices"
+        )
     return labels.astype(np.int64)
 
 
 def _checked(dataset: Dataset) -> Dataset:
     counts = {k: len(v) for k, v in dataset.inputs.items()}
     if len(set(counts.values())) > 1:
-        raise DataError(f"inputs have different sample counts {counts}; expected the same first axis")
+        raise DataError(
+            f"inputs have different sample counts {counts}; expected the same first axis"
+        )
     if len(dataset) == 0:
         raise DataError(f"{dataset.description} has no samples; expected at least one")
     return dataset
@@ -117,9 +138,13 @@ def _checked(dataset: Dataset) -> Dataset:
 def load_texts(path: Path) -> list[str]:
     """One text per non-empty line."""
     try:
-        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = [
+            line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {path} as UTF-8 text ({exc}); expected one text per line") from exc
+        raise DataError(
+            f"cannot read {path} as UTF-8 text ({exc}); expected one text per line"
+        ) from exc
     if not texts:
         raise DataError(f"{path} has no text lines; expected one text per line")
     return texts
@@ -141,18 +166,30 @@ def load_image_folder(folder: Path, signature: Signature, options: ImageOptions)
     arrays = [_image_array(Image.open(f), size, channels, options) for f in files]
     classes = sorted({f.parent.name for f in files})
     nested = all(f.parent != folder for f in files)
-    labels = np.array([classes.index(f.parent.name) for f in files]) if nested and len(classes) > 1 else None
-    dataset = Dataset({spec.name: np.stack(arrays).astype(numpy_dtype(spec.dtype))}, labels,
-                      description=f"{len(files)} images from {folder}")
-    dataset.notes.append(f"images resized to {size[0]}x{size[1]}, scaled to [0,1], normalised with "
-                         f"mean {options.mean} std {options.std}")
+    labels = (
+        np.array([classes.index(f.parent.name) for f in files])
+        if nested and len(classes) > 1
+        else None
+    )
+    dataset = Dataset(
+        {spec.name: np.stack(arrays).astype(numpy_dtype(spec.dtype))},
+        labels,
+        description=f"{len(files)} images from {folder}",
+    )
+    dataset.notes.append(
+        f"images resized to {size[0]}x{size[1]}, scaled to [0,1], normalised with "
+        f"mean {options.mean} std {options.std}"
+    )
     return dataset
 
 
 def _spatial_size(spec) -> tuple[int, int]:
     height, width = spec.shape[-2], spec.shape[-1]
     if not (isinstance(height, int) and isinstance(width, int)):
-        raise DataError(f"input {spec.name!r} has dynamic spatial size {spec.kserve_shape}; pass --image-size HxW")
+        raise DataError(
+            f"input {spec.name!r} has dynamic spatial size {spec.kserve_shape}; pass --image-size "
+            "HxW"
+        )
     return height, width
 
 
@@ -175,8 +212,11 @@ def synthetic(signature: Signature, samples: int = 64, seed: int = 0) -> Dataset
             inputs[spec.name] = rng.integers(0, 100, size=shape).astype(spec.dtype)
         else:
             inputs[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-    return Dataset(inputs, synthetic=True,
-                   description=f"{samples} synthetic random samples (no --data given: speed and fidelity only)")
+    return Dataset(
+        inputs,
+        synthetic=True,
+        description=f"{samples} synthetic random samples (no --data: speed and fidelity only)",
+    )
 
 
 @dataclass

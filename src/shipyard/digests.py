@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from shipyard.errors import PackageError
 
@@ -17,17 +17,22 @@ MANIFEST = "manifest.json"
 
 
 def package_files(folder: Path) -> Iterator[str]:
-    """Every file of the package except the manifest, as sorted relative POSIX paths; refuses symlinks."""
+    """Every file of the package except the manifest, as sorted relative POSIX paths; refuses
+    symlinks."""
     root = folder.resolve()
     for path in sorted(root.rglob("*")):
         mode = path.lstat().st_mode
         if stat.S_ISLNK(mode):
-            raise PackageError(f"package {folder} holds a symlink {path.relative_to(root)}; expected only "
-                               f"plain files (a link may point out of the package)")
+            raise PackageError(
+                f"package {folder} holds a symlink {path.relative_to(root)}; expected only "
+                f"plain files (a link may point out of the package)"
+            )
         if stat.S_ISREG(mode) and path != root / MANIFEST:
             yield path.relative_to(root).as_posix()
         elif not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-            raise PackageError(f"package {folder} holds {path.relative_to(root)}, which is not a plain file")
+            raise PackageError(
+                f"package {folder} holds {path.relative_to(root)}, which is not a plain file"
+            )
 
 
 def digest(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""What can run here: every backend and framework extra (version, available or why not, how to get it)
+"""What can run here: every backend and framework extra (version, available or why not, how to get
+it)
 and the machine.
 
 Example::
@@ -53,27 +54,38 @@ def backend_statuses() -> list[BackendStatus]:
             continue
         backend = get_backend(name)
         ok, why = backend.available()
-        statuses.append(BackendStatus(name, ok, package_version(backend.package), "" if ok else why,
-                                      _converter_notes(name)))
+        statuses.append(
+            BackendStatus(
+                name,
+                ok,
+                package_version(backend.package),
+                "" if ok else why,
+                _converter_notes(name),
+            )
+        )
     return statuses
 
 
 def framework_statuses():
-    """The framework extras (``paddle``, ``tf``, ``caffe``): each a MODEL form, its runtime and converter."""
+    """The framework extras (``paddle``, ``tf``, ``caffe``): each a MODEL form, its runtime and
+    converter."""
     from shipyard.sources.extras import framework_statuses as statuses
 
     return statuses()
 
 
 def runtime_versions(backends: list[str]) -> dict[str, str]:
-    """``{pip package: version}`` of Python, Shipyard, numpy, onnx and the runtimes behind ``backends``."""
+    """``{pip package: version}`` of Python, Shipyard, numpy, onnx and the runtimes behind
+    ``backends``."""
     from shipyard.backends import backend_names, get_backend
 
     known = set(backend_names())
     runtimes = [get_backend(b).package for b in backends if b in known]
     packages = ["numpy", "onnx"] + (["nncf"] if "openvino" in backends else []) + runtimes
-    versions = {"python": platform.python_version(),
-                "shipyard": package_version("shipyard") or "dev"}
+    versions = {
+        "python": platform.python_version(),
+        "shipyard": package_version("shipyard") or "dev",
+    }
     for package in dict.fromkeys(packages):
         if package_version(package):
             versions[package] = package_version(package)
@@ -101,6 +113,12 @@ def machine_status() -> MachineStatus:
     from shipyard.backends.gpu import nvidia_gpus
 
     cpu = machine.cpu()
-    return MachineStatus(cpu=cpu.model, cores=cpu.cores, usable_cores=machine.usable_cores(),
-                         flags={label: cpu.has(label) for label in machine.CPU_FEATURES},
-                         gpus=nvidia_gpus(), platform=platform.platform(), python=platform.python_version())
+    return MachineStatus(
+        cpu=cpu.model,
+        cores=cpu.cores,
+        usable_cores=machine.usable_cores(),
+        flags={label: cpu.has(label) for label in machine.CPU_FEATURES},
+        gpus=nvidia_gpus(),
+        platform=platform.platform(),
+        python=platform.python_version(),
+    )

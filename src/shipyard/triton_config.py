@@ -1,4 +1,5 @@
-"""Triton's model configuration of a model, as text: written by ``export triton``, answered by ``serve``.
+"""Triton's model configuration of a model, as text: written by ``export triton``, answered by
+``serve``.
 
 ``shipyard export triton`` writes it as ``config.pbtxt``; ``shipyard serve`` answers it (parsed by
 :func:`parse_config`) to ``get_model_config``, so both describe a model the same way.
@@ -12,10 +13,21 @@ from typing import Any
 from shipyard.errors import PackageError
 from shipyard.records import Signature, TensorSpec
 
-_TYPES = {"BOOL": "TYPE_BOOL", "UINT8": "TYPE_UINT8", "UINT16": "TYPE_UINT16", "UINT32": "TYPE_UINT32",
-          "UINT64": "TYPE_UINT64", "INT8": "TYPE_INT8", "INT16": "TYPE_INT16", "INT32": "TYPE_INT32",
-          "INT64": "TYPE_INT64", "FP16": "TYPE_FP16", "FP32": "TYPE_FP32", "FP64": "TYPE_FP64",
-          "BYTES": "TYPE_STRING"}
+_TYPES = {
+    "BOOL": "TYPE_BOOL",
+    "UINT8": "TYPE_UINT8",
+    "UINT16": "TYPE_UINT16",
+    "UINT32": "TYPE_UINT32",
+    "UINT64": "TYPE_UINT64",
+    "INT8": "TYPE_INT8",
+    "INT16": "TYPE_INT16",
+    "INT32": "TYPE_INT32",
+    "INT64": "TYPE_INT64",
+    "FP16": "TYPE_FP16",
+    "FP32": "TYPE_FP32",
+    "FP64": "TYPE_FP64",
+    "BYTES": "TYPE_STRING",
+}
 
 
 @dataclass
@@ -33,10 +45,16 @@ class TritonOptions:
     for Triton's Python backend to load (see ``shipyard.package.trust``)."""
 
 
-
-def model_text(name: str, backend: str, platform: str, signature: Signature, options: TritonOptions,
-               engine: list[str] | None = None) -> str:
-    """A model's config in Triton's text format: tensors, batching and instances, plus ``engine`` lines.
+def model_text(
+    name: str,
+    backend: str,
+    platform: str,
+    signature: Signature,
+    options: TritonOptions,
+    engine: list[str] | None = None,
+) -> str:
+    """A model's config in Triton's text format: tensors, batching and instances, plus ``engine``
+    lines.
 
     ``shipyard export triton`` writes it as ``config.pbtxt``; ``shipyard serve`` answers it (parsed
     by :func:`parse_config`) to ``get_model_config``, so both describe a model the same way.
@@ -45,9 +63,14 @@ def model_text(name: str, backend: str, platform: str, signature: Signature, opt
     lines = [f'name: "{name}"', f'backend: "{backend}"']
     lines += [f'platform: "{platform}"'] if platform else []
     lines += list(engine or []) + [f"max_batch_size: {options.max_batch_size if batched else 0}"]
-    lines += [_tensors("input", signature.inputs, batched), _tensors("output", signature.outputs, batched)]
+    lines += [
+        _tensors("input", signature.inputs, batched),
+        _tensors("output", signature.outputs, batched),
+    ]
     if batched:
-        lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {options.max_queue_delay_us} }}")
+        lines.append(
+            f"dynamic_batching {{ max_queue_delay_microseconds: {options.max_queue_delay_us} }}"
+        )
     lines.append(f"instance_group [ {{ count: {options.instances} kind: KIND_CPU }} ]")
     return "\n".join(lines) + "\n"
 
@@ -56,15 +79,19 @@ def _tensors(kind: str, specs: tuple[TensorSpec, ...], batched: bool) -> str:
     entries = []
     for spec in specs:
         dims = spec.kserve_shape[1:] if batched else spec.kserve_shape
-        # Triton refuses empty dims: one value per sample is dims [1] reshaped to no dims, as its docs do
-        shape = f'dims: [ {", ".join(str(d) for d in dims)} ]' if dims else "dims: [ 1 ] reshape: { shape: [ ] }"
+        # Triton refuses empty dims: one value per sample is dims [1] reshaped to no dims, as its
+        # docs do
+        shape = (
+            f"dims: [ {', '.join(str(d) for d in dims)} ]"
+            if dims
+            else "dims: [ 1 ] reshape: { shape: [ ] }"
+        )
         entries.append(f'  {{ name: "{spec.name}" data_type: {_TYPES[spec.datatype]} {shape} }}')
     return f"{kind} [\n" + ",\n".join(entries) + "\n]"
 
 
 def parameter(key: str, value: object) -> str:
     return f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}'
-
 
 
 def parse_config(text: str) -> Any:
@@ -75,7 +102,9 @@ def parse_config(text: str) -> Any:
     try:
         return text_format.Parse(text, model_config_pb2.ModelConfig())
     except text_format.ParseError as exc:  # a bug of ours, never the user's
-        raise PackageError(f"the Triton config we wrote does not parse as ModelConfig: {exc}") from exc
+        raise PackageError(
+            f"the Triton config we wrote does not parse as ModelConfig: {exc}"
+        ) from exc
 
 
 def check_schema(text: str) -> None:

@@ -23,8 +23,11 @@ CPU_BACKENDS = ("torch", "torchscript", "onnxruntime", "openvino", "split")
 def _folders() -> dict[str, str]:
     """Backend name → module, one for each sub-package of this folder."""
     found = pkgutil.iter_modules([str(Path(__file__).parent)])
-    return {info.name.replace("_", "-"): f"{__name__}.{info.name}" for info in sorted(found, key=lambda i: i.name)
-            if info.ispkg}
+    return {
+        info.name.replace("_", "-"): f"{__name__}.{info.name}"
+        for info in sorted(found, key=lambda i: i.name)
+        if info.ispkg
+    }
 
 
 def backend_names() -> list[str]:
@@ -54,5 +57,14 @@ def quantizer_for(method: str) -> Runtime | None:
     return next((b for b in all_backends() if method in b.quantizers), None)
 
 
-__all__ = ["Backend", "Runtime", "Session", "CPU_BACKENDS", "all_backends", "backend_names", "converter_for",
-           "get_backend", "quantizer_for"]
+__all__ = [
+    "Backend",
+    "Runtime",
+    "Session",
+    "CPU_BACKENDS",
+    "all_backends",
+    "backend_names",
+    "converter_for",
+    "get_backend",
+    "quantizer_for",
+]

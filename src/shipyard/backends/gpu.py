@@ -12,11 +12,19 @@ def nvidia_gpus() -> list[str]:
     if smi is None:
         return []
     try:
-        done = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            [smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return []
-    return [line.strip() for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []
+    return (
+        [line.strip() for line in done.stdout.splitlines() if line.strip()]
+        if done.returncode == 0
+        else []
+    )
 
 
 def gpu_missing() -> str:

@@ -1,4 +1,5 @@
-"""The ``convert`` and ``quantize`` recipe steps, each done by the backend that owns the format or method.
+"""The ``convert`` and ``quantize`` recipe steps, each done by the backend that owns the format or
+method.
 
 ``convert(format=ncnn)`` goes to the backend whose ``converts`` names ``ncnn``, from the artifact
 format it starts from; ``quantize(method=static-qdq, …)`` to the backend whose ``quantizers`` name
@@ -16,15 +17,20 @@ from shipyard.workshop import Workshop, step
 
 @step("convert")
 def convert_step(workshop: Workshop, previous: Artifact | None, format: str, **options) -> Artifact:
-    """``convert(format=…)``: done by the backend that owns that format, from the format it starts from."""
+    """``convert(format=…)``: done by the backend that owns that format, from the format it starts
+    from."""
     backend = converter_for(format)
     if backend is None:
         known = sorted(f for b in all_backends() for f in b.converts)
-        raise ConversionError(f"unknown conversion target {format!r}; expected one of {', '.join(known)}")
+        raise ConversionError(
+            f"unknown conversion target {format!r}; expected one of {', '.join(known)}"
+        )
     start = backend.converts[format]
     if previous is None or previous.format != start:
         got = previous.format if previous else "nothing"
-        raise ConversionError(f"converting to {format} needs a {start} artifact; the recipe gave it {got}")
+        raise ConversionError(
+            f"converting to {format} needs a {start} artifact; the recipe gave it {got}"
+        )
     return backend.convert(workshop, previous, format, **options)
 
 
@@ -34,21 +40,35 @@ UNCALIBRATED = ("dynamic", "fp16", "nncf-weights")
 
 
 @step("quantize")
-def quantize_step(workshop: Workshop, previous: Artifact | None, method: str, **options) -> Artifact:
+def quantize_step(
+    workshop: Workshop, previous: Artifact | None, method: str, **options
+) -> Artifact:
     """``quantize(method=…)``: done by the backend that owns the method, each artifact cached."""
     from shipyard.quantize.cache import cache_key, cached
 
     backend = quantizer_for(method)
     if backend is None:
-        raise ConversionError(f"unknown quantisation method {method!r}; expected one of {', '.join(methods())}")
+        raise ConversionError(
+            f"unknown quantisation method {method!r}; expected one of {', '.join(methods())}"
+        )
     if previous is None:
-        raise ConversionError("quantize needs an exported model before it; the recipe gave it nothing")
+        raise ConversionError(
+            "quantize needs an exported model before it; the recipe gave it nothing"
+        )
     want = backend.quantizers[method]
     if previous.format != want:
-        raise ConversionError(f"quantize(method={method}) needs a {want} artifact; the recipe gave it {previous.format}")
-    key = cache_key(workshop.source.content_hash, workshop.current_key, _data_hash(workshop, method))
-    return cached(key, workshop.new_path(QUANTIZED_SUFFIX[want]),
-                  lambda path: backend.quantize(workshop, previous, path, method, options))
+        raise ConversionError(
+            f"quantize(method={method}) needs a {want} artifact; the recipe gave it "
+            f"{previous.format}"
+        )
+    key = cache_key(
+        workshop.source.content_hash, workshop.current_key, _data_hash(workshop, method)
+    )
+    return cached(
+        key,
+        workshop.new_path(QUANTIZED_SUFFIX[want]),
+        lambda path: backend.quantize(workshop, previous, path, method, options),
+    )
 
 
 def methods() -> list[str]:

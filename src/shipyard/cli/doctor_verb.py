@@ -1,4 +1,5 @@
-"""``shipyard doctor``: which backends work here (version, why not, how to get them) and the machine."""
+"""``shipyard doctor``: which backends work here (version, why not, how to get them) and the
+machine."""
 
 from __future__ import annotations
 
@@ -18,8 +19,16 @@ def run_doctor(args: argparse.Namespace) -> int:
 
     backends, frameworks, machine = backend_statuses(), framework_statuses(), machine_status()
     if args.json:
-        print(json.dumps({"backends": [asdict(b) for b in backends], "frameworks": [asdict(f) for f in frameworks],
-                          "machine": asdict(machine)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "backends": [asdict(b) for b in backends],
+                    "frameworks": [asdict(f) for f in frameworks],
+                    "machine": asdict(machine),
+                },
+                indent=2,
+            )
+        )
         return 0
     from rich.table import Table
 
@@ -29,14 +38,29 @@ def run_doctor(args: argparse.Namespace) -> int:
     for column in ("backend", "available", "version", "why not / how to get it"):
         table.add_column(column)
     for status in backends:
-        table.add_row(status.name, "yes" if status.available else "no", status.version or "–",
-                      "; ".join(([status.reason] if status.reason else []) + status.notes))
+        table.add_row(
+            status.name,
+            "yes" if status.available else "no",
+            status.version or "–",
+            "; ".join(([status.reason] if status.reason else []) + status.notes),
+        )
     out.print(table)
     out.print(_status_table("model frameworks (extras)", "extra", frameworks))
-    flags = ", ".join(f"{name} {'yes' if present else 'no'}" for name, present in machine.flags.items())
-    out.print(f"CPU: {machine.cpu}; {machine.cores} cores ({machine.usable_cores} usable by this process)")
+    flags = ", ".join(
+        f"{name} {'yes' if present else 'no'}" for name, present in machine.flags.items()
+    )
+    out.print(
+        f"CPU: {machine.cpu}; {machine.cores} cores ({machine.usable_cores} usable by this process)"
+    )
     out.print(f"CPU features: {flags}")
-    out.print("GPU: " + ("; ".join(machine.gpus) if machine.gpus else "none found (no nvidia-smi or no NVIDIA GPU)"))
+    out.print(
+        "GPU: "
+        + (
+            "; ".join(machine.gpus)
+            if machine.gpus
+            else "none found (no nvidia-smi or no NVIDIA GPU)"
+        )
+    )
     out.print(f"Python {machine.python} on {machine.platform}")
     return 0
 
@@ -48,6 +72,10 @@ def _status_table(title: str, first: str, statuses: list):
     for column in (first, "available", "version", "why not / how to get it"):
         table.add_column(column)
     for status in statuses:
-        table.add_row(status.name, "yes" if status.available else "no", status.version or "–",
-                      "; ".join(([status.reason] if status.reason else []) + status.notes))
+        table.add_row(
+            status.name,
+            "yes" if status.available else "no",
+            status.version or "–",
+            "; ".join(([status.reason] if status.reason else []) + status.notes),
+        )
     return table

@@ -9,12 +9,16 @@ import sys
 from shipyard.errors import ShipyardError
 
 VERB_MODULES = ("build_verbs", "doctor_verb", "serve_verbs", "quantize_verbs", "inspect_verb")
-"""Modules under ``shipyard.cli`` with ``register(subparsers)``; each sets ``run`` on its parsers."""
+"""Modules under ``shipyard.cli`` with ``register(subparsers)``; each sets ``run`` on its
+parsers."""
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="shipyard", description="Take a trained model to production: "
-                                     "export, optimise, verify, benchmark, choose and serve.")
+    parser = argparse.ArgumentParser(
+        prog="shipyard",
+        description="Take a trained model to production: "
+        "export, optimise, verify, benchmark, choose and serve.",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name in VERB_MODULES:

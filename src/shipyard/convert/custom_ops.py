@@ -14,7 +14,8 @@ from typing import Any
 KNOWN_NAMESPACES = ("aten", "prims", "_c10d_functional", "c10d_functional")
 """Operator namespaces both ONNX exporters translate."""
 TRANSLATION_ATTRIBUTE = "onnx_translation_table"
-"""A model attribute mapping a custom op (``torch.ops.ns.name.default``) to an onnxscript function."""
+"""A model attribute mapping a custom op (``torch.ops.ns.name.default``) to an onnxscript
+function."""
 
 
 @dataclass
@@ -36,8 +37,11 @@ class UnknownOp:
         return ["torch"] + (["onnxruntime", "openvino"] if self.translated else [])
 
     def describe(self) -> str:
-        how = "translated to ONNX by the user's function" if self.translated else \
-            "unknown to both ONNX exporters; runs in PyTorch only"
+        how = (
+            "translated to ONNX by the user's function"
+            if self.translated
+            else "unknown to both ONNX exporters; runs in PyTorch only"
+        )
         return f"{self.name} (called {self.calls}× in {self.where}): {how}"
 
 
@@ -75,7 +79,8 @@ _TRANSLATIONS: dict = {}
 
 
 def register_translation(op: Any, function: Any) -> None:
-    """Tell every export in this process how to write custom ``op`` in ONNX (an onnxscript function).
+    """Tell every export in this process how to write custom ``op`` in ONNX (an onnxscript
+    function).
 
     The reliable way: model transforms (BN folding traces the model anew) keep no attributes, so
     a table set on the model (``onnx_translation_table``) only counts while the model is unchanged.
@@ -110,10 +115,12 @@ def _track_module_paths(module: Any, stack: list[str]) -> list:
 def _enter(stack: list[str], path: str):
     def hook(_module, _args) -> None:
         stack.append(path)
+
     return hook
 
 
 def _leave(stack: list[str]):
     def hook(_module, _args, _output) -> None:  # returning None keeps the module's output
         stack.pop()
+
     return hook

@@ -35,15 +35,20 @@ def export_onnx(source: Source, path: Path) -> OnnxExport:
     args = tuple(torch.from_numpy(spec_example(s)) for s in source.signature.inputs)
     _refuse_unknown_ops(source, args)
     errors = []
-    attempts = [("legacy", LEGACY_OPSET)] if source.kind == "torchscript" else [
-        ("dynamo", DYNAMO_OPSET), ("legacy", LEGACY_OPSET)]
+    attempts = (
+        [("legacy", LEGACY_OPSET)]
+        if source.kind == "torchscript"
+        else [("dynamo", DYNAMO_OPSET), ("legacy", LEGACY_OPSET)]
+    )
     for exporter, opset in attempts:
         try:
             _export(source, args, path, exporter, opset)
             check_onnx(path)
             return OnnxExport(Artifact(path, "onnx", source.signature), exporter, opset)
         except Exception as exc:
-            errors.append(f"{exporter} exporter (opset {opset}): {type(exc).__name__}: {str(exc)[:300]}")
+            errors.append(
+                f"{exporter} exporter (opset {opset}): {type(exc).__name__}: {str(exc)[:300]}"
+            )
     raise ConversionError("ONNX export failed: " + " | ".join(errors))
 
 
@@ -55,11 +60,24 @@ def _export(source: Source, args: tuple, path: Path, exporter: str, opset: int) 
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            source.module, args, None if exporter == "dynamo" else str(path),
-            input_names=signature.input_names, output_names=signature.output_names,
-            opset_version=opset, dynamic_axes=axes, dynamo=exporter == "dynamo",
-            **({"optimize": True, "verbose": False, "custom_translation_table": _translations(source)}
-               if exporter == "dynamo" else {"do_constant_folding": True}))
+            source.module,
+            args,
+            None if exporter == "dynamo" else str(path),
+            input_names=signature.input_names,
+            output_names=signature.output_names,
+            opset_version=opset,
+            dynamic_axes=axes,
+            dynamo=exporter == "dynamo",
+            **(
+                {
+                    "optimize": True,
+                    "verbose": False,
+                    "custom_translation_table": _translations(source),
+                }
+                if exporter == "dynamo"
+                else {"do_constant_folding": True}
+            ),
+        )
     if program is not None:
         program.save(str(path), external_data=_too_big_for_one_file(source))
 
@@ -75,9 +93,12 @@ def _refuse_unknown_ops(source: Source, args: tuple) -> None:
     except Exception:  # the exporters will say what is wrong with this model
         return
     if unknown:
-        raise ConversionError("ONNX export cannot write " + "; ".join(op.describe() for op in unknown)
-                              + ". The split candidate runs it in PyTorch between ONNX Runtime parts; or "
-                              "register an ONNX translation (shipyard.split.register_translation)")
+        raise ConversionError(
+            "ONNX export cannot write "
+            + "; ".join(op.describe() for op in unknown)
+            + ". The split candidate runs it in PyTorch between ONNX Runtime parts; or "
+            "register an ONNX translation (shipyard.split.register_translation)"
+        )
 
 
 def _translations(source: Source) -> dict | None:
@@ -115,7 +136,9 @@ def spec_example(spec, batch: int = 2):
     """A small example array for a spec: symbolic dims become 2, or 8 for sequence axes."""
     import numpy as np
 
-    shape = [d if isinstance(d, int) else (batch if i == 0 else 8) for i, d in enumerate(spec.shape)]
+    shape = [
+        d if isinstance(d, int) else (batch if i == 0 else 8) for i, d in enumerate(spec.shape)
+    ]
     if spec.dtype in ("int64", "int32"):
         return np.ones(shape, dtype=spec.dtype)
     return np.random.default_rng(0).standard_normal(shape).astype(spec.dtype)

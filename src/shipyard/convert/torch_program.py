@@ -16,14 +16,20 @@ def export_program(source: Source, path: Path) -> Artifact:
     args = tuple(torch.from_numpy(spec_example(s)) for s in source.signature.inputs)
     dims: dict[str, object] = {}
     shapes = {
-        arg: {axis: dims.setdefault(d, torch.export.Dim(d, min=1, max=4096))
-              for axis, d in enumerate(spec.shape) if isinstance(d, str)}
-        for arg, spec in zip(_forward_arg_names(source, len(args)), source.signature.inputs)}
+        arg: {
+            axis: dims.setdefault(d, torch.export.Dim(d, min=1, max=4096))
+            for axis, d in enumerate(spec.shape)
+            if isinstance(d, str)
+        }
+        for arg, spec in zip(_forward_arg_names(source, len(args)), source.signature.inputs)
+    }
     try:
         program = torch.export.export(source.module.eval(), args, dynamic_shapes=shapes or None)
         torch.export.save(program, str(path))
     except Exception as exc:
-        raise ConversionError(f"torch.export failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
+        raise ConversionError(
+            f"torch.export failed: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from exc
     return Artifact(path, "torch-export", source.signature)
 
 

@@ -1,4 +1,5 @@
-"""PyTorch → TorchScript: traced, saved, loadable from libtorch; frozen and optimised when loaded."""
+"""PyTorch → TorchScript: traced, saved, loadable from libtorch; frozen and optimised when
+loaded."""
 
 from __future__ import annotations
 
@@ -21,9 +22,13 @@ def export_torchscript(source: Source, path: Path) -> Artifact:
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                module = torch.jit.trace(source.module.eval(), args, check_trace=False, strict=False)
+                module = torch.jit.trace(
+                    source.module.eval(), args, check_trace=False, strict=False
+                )
         except Exception as exc:
-            raise ConversionError(f"TorchScript tracing failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
+            raise ConversionError(
+                f"TorchScript tracing failed: {type(exc).__name__}: {str(exc)[:300]}"
+            ) from exc
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.jit.save(module, str(path))

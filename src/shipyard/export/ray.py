@@ -61,8 +61,9 @@ def build_app(package: str | Path, options: RayOptions | None = None) -> Any:
     folder = Path(package).resolve()
     name = read_manifest(folder)["name"]
     deployment = _deployment_class(_serve_module(), options)
-    return deployment.options(name=name, num_replicas=options.replicas,
-                              ray_actor_options={"num_cpus": options.num_cpus}).bind(str(folder), options)
+    return deployment.options(
+        name=name, num_replicas=options.replicas, ray_actor_options={"num_cpus": options.num_cpus}
+    ).bind(str(folder), options)
 
 
 def _deployment_class(serve: Any, options: RayOptions) -> Any:
@@ -74,13 +75,22 @@ def _deployment_class(serve: Any, options: RayOptions) -> Any:
 
             self.predictor = shipyard.load(folder, opts.threads, opts.trust_code)
             p = self.predictor
-            self.face = ModelFace(p.name, p.version, p.backend, p.signature, min(opts.max_batch_size, p.max_batch_size))
+            self.face = ModelFace(
+                p.name,
+                p.version,
+                p.backend,
+                p.signature,
+                min(opts.max_batch_size, p.max_batch_size),
+            )
             self.max_bytes = opts.max_request_bytes
             from shipyard.serve.batchaxis import prove_batch_axis
 
             self.batched = self.face.batched and prove_batch_axis(p.run, p.signature).batched
 
-        @serve.batch(max_batch_size=options.max_batch_size, batch_wait_timeout_s=options.max_queue_delay_ms / 1000)
+        @serve.batch(
+            max_batch_size=options.max_batch_size,
+            batch_wait_timeout_s=options.max_queue_delay_ms / 1000,
+        )
         async def run_batch(self, feeds: list[dict[str, np.ndarray]]) -> list[Any]:
             return await asyncio.to_thread(run_grouped, self.predictor.run, feeds, self.batched)
 
@@ -99,15 +109,27 @@ async def answer(replica: Any, request: Any) -> Any:
 
     path = request.url.path.rstrip("/")
     if request.method == "GET":
-        body = {"name": replica.face.name, "ready": True} if path.endswith("/ready") else replica.face.metadata()
+        body = (
+            {"name": replica.face.name, "ready": True}
+            if path.endswith("/ready")
+            else replica.face.metadata()
+        )
         return JSONResponse(body)
     try:
         if not path.endswith("/infer"):
             raise UsageError(f"path {path!r} is not an inference endpoint; expected …/infer")
         body = await read_body(request, replica.max_bytes)
-        header, inputs, outputs = await asyncio.to_thread(  # parsing never blocks the replica's event loop
-            decode_checked, replica.face, body, request.headers.get("inference-header-content-length"),
-            replica.max_bytes)
+        (
+            header,
+            inputs,
+            outputs,
+        ) = await asyncio.to_thread(  # parsing never blocks the replica's event loop
+            decode_checked,
+            replica.face,
+            body,
+            request.headers.get("inference-header-content-length"),
+            replica.max_bytes,
+        )
         result = await replica.run_batch(inputs)
         if isinstance(result, Exception):
             raise result
@@ -140,7 +162,7 @@ def run_grouped(run: Any, feeds: list[dict[str, np.ndarray]], batched: bool = Tr
         elif all(np.ndim(v) and len(v) == sum(sizes) for v in outputs.values()):
             starts = np.cumsum([0, *sizes])
             for i, start, size in zip(members, starts, sizes):
-                results[i] = {k: v[start:start + size] for k, v in outputs.items()}
+                results[i] = {k: v[start : start + size] for k, v in outputs.items()}
         else:
             for i in members:
                 results[i] = _run_one(run, feeds[i])
@@ -154,7 +176,11 @@ def _run_one(run: Any, feed: dict[str, np.ndarray]) -> Any:
     try:
         return run(feed)
     except Exception as exc:  # noqa: BLE001 - reported to each request it was for
-        return BadRequest(str(exc)) if isinstance(exc, DataError) else ServeError(f"model failed: {exc}")
+        return (
+            BadRequest(str(exc))
+            if isinstance(exc, DataError)
+            else ServeError(f"model failed: {exc}")
+        )
 
 
 def export_ray(package: str | Path, out: str | Path, options: RayOptions | None = None) -> Path:
@@ -172,13 +198,16 @@ def export_ray(package: str | Path, out: str | Path, options: RayOptions | None 
 
 
 def app_source(folder: Path, name: str, options: RayOptions) -> str:
-    """The ``app.py`` text: data only as JSON string literals, so no manifest text can become code."""
+    """The ``app.py`` text: data only as JSON string literals, so no manifest text can become
+    code."""
     settings = json.dumps({"package": str(folder), "name": name, "options": asdict(options)})
-    return ('"""Ray Serve app of a Shipyard package, written by `shipyard export ray`.\n\n'
-            'Run: serve run app:app --route-prefix /v2/models/NAME (NAME: SETTINGS["name"])\n"""\n\n'
-            "import json\n\nfrom shipyard.export.ray import RayOptions, build_app\n\n"
-            f"SETTINGS = json.loads({settings!r})\n"
-            'app = build_app(SETTINGS["package"], RayOptions(**SETTINGS["options"]))\n')
+    return (
+        '"""Ray Serve app of a Shipyard package, written by `shipyard export ray`.\n\n'
+        'Run: serve run app:app --route-prefix /v2/models/NAME (NAME: SETTINGS["name"])\n"""\n\n'
+        "import json\n\nfrom shipyard.export.ray import RayOptions, build_app\n\n"
+        f"SETTINGS = json.loads({settings!r})\n"
+        'app = build_app(SETTINGS["package"], RayOptions(**SETTINGS["options"]))\n'
+    )
 
 
 def serve_with_ray(packages: list[Path], options: RayOptions) -> None:
@@ -194,7 +223,11 @@ def serve_with_ray(packages: list[Path], options: RayOptions) -> None:
         for package in packages:
             name = read_manifest(Path(package))["name"]
             serve.run(build_app(package, options), name=name, route_prefix=f"/v2/models/{name}")
-            print(f"Ray Serve: model {name} at http://{options.host}:{options.http_port}/v2/models/{name}", flush=True)
+            print(
+                f"Ray Serve: model {name} at "
+                f"http://{options.host}:{options.http_port}/v2/models/{name}",
+                flush=True,
+            )
         while True:
             time.sleep(1)
     finally:

@@ -1,4 +1,5 @@
-"""``shipyard export triton DIR --out REPO``: a package as a Triton Inference Server model repository.
+"""``shipyard export triton DIR --out REPO``: a package as a Triton Inference Server model
+repository.
 
 Two forms, per package:
 
@@ -50,8 +51,11 @@ PACKAGE_FOLDER = "package"  # the package inside a Python-backend model version
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
-def export_triton(package: str | Path, out: str | Path, options: TritonOptions | None = None) -> Path:
-    """Write the package in ``package`` into the Triton repository ``out``; returns the model folder."""
+def export_triton(
+    package: str | Path, out: str | Path, options: TritonOptions | None = None
+) -> Path:
+    """Write the package in ``package`` into the Triton repository ``out``; returns the model
+    folder."""
     from shipyard.package.manifest import read_manifest
 
     options = options or TritonOptions()
@@ -62,7 +66,13 @@ def export_triton(package: str | Path, out: str | Path, options: TritonOptions |
     fmt = manifest.get("artifact_format")
     native = native_format(manifest) and not options.python_backend
     if native:  # Triton's backend runs the model itself: the model's own tensors
-        text = config_text(name, fmt, Signature.from_json(manifest.get("model_signature") or manifest), options, threads)
+        text = config_text(
+            name,
+            fmt,
+            Signature.from_json(manifest.get("model_signature") or manifest),
+            options,
+            threads,
+        )
     else:  # shipyard.load runs it: the package's public tensors (BYTES text or images)
         from shipyard.package.trust import require_consent
 
@@ -71,7 +81,9 @@ def export_triton(package: str | Path, out: str | Path, options: TritonOptions |
     check_schema(text)
     model_dir = Path(out) / name
     if folder.resolve() in model_dir.resolve().parents:
-        raise UsageError(f"--out {out} is inside the package {folder}; expected a repository folder outside it")
+        raise UsageError(
+            f"--out {out} is inside the package {folder}; expected a repository folder outside it"
+        )
     version_dir = model_dir / version
     if version_dir.exists():
         shutil.rmtree(version_dir)
@@ -88,7 +100,8 @@ def export_triton(package: str | Path, out: str | Path, options: TritonOptions |
 
 
 def native_format(manifest: dict[str, Any]) -> bool:
-    """Whether a Triton backend of its own runs the package: a plain tensor model in a format it loads."""
+    """Whether a Triton backend of its own runs the package: a plain tensor model in a format it
+    loads."""
     plain = not manifest.get("text") and not manifest.get("processing")
     return plain and manifest.get("artifact_format") in _BACKENDS
 
@@ -101,15 +114,20 @@ def python_config_text(name: str, signature: Signature, options: TritonOptions) 
 def _checked_name(manifest: dict[str, Any]) -> str:
     name = str(manifest["name"])
     if not _NAME.fullmatch(name):
-        raise UsageError(f"package name {name!r} cannot name a Triton model folder; expected letters, digits, "
-                         f"'_', '.' or '-' (rebuild with --name)")
+        raise UsageError(
+            f"package name {name!r} cannot name a Triton model folder; expected letters, digits, "
+            f"'_', '.' or '-' (rebuild with --name)"
+        )
     return name
 
 
 def _checked_version(manifest: dict[str, Any]) -> str:
     version = str(manifest.get("version", 1))
     if not version.isdigit() or int(version) < 1:
-        raise UsageError(f"package version {version!r} cannot be a Triton model version; expected a positive integer")
+        raise UsageError(
+            f"package version {version!r} cannot be a Triton model version; expected a positive "
+            "integer"
+        )
     return str(int(version))
 
 
@@ -126,7 +144,9 @@ def _copy_package(folder: Path, target: Path) -> None:
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
         if path.is_symlink():
-            raise PackageError(f"package {folder} holds a symbolic link {relative}; expected regular files only")
+            raise PackageError(
+                f"package {folder} holds a symbolic link {relative}; expected regular files only"
+            )
         if path.is_dir():
             (target / relative).mkdir(parents=True, exist_ok=True)
         elif path.is_file():
@@ -134,19 +154,26 @@ def _copy_package(folder: Path, target: Path) -> None:
             shutil.copy2(path, target / relative)
 
 
-def config_text(name: str, fmt: str, signature: Signature, options: TritonOptions, threads: int) -> str:
-    """The ``config.pbtxt`` of a model in format ``fmt``, run by Triton's own backend for that format."""
+def config_text(
+    name: str, fmt: str, signature: Signature, options: TritonOptions, threads: int
+) -> str:
+    """The ``config.pbtxt`` of a model in format ``fmt``, run by Triton's own backend for that
+    format."""
     backend, platform, filename = _BACKENDS[fmt]
     engine = [f'default_model_filename: "{filename}"']
     # inter-op threads run independent branches; one keeps the total at what the build timed
-    engine += [parameter(key, threads if i == 0 else 1) for i, key in enumerate(_THREADS.get(backend, ()))]
+    engine += [
+        parameter(key, threads if i == 0 else 1) for i, key in enumerate(_THREADS.get(backend, ()))
+    ]
     return model_text(name, backend, platform, signature, options, engine)
 
 
 def _copy_model(folder: Path, manifest: dict, fmt: str, version_dir: Path) -> None:
     model_file = folder / manifest["model_file"]
     if not model_file.is_file():
-        raise PackageError(f"package {folder} lacks its model file {manifest['model_file']}; rebuild the package")
+        raise PackageError(
+            f"package {folder} lacks its model file {manifest['model_file']}; rebuild the package"
+        )
     target = _BACKENDS[fmt][2]
     shutil.copy2(model_file, version_dir / target)
     if fmt == "openvino":

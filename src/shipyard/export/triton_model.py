@@ -31,10 +31,13 @@ class TritonPythonModel:
         settings = json.loads((here / SETTINGS).read_text())
         package = (here / str(settings["package"])).resolve()
         if here not in package.parents:
-            raise ValueError(f"{SETTINGS} names package {settings['package']!r}, outside {here}; expected a "
-                             f"folder inside the model version")
-        self.predictor = shipyard.load(package, threads=int(settings["threads"]),
-                                       trust_code=settings.get("trust_code") is True)
+            raise ValueError(
+                f"{SETTINGS} names package {settings['package']!r}, outside {here}; expected a "
+                f"folder inside the model version"
+            )
+        self.predictor = shipyard.load(
+            package, threads=int(settings["threads"]), trust_code=settings.get("trust_code") is True
+        )
         config = json.loads(args["model_config"])
         self.inputs = [tensor["name"] for tensor in config["input"]]
         self.outputs = [tensor["name"] for tensor in config["output"]]
@@ -43,11 +46,17 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils
 
-        feeds = [{name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs}
-                 for r in requests]
+        feeds = [
+            {name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs}
+            for r in requests
+        ]
         results: list[Any]
         try:
-            results = self._run_joined(feeds) if self.batched and len(feeds) > 1 else [self._run(f) for f in feeds]
+            results = (
+                self._run_joined(feeds)
+                if self.batched and len(feeds) > 1
+                else [self._run(f) for f in feeds]
+            )
         except Exception:  # noqa: BLE001 - retried one request at a time below
             results = [self._run(feed) for feed in feeds]
         return [self._response(result, pb_utils) for result in results]
@@ -78,8 +87,9 @@ class TritonPythonModel:
 def _triton_array(array: np.ndarray) -> np.ndarray:
     """Strings as the bytes objects Triton's BYTES tensors hold; other arrays contiguous."""
     if array.dtype.kind in "OUS":
-        return np.array([v.encode() if isinstance(v, str) else bytes(v) for v in array.ravel()],
-                        dtype=object).reshape(array.shape)
+        return np.array(
+            [v.encode() if isinstance(v, str) else bytes(v) for v in array.ravel()], dtype=object
+        ).reshape(array.shape)
     return np.ascontiguousarray(array)
 
 
@@ -88,6 +98,9 @@ def _error(exc: Exception, pb_utils: Any) -> Any:
     from shipyard.errors import DataError
 
     message = f"{type(exc).__name__}: {exc}"
-    codes = getattr(pb_utils.TritonError, "INVALID_ARG", None), getattr(pb_utils.TritonError, "INTERNAL", None)
+    codes = (
+        getattr(pb_utils.TritonError, "INVALID_ARG", None),
+        getattr(pb_utils.TritonError, "INTERNAL", None),
+    )
     code = codes[0] if isinstance(exc, DataError) else codes[1]
     return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)

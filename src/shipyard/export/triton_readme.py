@@ -10,11 +10,13 @@ import re
 from pathlib import Path
 
 _NEEDS = {
-    "python": "Triton's Python backend, and in the Python its stub runs (the first `python3` on Triton's "
-              "`PATH`): numpy<2 (the stub of Triton 2.51 is built against numpy 1.x), `shipyard` and the "
-              "package's runtime (e.g. `pip install 'numpy<2' onnxruntime tokenizers pillow` and "
-              "`pip install --no-deps shipyard`)",
-    "onnxruntime": "Triton's ONNX Runtime backend (`platform: onnxruntime_onnx`; in NGC's tritonserver images)",
+    "python": "Triton's Python backend, and in the Python its stub runs (the first `python3` on "
+    "Triton's "
+    "`PATH`): numpy<2 (the stub of Triton 2.51 is built against numpy 1.x), `shipyard` and the "
+    "package's runtime (e.g. `pip install 'numpy<2' onnxruntime tokenizers pillow` and "
+    "`pip install --no-deps shipyard`)",
+    "onnxruntime": "Triton's ONNX Runtime backend (`platform: onnxruntime_onnx`; in NGC's "
+    "tritonserver images)",
     "openvino": "Triton's OpenVINO backend",
     "pytorch": "Triton's PyTorch (libtorch) backend",
     "tensorrt": "Triton's TensorRT backend and an NVIDIA GPU of the kind the plan was built on",
@@ -28,14 +30,29 @@ def write_readme(repo: Path) -> Path:
     for config in sorted(repo.glob("*/config.pbtxt")):
         match = _BACKEND.search(config.read_text())
         backend = match.group(1) if match else "?"
-        rows.append(f"| `{config.parent.name}` | `{backend}` | {_NEEDS.get(backend, 'a Triton backend of that name')} |")
-    text = "\n".join([
-        "# Triton model repository (written by `shipyard export triton`)", "",
-        "    tritonserver --model-repository .", "",
-        "| model | Triton backend | what it needs |", "|---|---|---|", *rows, "",
-        "Python-backend models hold the Shipyard package in `<version>/package/`, a `model.py` that loads it",
-        "with `shipyard.load` and joins each dynamic batch into one call, and `shipyard.json` naming the package.",
-        "Clients send the package's own inputs (text packages: BYTES text; image packages: JPEG/PNG bytes).", ""])
+        rows.append(
+            f"| `{config.parent.name}` | `{backend}` | "
+            f"{_NEEDS.get(backend, 'a Triton backend of that name')} |"
+        )
+    text = "\n".join(
+        [
+            "# Triton model repository (written by `shipyard export triton`)",
+            "",
+            "    tritonserver --model-repository .",
+            "",
+            "| model | Triton backend | what it needs |",
+            "|---|---|---|",
+            *rows,
+            "",
+            "Python-backend models hold the Shipyard package in `<version>/package/`, a `model.py` "
+            "that loads it",
+            "with `shipyard.load` and joins each dynamic batch into one call, and `shipyard.json` "
+            "naming the package.",
+            "Clients send the package's own inputs (text packages: BYTES text; image packages: "
+            "JPEG/PNG bytes).",
+            "",
+        ]
+    )
     path = repo / "README.md"
     path.write_text(text)
     return path

@@ -1,4 +1,5 @@
-"""Caffe's reference: caffe-onnx's graph on ONNX Runtime, once ``sources.caffe`` has checked it layer by layer.
+"""Caffe's reference: caffe-onnx's graph on ONNX Runtime, once ``sources.caffe`` has checked it
+layer by layer.
 
 No Caffe runtime installs here; see ``shipyard.sources.caffe.source``.
 """

@@ -14,4 +14,11 @@ from shipyard.inspect.core import inspect_model
 from shipyard.inspect.records import Inspection, LayerProfile, Machine, OperatorSupport
 from shipyard.inspect.text import format_text
 
-__all__ = ["Inspection", "LayerProfile", "Machine", "OperatorSupport", "format_text", "inspect_model"]
+__all__ = [
+    "Inspection",
+    "LayerProfile",
+    "Machine",
+    "OperatorSupport",
+    "format_text",
+    "inspect_model",
+]

@@ -11,14 +11,23 @@ from shipyard.inspect.records import Inspection, OperatorSupport
 from shipyard.sources import InputHint, Source, load_source
 
 
-def inspect_model(model: str, weights: Path | None = None, hints: list[InputHint] | None = None,
-                  output_names: list[str] | None = None, threads: int = 1, measure: bool = True) -> Inspection:
-    """Inspect ``model`` (any MODEL ``shipyard build`` takes); ``measure`` times this machine's peak."""
+def inspect_model(
+    model: str,
+    weights: Path | None = None,
+    hints: list[InputHint] | None = None,
+    output_names: list[str] | None = None,
+    threads: int = 1,
+    measure: bool = True,
+) -> Inspection:
+    """Inspect ``model`` (any MODEL ``shipyard build`` takes); ``measure`` times this machine's
+    peak."""
     source = load_source(model, weights, hints or [], output_names)
     result = Inspection(model, source.kind, source.signature, count_parameters(source))
     custom = _custom_operators(source)
     with tempfile.TemporaryDirectory(prefix="shipyard-inspect-") as scratch:
-        onnx_path = _onnx_path(source, Path(scratch), result) if not _blocks_export(custom) else None
+        onnx_path = (
+            _onnx_path(source, Path(scratch), result) if not _blocks_export(custom) else None
+        )
         if onnx_path is not None:
             from shipyard.inspect.profile import example_feed, profile_onnx
             from shipyard.inspect.support import operator_support
@@ -30,8 +39,10 @@ def inspect_model(model: str, weights: Path | None = None, hints: list[InputHint
             result.flops_by_module = torch_flops(source)
             if _blocks_export(custom):
                 names = ", ".join(op.op_type for op in custom)
-                result.notes.append(f"no runtime profile: the model calls {names}, which no ONNX exporter knows; "
-                                    f"`shipyard build` deploys it split (ONNX Runtime around PyTorch)")
+                result.notes.append(
+                    f"no runtime profile: the model calls {names}, which no ONNX exporter knows; "
+                    f"`shipyard build` deploys it split (ONNX Runtime around PyTorch)"
+                )
     result.operators += custom
     if measure:
         from shipyard.inspect.machine import measure_machine
@@ -65,7 +76,9 @@ def _onnx_path(source: Source, scratch: Path, result: Inspection) -> Path | None
     try:
         return export_onnx(source, scratch / "model.onnx").artifact.path
     except ShipyardError as exc:
-        result.notes.append(f"no runtime profile: the model does not export to ONNX ({str(exc)[:200]})")
+        result.notes.append(
+            f"no runtime profile: the model does not export to ONNX ({str(exc)[:200]})"
+        )
         return None
 
 
@@ -75,8 +88,14 @@ def _custom_operators(source: Source) -> list[OperatorSupport]:
 
     rows = []
     for op in unknown_ops(source):
-        rows.append(OperatorSupport(op.name, op.calls, {b: b in op.runs_on for b in ("torch", "onnxruntime", "openvino")},
-                                    f"custom op in {op.where}; build deploys it by splitting"))
+        rows.append(
+            OperatorSupport(
+                op.name,
+                op.calls,
+                {b: b in op.runs_on for b in ("torch", "onnxruntime", "openvino")},
+                f"custom op in {op.where}; build deploys it by splitting",
+            )
+        )
     return rows
 
 
@@ -92,4 +111,6 @@ def torch_flops(source: Source) -> dict[str, float]:
     with counter, torch.inference_mode():
         source.module(*args)
     totals: dict[str, Any] = counter.get_flop_counts()
-    return {("" if name == "Global" else name): float(sum(ops.values())) for name, ops in totals.items()}
+    return {
+        ("" if name == "Global" else name): float(sum(ops.values())) for name, ops in totals.items()
+    }

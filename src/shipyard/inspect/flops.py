@@ -6,8 +6,22 @@ import math
 
 CONV = ("Conv", "FusedConv", "ConvTranspose", "QLinearConv", "ConvInteger")
 MATMUL = ("MatMul", "FusedMatMul", "MatMulInteger", "QLinearMatMul", "MatMulNBits")
-FREE = ("Reshape", "Transpose", "Shape", "Squeeze", "Unsqueeze", "Flatten", "Gather", "Slice", "Concat",
-        "Identity", "Cast", "Constant", "Expand", "Split")
+FREE = (
+    "Reshape",
+    "Transpose",
+    "Shape",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Gather",
+    "Slice",
+    "Concat",
+    "Identity",
+    "Cast",
+    "Constant",
+    "Expand",
+    "Split",
+)
 """Data movement: no arithmetic."""
 
 

@@ -24,8 +24,11 @@ def measure_machine(threads: int, seconds: float = 0.6) -> Machine:
         copy = _best(lambda: np.copyto(target, source), seconds / 2)
     finally:
         torch.set_num_threads(previous)
-    return Machine(peak_gflops=2 * size**3 / gemm / 1e9, bandwidth_gbs=2 * source.nbytes / copy / 1e9,
-                   threads=threads)
+    return Machine(
+        peak_gflops=2 * size**3 / gemm / 1e9,
+        bandwidth_gbs=2 * source.nbytes / copy / 1e9,
+        threads=threads,
+    )
 
 
 def _best(function, budget: float) -> float:

@@ -18,7 +18,9 @@ from shipyard.inspect.records import LayerProfile
 from shipyard.records import Signature
 
 
-def profile_onnx(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int = 5) -> list[LayerProfile]:
+def profile_onnx(
+    path: Path, feed: dict[str, np.ndarray], threads: int, runs: int = 5
+) -> list[LayerProfile]:
     """Run ``runs`` times with profiling; each node's time is its median over the runs."""
     import onnxruntime as ort
 
@@ -49,7 +51,9 @@ def module_paths(path: Path) -> dict[str, str]:
     model = onnx.load(str(path), load_external_data=False)
     paths = {}
     for node in model.graph.node:
-        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+        scopes = next(
+            (p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None
+        )
         if scopes:
             try:
                 names = ast.literal_eval(scopes)
@@ -72,16 +76,29 @@ def _layers(events: list[dict], warmup: int) -> list[LayerProfile]:
     for name, args in first.items():
         inputs = [_shape(s) for s in args.get("input_type_shape", [])]
         outputs = [_shape(s) for s in args.get("output_type_shape", [])]
-        moved = sum(float(args.get(k, 0) or 0) for k in ("activation_size", "parameter_size", "output_size"))
+        moved = sum(
+            float(args.get(k, 0) or 0) for k in ("activation_size", "parameter_size", "output_size")
+        )
         moved += _unlisted_weight_bytes(args.get("op_name", ""), inputs, outputs)
         kept = times[name][warmup:] or times[name]
-        layers.append(LayerProfile(name, args.get("op_name", "?"), node_flops(args.get("op_name", ""), inputs, outputs),
-                                   moved, float(np.median(kept)), outputs[0] if outputs else []))
+        layers.append(
+            LayerProfile(
+                name,
+                args.get("op_name", "?"),
+                node_flops(args.get("op_name", ""), inputs, outputs),
+                moved,
+                float(np.median(kept)),
+                outputs[0] if outputs else [],
+            )
+        )
     return layers
 
 
-def _unlisted_weight_bytes(op_type: str, inputs: list[list[int]], outputs: list[list[int]]) -> float:
-    """A MatMul's pre-packed constant weight (ORT lists neither its shape nor its size): K × N floats."""
+def _unlisted_weight_bytes(
+    op_type: str, inputs: list[list[int]], outputs: list[list[int]]
+) -> float:
+    """A MatMul's pre-packed constant weight (ORT lists neither its shape nor its size): K × N
+    floats."""
     if op_type in MATMUL and len(inputs) == 1 and inputs[0] and outputs and outputs[0]:
         return 4.0 * inputs[0][-1] * outputs[0][-1]
     return 0.0
@@ -95,7 +112,9 @@ def example_feed(signature: Signature) -> dict[str, np.ndarray]:
     """Batch-1 inputs: symbolic dims become 1 (batch) or 16 (sequence), int inputs are ones."""
     feed = {}
     for spec in signature.inputs:
-        shape = [d if isinstance(d, int) else (1 if i == 0 else 16) for i, d in enumerate(spec.shape)]
+        shape = [
+            d if isinstance(d, int) else (1 if i == 0 else 16) for i, d in enumerate(spec.shape)
+        ]
         if spec.dtype.startswith(("int", "uint", "bool")):
             feed[spec.name] = np.ones(shape, dtype=spec.dtype)
         else:

@@ -82,11 +82,21 @@ class Inspection:
         return sum(layer.bytes for layer in self.layers)
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "kind": self.kind, **self.signature.to_json(),
-                "parameters": self.parameters, "total_flops": self.total_flops,
-                "total_time_us": self.total_time_us,
-                "arithmetic_intensity": self.total_flops / self.total_bytes if self.total_bytes else None,
-                "machine": {**asdict(self.machine), "ridge_flops_per_byte": self.machine.ridge} if self.machine else None,
-                "layers": [{**asdict(l), "intensity": l.intensity} for l in self.layers],
-                "operators": [asdict(o) for o in self.operators], "flops_by_module": self.flops_by_module,
-                "notes": self.notes}
+        return {
+            "model": self.model,
+            "kind": self.kind,
+            **self.signature.to_json(),
+            "parameters": self.parameters,
+            "total_flops": self.total_flops,
+            "total_time_us": self.total_time_us,
+            "arithmetic_intensity": self.total_flops / self.total_bytes
+            if self.total_bytes
+            else None,
+            "machine": {**asdict(self.machine), "ridge_flops_per_byte": self.machine.ridge}
+            if self.machine
+            else None,
+            "layers": [{**asdict(l), "intensity": l.intensity} for l in self.layers],
+            "operators": [asdict(o) for o in self.operators],
+            "flops_by_module": self.flops_by_module,
+            "notes": self.notes,
+        }

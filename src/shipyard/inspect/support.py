@@ -69,5 +69,7 @@ def _openvino_ops(path: Path) -> tuple[set[str], str] | None:
         supported = core.query_model(converted, "CPU")
     except Exception as exc:
         return set(), f"openvino cannot convert the model: {type(exc).__name__}: {str(exc)[:120]}"
-    unsupported = {op.get_type_name() for op in converted.get_ops() if op.get_friendly_name() not in supported}
+    unsupported = {
+        op.get_type_name() for op in converted.get_ops() if op.get_friendly_name() not in supported
+    }
     return (types if not unsupported else types - unsupported), ""

@@ -10,8 +10,9 @@ training happens later, per candidate (``shipyard.optimize.qat``), because it en
 
 Example::
 
-    >>> source = apply_model_transforms(source, TrainingOptions(prune=0.3), parts, reporter)  # doctest: +SKIP
-    >>> [str(s) for s in source.steps]                                                                  # doctest: +SKIP
+    >>> options = TrainingOptions(prune=0.3)
+    >>> source = apply_model_transforms(source, options, parts, reporter)  # doctest: +SKIP
+    >>> [str(s) for s in source.steps]  # doctest: +SKIP
     ['prune(ratio=0.3, criterion=l2, ...)', 'fold-bn(layers=12)', 'reparam(branches=9)']
 """
 
@@ -21,26 +22,38 @@ import dataclasses
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from shipyard.optimize.steps import fuse_step, prune_step, sparsity_step, distill_step
+from shipyard.optimize.steps import distill_step, fuse_step, prune_step, sparsity_step
 
 if TYPE_CHECKING:
+    from shipyard.dataset import Split
     from shipyard.pipeline.build import Reporter
     from shipyard.pipeline.options import TrainingOptions
-    from shipyard.dataset import Split
     from shipyard.records import Step
     from shipyard.sources.base import Source
 
 __all__ = ["apply_model_transforms", "transformed_source"]
 
 
-def apply_model_transforms(source: Source, options: TrainingOptions, data: Split, reporter: Reporter) -> Source:
+def apply_model_transforms(
+    source: Source, options: TrainingOptions, data: Split, reporter: Reporter
+) -> Source:
     """The source after the transforms ``options`` ask for (the source itself when none applies)."""
-    wanted = [name for name, on in (("--distill-into", options.distill_into), ("--prune", options.prune),
-                                    ("--sparsity", options.sparsity), ("--qat", options.qat)) if on]
+    wanted = [
+        name
+        for name, on in (
+            ("--distill-into", options.distill_into),
+            ("--prune", options.prune),
+            ("--sparsity", options.sparsity),
+            ("--qat", options.qat),
+        )
+        if on
+    ]
     if source.kind != "torch":
         if wanted:
-            reporter.note(f"{', '.join(wanted)} need a PyTorch model (file.py:function, example:…); "
-                          f"this is a {source.kind} model, so they were skipped")
+            reporter.note(
+                f"{', '.join(wanted)} need a PyTorch model (file.py:function, example:…); "
+                f"this is a {source.kind} model, so they were skipped"
+            )
         return source
     module, steps = source.module, []
     if options.distill_into:
@@ -57,6 +70,9 @@ def apply_model_transforms(source: Source, options: TrainingOptions, data: Split
 def transformed_source(source: Source, module: Any, steps: list[Step]) -> Source:
     """A copy of ``source`` running ``module``, with ``steps`` recorded and its own content hash."""
     all_steps = (*source.steps, *steps)
-    digest = hashlib.sha256(f"{source.content_hash}:{[str(s) for s in all_steps]}".encode()).hexdigest()[:16]
-    return dataclasses.replace(source, module=module.eval(), steps=all_steps, content_hash=digest,
-                               notes=list(source.notes))
+    digest = hashlib.sha256(
+        f"{source.content_hash}:{[str(s) for s in all_steps]}".encode()
+    ).hexdigest()[:16]
+    return dataclasses.replace(
+        source, module=module.eval(), steps=all_steps, content_hash=digest, notes=list(source.notes)
+    )

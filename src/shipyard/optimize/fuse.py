@@ -19,6 +19,7 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
+
 def fuse(module: Any) -> tuple[Any, int, int]:
     """(a traced, fused copy of ``module`` in eval mode, BNs folded, branches merged)."""
     import torch
@@ -88,7 +89,12 @@ def _is_add(node: Any) -> bool:
         import torch
 
         return node.target in (operator.add, torch.add) and len(node.args) == 2 and not node.kwargs
-    return node.op == "call_method" and node.target == "add" and len(node.args) == 2 and not node.kwargs
+    return (
+        node.op == "call_method"
+        and node.target == "add"
+        and len(node.args) == 2
+        and not node.kwargs
+    )
 
 
 @dataclass
@@ -129,10 +135,14 @@ def _as_branch(node: Any, other: Any, modules: dict[str, Any]) -> _Branch | None
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str) or len(node.args) != 1:
             return None
         bias = conv.bias if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
-        offset = tuple(d * (k - 1) // 2 - p for k, d, p in zip(conv.kernel_size, conv.dilation, conv.padding))
+        offset = tuple(
+            d * (k - 1) // 2 - p for k, d, p in zip(conv.kernel_size, conv.dilation, conv.padding)
+        )
         if any(k % 2 == 0 for k in conv.kernel_size):
             return None
-        return _Branch(node, node.args[0], conv.weight, bias, conv.stride, conv.dilation, conv.groups, offset)
+        return _Branch(
+            node, node.args[0], conv.weight, bias, conv.stride, conv.dilation, conv.groups, offset
+        )
     return _identity_branch(node, other, modules)
 
 
@@ -153,7 +163,11 @@ def _identity_branch(node: Any, other: Any, modules: dict[str, Any]) -> _Branch 
         weight[index, index % per_group, 0, 0] = 1.0
     bias = weight.new_zeros(channels)
     if bn is not None:
-        scale = bn.weight / (bn.running_var + bn.eps).sqrt() if bn.affine else 1 / (bn.running_var + bn.eps).sqrt()
+        scale = (
+            bn.weight / (bn.running_var + bn.eps).sqrt()
+            if bn.affine
+            else 1 / (bn.running_var + bn.eps).sqrt()
+        )
         shift = bn.bias if bn.affine else 0.0
         weight = weight * scale.reshape(-1, 1, 1, 1)
         bias = shift - bn.running_mean * scale
@@ -175,7 +189,9 @@ def _is_1x1(branch: _Branch) -> bool:
     return tuple(branch.weight.shape[2:]) == (1, 1)
 
 
-def _replace_with_conv(graph_module: Any, modules: dict[str, Any], add: Any, a: _Branch, b: _Branch) -> None:
+def _replace_with_conv(
+    graph_module: Any, modules: dict[str, Any], add: Any, a: _Branch, b: _Branch
+) -> None:
     from torch import nn
 
     big, small = (a, b) if a.weight.shape[2] >= b.weight.shape[2] else (b, a)
@@ -183,8 +199,16 @@ def _replace_with_conv(graph_module: Any, modules: dict[str, Any], add: Any, a: 
     dilation = big.dilation if not _is_1x1(big) else small.dilation
     weight = big.weight + _pad_to(small.weight, kernel)
     padding = tuple(d * (k - 1) // 2 - o for k, d, o in zip(kernel, dilation, big.offset))
-    conv = nn.Conv2d(weight.shape[1] * big.groups, weight.shape[0], kernel, big.stride, padding,
-                     dilation, big.groups, bias=True)
+    conv = nn.Conv2d(
+        weight.shape[1] * big.groups,
+        weight.shape[0],
+        kernel,
+        big.stride,
+        padding,
+        dilation,
+        big.groups,
+        bias=True,
+    )
     conv.weight.data.copy_(weight)
     conv.bias.data.copy_(big.bias + small.bias)
     name = _free_name(graph_module, "reparam")

@@ -42,9 +42,15 @@ def check_prune_options(ratio: float, criterion: str) -> None:
         raise UsageError(f"--prune-criterion {criterion!r}: expected one of {', '.join(CRITERIA)}")
 
 
-def prune(module: Any, example_inputs: list[Any], ratio: float, criterion: str = "l2",
-          protect: list[str] | None = None, output_channels: set[int] | None = None,
-          taylor_loss: Any = None) -> PruneResult:
+def prune(
+    module: Any,
+    example_inputs: list[Any],
+    ratio: float,
+    criterion: str = "l2",
+    protect: list[str] | None = None,
+    output_channels: set[int] | None = None,
+    taylor_loss: Any = None,
+) -> PruneResult:
     """Remove ``ratio`` of the channels of every prunable layer of ``module`` in place.
 
     ``output_channels``: sizes of the outputs' channel axes; layers producing them are left alone.
@@ -57,16 +63,23 @@ def prune(module: Any, example_inputs: list[Any], ratio: float, criterion: str =
     ignored, names = _ignored_layers(module, protect or [], output_channels or set())
     before = count_parameters(module)
     try:
-        pruner = tp.pruner.MetaPruner(module, tuple(example_inputs), importance=_importance(criterion),
-                                      pruning_ratio=ratio, pruning_ratio_dict=_rounded_ratios(module, ratio, ignored),
-                                      ignored_layers=ignored)
+        pruner = tp.pruner.MetaPruner(
+            module,
+            tuple(example_inputs),
+            importance=_importance(criterion),
+            pruning_ratio=ratio,
+            pruning_ratio_dict=_rounded_ratios(module, ratio, ignored),
+            ignored_layers=ignored,
+        )
         if criterion == "taylor":
             module.zero_grad()
             (taylor_loss or (lambda m: m(*example_inputs).float().pow(2).mean()))(module).backward()
         with torch.no_grad() if criterion != "taylor" else _nothing():
             pruner.step()
     except Exception as exc:
-        raise ConversionError(f"structured pruning failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
+        raise ConversionError(
+            f"structured pruning failed: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from exc
     module.zero_grad(set_to_none=True)
     return PruneResult(before, count_parameters(module), tuple(names))
 
@@ -87,10 +100,13 @@ def _rounded_ratios(module: Any, ratio: float, ignored: list[Any]) -> dict[Any, 
 
     ratios = {}
     for layer in module.modules():
-        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) and not any(layer is m for m in ignored):
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) and not any(
+            layer is m for m in ignored
+        ):
             width = _width(layer)
             kept = min(width, math.ceil(width * (1 - ratio) / ROUND_TO) * ROUND_TO)
-            # torch-pruning keeps int(width · (1 - ratio)) channels: a quarter channel of slack for rounding
+            # torch-pruning keeps int(width · (1 - ratio)) channels: a quarter channel of slack for
+            # rounding
             ratios[layer] = (width - kept - 0.25) / width if kept < width else 0.0
     return ratios
 
@@ -99,20 +115,37 @@ def _importance(criterion: str) -> Any:
     import torch_pruning as tp
 
     imp = tp.importance
-    return {"l1": lambda: imp.GroupMagnitudeImportance(p=1), "l2": lambda: imp.GroupMagnitudeImportance(p=2),
-            "taylor": imp.GroupTaylorImportance, "fpgm": imp.FPGMImportance, "lamp": imp.LAMPImportance,
-            "random": imp.RandomImportance}[criterion]()
+    return {
+        "l1": lambda: imp.GroupMagnitudeImportance(p=1),
+        "l2": lambda: imp.GroupMagnitudeImportance(p=2),
+        "taylor": imp.GroupTaylorImportance,
+        "fpgm": imp.FPGMImportance,
+        "lamp": imp.LAMPImportance,
+        "random": imp.RandomImportance,
+    }[criterion]()
 
 
-def _ignored_layers(module: Any, protect: list[str], output_channels: set[int]) -> tuple[list[Any], list[str]]:
+def _ignored_layers(
+    module: Any, protect: list[str], output_channels: set[int]
+) -> tuple[list[Any], list[str]]:
     """Protected modules, the last prunable layer, and layers whose width is an output's."""
     from torch import nn
 
-    named = [(n, m) for n, m in module.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))]
-    unknown = [p for p in protect if not any(n == p or n.startswith(p + ".") for n, _ in module.named_modules())]
+    named = [
+        (n, m)
+        for n, m in module.named_modules()
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
+    ]
+    unknown = [
+        p
+        for p in protect
+        if not any(n == p or n.startswith(p + ".") for n, _ in module.named_modules())
+    ]
     if unknown:
         known = ", ".join(n for n, _ in named[:12])
-        raise UsageError(f"--protect {', '.join(unknown)}: no such module; layers are named like {known}")
+        raise UsageError(
+            f"--protect {', '.join(unknown)}: no such module; layers are named like {known}"
+        )
     ignored = {n for n, _ in named if any(n == p or n.startswith(p + ".") for p in protect)}
     ignored |= {n for n, m in named if _width(m) in output_channels}
     if named:

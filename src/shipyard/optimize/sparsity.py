@@ -17,9 +17,12 @@ from typing import Any
 
 from shipyard.errors import UsageError
 
-SPEEDUP_NOTE = ("2:4 sparse weights are exported as dense tensors with zeros: CPU runtimes run them at dense "
-                "speed; the speed-up needs sparse tensor cores (TensorRT with sparse weights / cuSPARSELt on an "
-                "Ampere or newer GPU)")
+SPEEDUP_NOTE = (
+    "2:4 sparse weights are exported as dense tensors with zeros: CPU runtimes run them at dense "
+    "speed; the speed-up needs sparse tensor cores (TensorRT with sparse weights / cuSPARSELt on "
+    "an "
+    "Ampere or newer GPU)"
+)
 
 
 @dataclass(frozen=True)
@@ -39,13 +42,17 @@ def parse_pattern(text: str) -> Pattern:
     return Pattern(int(keep), int(group))
 
 
-def sparse_layers(module: Any, pattern: Pattern, protect: list[str] | None = None) -> dict[str, Any]:
+def sparse_layers(
+    module: Any, pattern: Pattern, protect: list[str] | None = None
+) -> dict[str, Any]:
     """Conv and linear layers whose input width is a multiple of the group size, not protected."""
     from torch import nn
 
     layers = {}
     for name, layer in module.named_modules():
-        if not isinstance(layer, (nn.Conv2d, nn.Linear)) or any(name == p or name.startswith(p + ".") for p in protect or []):
+        if not isinstance(layer, (nn.Conv2d, nn.Linear)) or any(
+            name == p or name.startswith(p + ".") for p in protect or []
+        ):
             continue
         width = layer.weight.shape[1]
         if width % pattern.group == 0:

@@ -27,7 +27,9 @@ class BuildData:
     notes: list[str] = field(default_factory=list)
 
 
-def read_data(source: Source, options: DataOptions, metric: str | None, wants_int8: bool) -> BuildData:
+def read_data(
+    source: Source, options: DataOptions, metric: str | None, wants_int8: bool
+) -> BuildData:
     """Load, split and cap the build's data; notes say what it is and when it is too small."""
     from shipyard.quantize.calibration import calibration_set
 
@@ -36,9 +38,17 @@ def read_data(source: Source, options: DataOptions, metric: str | None, wants_in
     evaluation = _capped(parts.evaluation, options.max_eval, options.seed)
     chosen = calibration_set(parts.calibration, evaluation, options.calibration_size, options.seed)
     chosen.dataset.notes.extend(chosen.notes)
-    notes = _data_notes(dataset, parts.calibration, evaluation) + (chosen.notes if wants_int8 else [])
-    return BuildData(dataset, parts, evaluation, chosen.dataset,
-                     choose_metric(metric, source.task, evaluation.labels is not None), notes)
+    notes = _data_notes(dataset, parts.calibration, evaluation) + (
+        chosen.notes if wants_int8 else []
+    )
+    return BuildData(
+        dataset,
+        parts,
+        evaluation,
+        chosen.dataset,
+        choose_metric(metric, source.task, evaluation.labels is not None),
+        notes,
+    )
 
 
 def _capped(dataset: Dataset, limit: int, seed: int) -> Dataset:
@@ -50,7 +60,13 @@ def _capped(dataset: Dataset, limit: int, seed: int) -> Dataset:
 
 
 def _data_notes(dataset: Dataset, calibration: Dataset, evaluation: Dataset) -> list[str]:
-    notes = [f"data: {dataset.description}; {len(calibration)} calibration / {len(evaluation)} evaluation samples"]
+    notes = [
+        f"data: {dataset.description}; {len(calibration)} calibration / {len(evaluation)} "
+        "evaluation samples"
+    ]
     if dataset.synthetic:
-        notes.append("no --data: the numbers below measure speed and fidelity to the source, not task accuracy")
+        notes.append(
+            "no --data: the numbers below measure speed and fidelity to the source, not task "
+            "accuracy"
+        )
     return notes + dataset.notes

@@ -70,8 +70,10 @@ class ProcessingConfig:
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
 
-        return {"image": asdict(self.image) if self.image else None,
-                "postprocess": asdict(self.post) if self.post else None}
+        return {
+            "image": asdict(self.image) if self.image else None,
+            "postprocess": asdict(self.post) if self.post else None,
+        }
 
 
 def load_config(path: Path) -> ProcessingConfig:
@@ -79,8 +81,11 @@ def load_config(path: Path) -> ProcessingConfig:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"--preprocess {path}: cannot read it as JSON ({exc}); expected a JSON object "
-                         f'like {{"image": {{"resize": 256, "crop": 224}}, "postprocess": {{"kind": "classify"}}}}') from exc
+        raise UsageError(
+            f"--preprocess {path}: cannot read it as JSON ({exc}); expected a JSON object "
+            f'like {{"image": {{"resize": 256, "crop": 224}}, "postprocess": {{"kind": '
+            '"classify"}}}}'
+        ) from exc
     if not isinstance(data, dict):
         raise UsageError(f"--preprocess {path}: expected a JSON object, got {type(data).__name__}")
     return config_from_json(data, base=Path(path).parent)
@@ -89,38 +94,55 @@ def load_config(path: Path) -> ProcessingConfig:
 def config_from_json(data: dict[str, Any], base: Path | None = None) -> ProcessingConfig:
     unknown = set(data) - {"image", "postprocess"}
     if unknown:
-        raise UsageError(f"processing config has unknown keys {sorted(unknown)}; expected image and postprocess")
+        raise UsageError(
+            f"processing config has unknown keys {sorted(unknown)}; expected image and postprocess"
+        )
     image = _image(data["image"]) if data.get("image") else None
     post = _post(data["postprocess"], base) if data.get("postprocess") else None
     return ProcessingConfig(image, post)
 
 
 def _pair(value: Any, what: str) -> tuple[int, ...]:
-    values = [value] if isinstance(value, int) else list(value) if isinstance(value, (list, tuple)) else None
+    values = (
+        [value]
+        if isinstance(value, int)
+        else list(value)
+        if isinstance(value, (list, tuple))
+        else None
+    )
     if not values or len(values) > 2 or not all(isinstance(v, int) and v > 0 for v in values):
-        raise UsageError(f"image.{what} {value!r}: expected a positive whole number or [height, width]")
+        raise UsageError(
+            f"image.{what} {value!r}: expected a positive whole number or [height, width]"
+        )
     return tuple(values)
 
 
 def _image(data: dict[str, Any]) -> ImagePre:
     known = set(ImagePre.__dataclass_fields__)
     if set(data) - known:
-        raise UsageError(f"image has unknown keys {sorted(set(data) - known)}; expected some of {sorted(known)}")
+        raise UsageError(
+            f"image has unknown keys {sorted(set(data) - known)}; expected some of {sorted(known)}"
+        )
     crop = _pair(data["crop"], "crop") if data.get("crop") is not None else None
     image = ImagePre(
         resize=_pair(data["resize"], "resize") if data.get("resize") is not None else None,
         crop=(crop * 2 if len(crop) == 1 else crop) if crop else None,
         mean=tuple(float(v) for v in data.get("mean", ImagePre.mean)),
         std=tuple(float(v) for v in data.get("std", ImagePre.std)),
-        scale=float(data.get("scale", 1 / 255)), layout=str(data.get("layout", "NCHW")).upper(),
-        dtype=str(data.get("dtype", "float32")), antialias=bool(data.get("antialias", True)),
-        input=data.get("input"))  # None values are what ``to_json`` writes for "not set"
+        scale=float(data.get("scale", 1 / 255)),
+        layout=str(data.get("layout", "NCHW")).upper(),
+        dtype=str(data.get("dtype", "float32")),
+        antialias=bool(data.get("antialias", True)),
+        input=data.get("input"),
+    )  # None values are what ``to_json`` writes for "not set"
     if image.layout not in LAYOUTS:
         raise UsageError(f"image.layout {image.layout!r}: expected one of {', '.join(LAYOUTS)}")
     if image.dtype not in ("float32", "float16"):
         raise UsageError(f"image.dtype {image.dtype!r}: expected float32 or float16")
     if len(image.mean) != 3 or len(image.std) != 3 or min(image.std) <= 0:
-        raise UsageError(f"image.mean {image.mean} / std {image.std}: expected three numbers each, std > 0")
+        raise UsageError(
+            f"image.mean {image.mean} / std {image.std}: expected three numbers each, std > 0"
+        )
     if image.output_size is None:
         raise UsageError("image needs a fixed output size: give crop, or resize as [height, width]")
     return image

@@ -3,7 +3,8 @@
 A few kilobytes can claim a huge image (a PNG of one colour, a JPEG bomb), so the work is bounded
 before any pixel is decoded: every image's header is read first and the *request's* pixels are
 summed against ``MAX_REQUEST_PIXELS``. When the model resizes to ``target`` pixels anyway, a JPEG is
-decoded at a reduced DCT scale (``draft``) and any image larger than ``REDUCE_ABOVE`` × the target is
+decoded at a reduced DCT scale (``draft``) and any image larger than ``REDUCE_ABOVE`` × the target
+is
 reduced by an integer box filter in ``uint8`` before the antialiased resize graph sees it, so the
 float copy the graph makes stays small.
 """
@@ -40,27 +41,37 @@ def decode_image(data: bytes, target: int | None = None) -> np.ndarray:
             rgb = image.convert("RGB")
             return np.asarray(_reduce(rgb, target) if target is not None else rgb, dtype=np.uint8)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise DataError(f"cannot decode an image of {len(data)} bytes ({exc}); expected JPEG, PNG, BMP or "
-                            f"WebP bytes") from exc
+            raise DataError(
+                f"cannot decode an image of {len(data)} bytes ({exc}); expected JPEG, PNG, BMP or "
+                f"WebP bytes"
+            ) from exc
 
 
 def _open(data: Any) -> Any:
     from PIL import Image, UnidentifiedImageError
 
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DataError(f"an image must be bytes (an encoded JPEG or PNG); got {type(data).__name__}")
+        raise DataError(
+            f"an image must be bytes (an encoded JPEG or PNG); got {type(data).__name__}"
+        )
     if len(data) > MAX_IMAGE_BYTES:
-        raise DataError(f"an image of {len(data)} bytes is larger than the limit of {MAX_IMAGE_BYTES} bytes")
+        raise DataError(
+            f"an image of {len(data)} bytes is larger than the limit of {MAX_IMAGE_BYTES} bytes"
+        )
     try:
         return Image.open(io.BytesIO(bytes(data)))
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot decode an image of {len(data)} bytes ({exc}); expected JPEG, PNG, BMP or "
-                        f"WebP bytes") from exc
+        raise DataError(
+            f"cannot decode an image of {len(data)} bytes ({exc}); expected JPEG, PNG, BMP or "
+            f"WebP bytes"
+        ) from exc
 
 
 def _check_pixels(width: int, height: int) -> None:
     if width * height > MAX_PIXELS:
-        raise DataError(f"an image of {width}×{height} pixels is larger than the limit of {MAX_PIXELS} pixels")
+        raise DataError(
+            f"an image of {width}×{height} pixels is larger than the limit of {MAX_PIXELS} pixels"
+        )
 
 
 def _scaled(size: tuple[int, int], shorter: int) -> tuple[int, int]:
@@ -74,7 +85,8 @@ def _reduce(image: Any, target: int) -> Any:
 
 
 def image_sizes(values: np.ndarray) -> list[tuple[int, int]]:
-    """Every image's (width, height) from its header alone; refuses a request over the pixel budget."""
+    """Every image's (width, height) from its header alone; refuses a request over the pixel
+    budget."""
     sizes = []
     for item in _items(values):
         with _open(item) as image:
@@ -82,8 +94,10 @@ def image_sizes(values: np.ndarray) -> list[tuple[int, int]]:
             sizes.append(image.size)
     total = sum(w * h for w, h in sizes)
     if total > MAX_REQUEST_PIXELS:
-        raise DataError(f"the request's {len(sizes)} images hold {total} pixels; expected at most "
-                        f"{MAX_REQUEST_PIXELS} per request (send fewer or smaller images)")
+        raise DataError(
+            f"the request's {len(sizes)} images hold {total} pixels; expected at most "
+            f"{MAX_REQUEST_PIXELS} per request (send fewer or smaller images)"
+        )
     return sizes
 
 
@@ -95,7 +109,8 @@ def _items(values: np.ndarray) -> list[Any]:
 
 
 def decode_images(values: np.ndarray, target: int | None = None) -> list[np.ndarray]:
-    """Decode a BYTES tensor of images (any shape; read in order) into pixel arrays, within the budget."""
+    """Decode a BYTES tensor of images (any shape; read in order) into pixel arrays, within the
+    budget."""
     image_sizes(values)
     return [decode_image(item, target) for item in _items(values)]
 

@@ -33,9 +33,13 @@ CLAMP = math.log(1000.0 / 16)
 
 def detection_outputs(post: PostProcess) -> tuple[TensorSpec, ...]:
     count = int(post.options.get("max_detections", 20))
-    return (TensorSpec("boxes", "float32", ("batch", count, 4)), TensorSpec("scores", "float32", ("batch", count)),
-            TensorSpec("classes", "int64", ("batch", count)), TensorSpec("labels", "bytes", ("batch", count)),
-            TensorSpec("count", "int64", ("batch",)))
+    return (
+        TensorSpec("boxes", "float32", ("batch", count, 4)),
+        TensorSpec("scores", "float32", ("batch", count)),
+        TensorSpec("classes", "int64", ("batch", count)),
+        TensorSpec("labels", "bytes", ("batch", count)),
+        TensorSpec("count", "int64", ("batch",)),
+    )
 
 
 def detect_graph(post: PostProcess, model: Signature, image: ImagePre | None) -> Any:
@@ -44,43 +48,73 @@ def detect_graph(post: PostProcess, model: Signature, image: ImagePre | None) ->
 
     options = post.options
     if "anchors" not in options:
-        raise UsageError("postprocess kind detect needs 'anchors': an .npy file of [anchors, 4] boxes (x1, y1, x2, y2)")
+        raise UsageError(
+            "postprocess kind detect needs 'anchors': an .npy file of [anchors, 4] boxes (x1, y1, "
+            "x2, y2)"
+        )
     anchors = np.load(options["anchors"]).astype(np.float32)
-    logits, boxes = options.get("logits", model.output_names[0]), options.get("boxes", model.output_names[1])
+    logits, boxes = (
+        options.get("logits", model.output_names[0]),
+        options.get("boxes", model.output_names[1]),
+    )
     height, width = options.get("input_size") or (image.output_size if image else (None, None))
     if height is None:
-        raise UsageError("postprocess kind detect needs input_size [h, w] when there is no image pre-processing")
+        raise UsageError(
+            "postprocess kind detect needs input_size [h, w] when there is no image pre-processing"
+        )
     classes = int(next(s for s in model.outputs if s.name == logits).shape[-1])
     init = _initialisers(anchors, options, height, width)
     nodes = _decode_nodes(logits, boxes) + _nms_nodes()
     graph = helper.make_graph(
-        nodes, "shipyard_detect",
-        [helper.make_tensor_value_info(logits, TensorProto.FLOAT, ["batch", len(anchors), classes]),
-         helper.make_tensor_value_info(boxes, TensorProto.FLOAT, ["batch", len(anchors), 4]),
-         helper.make_tensor_value_info("original_hw", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_tensor_value_info("selected", TensorProto.INT64, ["n", 3]),
-         helper.make_tensor_value_info("selected_scores", TensorProto.FLOAT, ["n"]),
-         helper.make_tensor_value_info("selected_boxes", TensorProto.FLOAT, ["n", 4])],
-        [numpy_helper.from_array(v, k) for k, v in init.items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="shipyard")
+        nodes,
+        "shipyard_detect",
+        [
+            helper.make_tensor_value_info(
+                logits, TensorProto.FLOAT, ["batch", len(anchors), classes]
+            ),
+            helper.make_tensor_value_info(boxes, TensorProto.FLOAT, ["batch", len(anchors), 4]),
+            helper.make_tensor_value_info("original_hw", TensorProto.FLOAT, ["batch", 2]),
+        ],
+        [
+            helper.make_tensor_value_info("selected", TensorProto.INT64, ["n", 3]),
+            helper.make_tensor_value_info("selected_scores", TensorProto.FLOAT, ["n"]),
+            helper.make_tensor_value_info("selected_boxes", TensorProto.FLOAT, ["n", 4]),
+        ],
+        [numpy_helper.from_array(v, k) for k, v in init.items()],
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="shipyard"
+    )
 
 
-def _initialisers(anchors: np.ndarray, options: dict, height: int, width: int) -> dict[str, np.ndarray]:
+def _initialisers(
+    anchors: np.ndarray, options: dict, height: int, width: int
+) -> dict[str, np.ndarray]:
     wx, wy, ww, wh = (float(w) for w in options.get("box_weights", (10, 10, 5, 5)))
     widths, heights = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
     return {
         "anchor_wh": np.stack([widths, heights], 1)[None],
-        "anchor_centre": np.stack([anchors[:, 0] + 0.5 * widths, anchors[:, 1] + 0.5 * heights], 1)[None],
-        "centre_weights": np.array([wx, wy], np.float32), "size_weights": np.array([ww, wh], np.float32),
-        "clamp": np.array(CLAMP, np.float32), "half": np.array(0.5, np.float32),
-        "zero_f": np.array(0.0, np.float32), "input_hw": np.array([height, width], np.float32),
+        "anchor_centre": np.stack([anchors[:, 0] + 0.5 * widths, anchors[:, 1] + 0.5 * heights], 1)[
+            None
+        ],
+        "centre_weights": np.array([wx, wy], np.float32),
+        "size_weights": np.array([ww, wh], np.float32),
+        "clamp": np.array(CLAMP, np.float32),
+        "half": np.array(0.5, np.float32),
+        "zero_f": np.array(0.0, np.float32),
+        "input_hw": np.array([height, width], np.float32),
         "max_w": np.array([width, height, width, height], np.float32),
-        "starts_c": np.array([1], np.int64), "ends_c": np.array([1 << 30], np.int64), "axis_c": np.array([2], np.int64),
-        "at_0": np.array([0, 1], np.int64), "at_2": np.array([2, 3], np.int64),
+        "starts_c": np.array([1], np.int64),
+        "ends_c": np.array([1 << 30], np.int64),
+        "axis_c": np.array([2], np.int64),
+        "at_0": np.array([0, 1], np.int64),
+        "at_2": np.array([2, 3], np.int64),
         "max_out": np.array([int(options.get("max_detections", 20))], np.int64),
         "iou": np.array([float(options.get("iou_threshold", 0.55))], np.float32),
         "score_min": np.array([float(options.get("score_threshold", 0.3))], np.float32),
-        "col_b": np.array([0], np.int64), "col_c": np.array([1], np.int64), "col_i": np.array([2], np.int64),
+        "col_b": np.array([0], np.int64),
+        "col_c": np.array([1], np.int64),
+        "col_i": np.array([2], np.int64),
         "flip": np.array([1, 0, 1, 0], np.int64),
     }
 
@@ -116,8 +150,12 @@ def _nms_nodes() -> list:
 
     n = helper.make_node
     return [
-        n("NonMaxSuppression", ["clipped", "class_scores", "max_out", "iou", "score_min"], ["selected"],
-          center_point_box=0),
+        n(
+            "NonMaxSuppression",
+            ["clipped", "class_scores", "max_out", "iou", "score_min"],
+            ["selected"],
+            center_point_box=0,
+        ),
         n("GatherND", ["class_scores", "selected"], ["selected_scores"]),
         n("Gather", ["selected", "col_b"], ["sel_b"], axis=1),
         n("Gather", ["selected", "col_i"], ["sel_i"], axis=1),
@@ -132,21 +170,41 @@ def _nms_nodes() -> list:
     ]
 
 
-def run_detect(session: Any, outputs: dict[str, np.ndarray], sizes: np.ndarray, post: PostProcess,
-               labels: np.ndarray | None, names: tuple[str, str]) -> dict[str, np.ndarray]:
+def run_detect(
+    session: Any,
+    outputs: dict[str, np.ndarray],
+    sizes: np.ndarray,
+    post: PostProcess,
+    labels: np.ndarray | None,
+    names: tuple[str, str],
+) -> dict[str, np.ndarray]:
     """Model outputs → each image's best detections, padded to ``max_detections``."""
-    feed = {names[0]: np.ascontiguousarray(outputs[names[0]], np.float32),
-            names[1]: np.ascontiguousarray(outputs[names[1]], np.float32),
-            "original_hw": np.asarray(sizes, np.float32)}
+    feed = {
+        names[0]: np.ascontiguousarray(outputs[names[0]], np.float32),
+        names[1]: np.ascontiguousarray(outputs[names[1]], np.float32),
+        "original_hw": np.asarray(sizes, np.float32),
+    }
     selected, scores, boxes = session.run(None, feed)
-    return pad_detections(selected, scores, boxes, len(sizes), int(post.options.get("max_detections", 20)), labels)
+    return pad_detections(
+        selected, scores, boxes, len(sizes), int(post.options.get("max_detections", 20)), labels
+    )
 
 
-def pad_detections(selected: np.ndarray, scores: np.ndarray, boxes: np.ndarray, batch: int, keep: int,
-                   labels: np.ndarray | None) -> dict[str, np.ndarray]:
-    out = {"boxes": np.zeros((batch, keep, 4), np.float32), "scores": np.zeros((batch, keep), np.float32),
-           "classes": np.full((batch, keep), -1, np.int64), "labels": np.full((batch, keep), b"", dtype=object),
-           "count": np.zeros(batch, np.int64)}
+def pad_detections(
+    selected: np.ndarray,
+    scores: np.ndarray,
+    boxes: np.ndarray,
+    batch: int,
+    keep: int,
+    labels: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    out = {
+        "boxes": np.zeros((batch, keep, 4), np.float32),
+        "scores": np.zeros((batch, keep), np.float32),
+        "classes": np.full((batch, keep), -1, np.int64),
+        "labels": np.full((batch, keep), b"", dtype=object),
+        "count": np.zeros(batch, np.int64),
+    }
     for image in range(batch):
         rows = np.flatnonzero(selected[:, 0] == image)
         rows = rows[np.argsort(-scores[rows], kind="stable")][:keep]
@@ -156,5 +214,7 @@ def pad_detections(selected: np.ndarray, scores: np.ndarray, boxes: np.ndarray, 
         out["scores"][image, :count] = scores[rows]
         classes = selected[rows, 1] + 1  # class 0 is the background, sliced off before NMS
         out["classes"][image, :count] = classes
-        out["labels"][image, :count] = [labels[c] if labels is not None else f"class_{c}".encode() for c in classes]
+        out["labels"][image, :count] = [
+            labels[c] if labels is not None else f"class_{c}".encode() for c in classes
+        ]
     return out

@@ -37,7 +37,9 @@ def image_graph(config: ImagePre, output: str) -> Any:
         current = _resize(nodes, const, current, config)
     if config.crop is not None:
         current = _crop(nodes, const, current, config.crop)
-    nodes.append(helper.make_node("Mul", [current, const("scale", np.float32(config.scale))], ["scaled"]))
+    nodes.append(
+        helper.make_node("Mul", [current, const("scale", np.float32(config.scale))], ["scaled"])
+    )
     mean = np.asarray(config.mean, np.float32).reshape(1, 3, 1, 1)
     std = np.asarray(config.std, np.float32).reshape(1, 3, 1, 1)
     nodes.append(helper.make_node("Sub", ["scaled", const("mean", mean)], ["centred"]))
@@ -51,10 +53,15 @@ def image_graph(config: ImagePre, output: str) -> Any:
     height, width = config.output_size
     shape = ["batch", 3, height, width] if config.layout == "NCHW" else ["batch", height, width, 3]
     graph = helper.make_graph(
-        nodes, "shipyard_image_preprocess",
+        nodes,
+        "shipyard_image_preprocess",
         [helper.make_tensor_value_info(PIXELS, TensorProto.UINT8, ["batch", "height", "width", 3])],
-        [helper.make_tensor_value_info(output, elem, shape)], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="shipyard")
+        [helper.make_tensor_value_info(output, elem, shape)],
+        inits,
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="shipyard"
+    )
 
 
 def _constants(inits: list):
@@ -63,6 +70,7 @@ def _constants(inits: list):
     def const(name: str, value: Any) -> str:
         inits.append(numpy_helper.from_array(np.asarray(value), name))
         return name
+
     return const
 
 
@@ -71,21 +79,41 @@ def _resize(nodes: list, const, current: str, config: ImagePre) -> str:
     from onnx import helper
 
     nodes.append(helper.make_node("Shape", [current], ["shape"]))
-    nodes.append(helper.make_node("Slice", ["shape", const("zero1", np.array([0])), const("two1", np.array([2]))],
-                                  ["batch_channels"]))
+    nodes.append(
+        helper.make_node(
+            "Slice",
+            ["shape", const("zero1", np.array([0])), const("two1", np.array([2]))],
+            ["batch_channels"],
+        )
+    )
     if len(config.resize) == 2:
         sizes = const("fixed_hw", np.asarray(config.resize, np.int64))
     else:
-        nodes.append(helper.make_node("Slice", ["shape", "two1", const("four1", np.array([4]))], ["hw"]))
+        nodes.append(
+            helper.make_node("Slice", ["shape", "two1", const("four1", np.array([4]))], ["hw"])
+        )
         nodes.append(helper.make_node("ReduceMin", ["hw"], ["short"], keepdims=1))
-        nodes.append(helper.make_node("Mul", ["hw", const("target", np.array([config.resize[0]], np.int64))],
-                                      ["hw_scaled"]))
+        nodes.append(
+            helper.make_node(
+                "Mul",
+                ["hw", const("target", np.array([config.resize[0]], np.int64))],
+                ["hw_scaled"],
+            )
+        )
         nodes.append(helper.make_node("Div", ["hw_scaled", "short"], ["new_hw"]))
         sizes = "new_hw"
     nodes.append(helper.make_node("Concat", ["batch_channels", sizes], ["sizes"], axis=0))
-    nodes.append(helper.make_node("Resize", [current, "", "", "sizes"], ["resized"], mode="linear",
-                                  antialias=int(config.antialias), exclude_outside=int(config.antialias),
-                                  coordinate_transformation_mode="half_pixel"))
+    nodes.append(
+        helper.make_node(
+            "Resize",
+            [current, "", "", "sizes"],
+            ["resized"],
+            mode="linear",
+            antialias=int(config.antialias),
+            exclude_outside=int(config.antialias),
+            coordinate_transformation_mode="half_pixel",
+        )
+    )
     return "resized"
 
 
@@ -94,12 +122,19 @@ def _crop(nodes: list, const, current: str, crop: tuple[int, int]) -> str:
     from onnx import TensorProto, helper
 
     nodes.append(helper.make_node("Shape", [current], ["crop_shape"], start=2, end=4))
-    nodes.append(helper.make_node("Sub", ["crop_shape", const("crop_hw", np.asarray(crop, np.int64))], ["spare"]))
+    nodes.append(
+        helper.make_node(
+            "Sub", ["crop_shape", const("crop_hw", np.asarray(crop, np.int64))], ["spare"]
+        )
+    )
     nodes.append(helper.make_node("Cast", ["spare"], ["spare_f"], to=TensorProto.FLOAT))
     nodes.append(helper.make_node("Div", ["spare_f", const("two_f", np.float32(2))], ["half_f"]))
     nodes.append(helper.make_node("Round", ["half_f"], ["offset_f"]))
     nodes.append(helper.make_node("Cast", ["offset_f"], ["starts"], to=TensorProto.INT64))
     nodes.append(helper.make_node("Add", ["starts", "crop_hw"], ["ends"]))
-    nodes.append(helper.make_node("Slice", [current, "starts", "ends", const("axes_hw", np.array([2, 3]))],
-                                  ["cropped"]))
+    nodes.append(
+        helper.make_node(
+            "Slice", [current, "starts", "ends", const("axes_hw", np.array([2, 3]))], ["cropped"]
+        )
+    )
     return "cropped"

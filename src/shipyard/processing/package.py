@@ -18,15 +18,20 @@ FOLDER = "processing"
 IMAGE_INPUT = "image"
 
 
-def attach_processing(config_path: Path | None, model: Signature, staging: Path) -> dict[str, Any] | None:
+def attach_processing(
+    config_path: Path | None, model: Signature, staging: Path
+) -> dict[str, Any] | None:
     """Write the processing graphs for ``model`` into ``staging``; returns the manifest entries."""
     if config_path is None:
         return None
     config = load_config(config_path)
     folder = staging / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    entry: dict[str, Any] = {"config": config.to_json(), "model_input": _model_input(config, model),
-                             "model_output": _model_output(config, model)}
+    entry: dict[str, Any] = {
+        "config": config.to_json(),
+        "model_input": _model_input(config, model),
+        "model_output": _model_output(config, model),
+    }
     if config.image is not None:
         from shipyard.processing.image_graph import image_graph
 
@@ -37,19 +42,26 @@ def attach_processing(config_path: Path | None, model: Signature, staging: Path)
         _save(_post_graph(config, model, entry["model_output"]), staging / entry["post"])
     signature = public_signature(model, config, entry)
     files = [entry[k] for k in ("pre", "post") if k in entry]
-    return {"processing": entry, "inputs": [s.to_json() for s in signature.inputs],
-            "outputs": [s.to_json() for s in signature.outputs], "processing_files": files}
+    return {
+        "processing": entry,
+        "inputs": [s.to_json() for s in signature.inputs],
+        "outputs": [s.to_json() for s in signature.outputs],
+        "processing_files": files,
+    }
 
 
 def add_to_manifest(manifest: dict[str, Any], entries: dict[str, Any] | None) -> dict[str, Any]:
-    """Merge ``attach_processing``'s entries into a package manifest (a no-op without processing)."""
+    """Merge ``attach_processing``'s entries into a package manifest (a no-op without
+    processing)."""
     if entries:
         manifest.update({k: v for k, v in entries.items() if k != "processing_files"})
         manifest["files"] = list(manifest.get("files", [])) + entries["processing_files"]
     return manifest
 
 
-def public_signature(model: Signature, config: ProcessingConfig, entry: dict[str, Any]) -> Signature:
+def public_signature(
+    model: Signature, config: ProcessingConfig, entry: dict[str, Any]
+) -> Signature:
     """What a client sends and receives when the package carries this processing."""
     inputs = model.inputs
     if config.image is not None:
@@ -58,10 +70,15 @@ def public_signature(model: Signature, config: ProcessingConfig, entry: dict[str
     post = config.post
     if post is not None and post.kind == "classify":
         k = min(post.top_k, _width(model, entry["model_output"]))
-        outputs = (TensorSpec("labels", "bytes", ("batch", k)), TensorSpec("scores", "float32", ("batch", k)),
-                   TensorSpec("indices", "int64", ("batch", k)))
+        outputs = (
+            TensorSpec("labels", "bytes", ("batch", k)),
+            TensorSpec("scores", "float32", ("batch", k)),
+            TensorSpec("indices", "int64", ("batch", k)),
+        )
     elif post is not None and post.kind == "embed":
-        outputs = (TensorSpec("embedding", "float32", ("batch", _width(model, entry["model_output"]))),)
+        outputs = (
+            TensorSpec("embedding", "float32", ("batch", _width(model, entry["model_output"]))),
+        )
     elif post is not None and post.kind == "detect":
         from shipyard.processing.detect import detection_outputs
 
@@ -86,24 +103,33 @@ def config_json_of(entry: dict[str, Any]) -> dict[str, Any]:
 def _model_input(config: ProcessingConfig, model: Signature) -> str:
     wanted = config.image.input if config.image and config.image.input else model.input_names[0]
     if wanted not in model.input_names:
-        raise UsageError(f"image.input {wanted!r} is not an input of the model; expected one of {model.input_names}")
+        raise UsageError(
+            f"image.input {wanted!r} is not an input of the model; expected one of "
+            f"{model.input_names}"
+        )
     if config.image is not None and len(model.inputs) != 1:
-        raise UsageError(f"image pre-processing feeds one input, but the model takes {model.input_names}")
+        raise UsageError(
+            f"image pre-processing feeds one input, but the model takes {model.input_names}"
+        )
     return wanted
 
 
 def _model_output(config: ProcessingConfig, model: Signature) -> str:
     wanted = config.post.output if config.post and config.post.output else model.output_names[0]
     if wanted not in model.output_names:
-        raise UsageError(f"postprocess.output {wanted!r} is not an output of the model; "
-                         f"expected one of {model.output_names}")
+        raise UsageError(
+            f"postprocess.output {wanted!r} is not an output of the model; "
+            f"expected one of {model.output_names}"
+        )
     return wanted
 
 
 def _width(model: Signature, output: str) -> int:
     spec = next(s for s in model.outputs if s.name == output)
     if len(spec.shape) != 2 or not isinstance(spec.shape[1], int):
-        raise UsageError(f"output {output!r} has shape {spec.kserve_shape}; classify and embed expect [batch, N]")
+        raise UsageError(
+            f"output {output!r} has shape {spec.kserve_shape}; classify and embed expect [batch, N]"
+        )
     return spec.shape[1]
 
 
@@ -114,7 +140,9 @@ def _post_graph(config: ProcessingConfig, model: Signature, output: str):
 
         width = _width(model, output)
         if post.labels and len(post.labels) != width:
-            raise UsageError(f"postprocess.labels has {len(post.labels)} names; the model gives {width} classes")
+            raise UsageError(
+                f"postprocess.labels has {len(post.labels)} names; the model gives {width} classes"
+            )
         return classify_graph(post, output, width)
     if post.kind == "embed":
         from shipyard.processing.post_graph import embed_graph

@@ -27,7 +27,9 @@ def torch_preprocess(pixels: np.ndarray, image: ImagePre) -> Any:
     return tensor.to(torch.float16 if image.dtype == "float16" else torch.float32)
 
 
-def torch_classify(module: Any, images: list[np.ndarray], config: ProcessingConfig) -> dict[str, np.ndarray]:
+def torch_classify(
+    module: Any, images: list[np.ndarray], config: ProcessingConfig
+) -> dict[str, np.ndarray]:
     """Top-k label indices and scores of ``module`` on decoded images, computed in PyTorch."""
     import torch
 

@@ -30,8 +30,11 @@ class Processing:
         self.signature = signature_from_manifest(model, entry)
         self._pre = _ort(folder / entry["pre"], threads) if entry.get("pre") else None
         self._post = _ort(folder / entry["post"], threads) if entry.get("post") else None
-        self._labels = np.array([s.encode() for s in self.config.post.labels], dtype=object) \
-            if self.config.post and self.config.post.labels else None
+        self._labels = (
+            np.array([s.encode() for s in self.config.post.labels], dtype=object)
+            if self.config.post and self.config.post.labels
+            else None
+        )
         inputs = [i.name for i in self._post.get_inputs()] if self._post is not None else []
         self._detect_names = (inputs[0], inputs[1]) if len(inputs) == 3 else ("", "")
 
@@ -40,7 +43,9 @@ class Processing:
         if self._pre is not None:
             from shipyard.processing.decode import image_sizes
 
-            originals = image_sizes(self._images(inputs))  # boxes are given in the sent image's pixels
+            originals = image_sizes(
+                self._images(inputs)
+            )  # boxes are given in the sent image's pixels
             images = self.decode(inputs)
             feed = {self.model_input: self.pixels_to_tensor(images)}
             sizes = np.array([(h, w) for w, h in originals], np.float32)
@@ -63,12 +68,15 @@ class Processing:
 
     def _images(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         if set(inputs) != {IMAGE_INPUT}:
-            raise DataError(f"inputs {sorted(inputs)} do not match the model: expected ['{IMAGE_INPUT}'] "
-                            f"(BYTES: encoded JPEG/PNG images)")
+            raise DataError(
+                f"inputs {sorted(inputs)} do not match the model: expected ['{IMAGE_INPUT}'] "
+                f"(BYTES: encoded JPEG/PNG images)"
+            )
         return inputs[IMAGE_INPUT]
 
     def _target_side(self) -> int | None:
-        """The largest side the resize graph makes, so larger images may decode reduced; None = no resize."""
+        """The largest side the resize graph makes, so larger images may decode reduced; None = no
+        resize."""
         image = self.config.image
         if image is None or image.resize is None:
             return None
@@ -80,13 +88,17 @@ class Processing:
             return self._pre.run(None, {"pixels": np.stack(images)})[0]
         return np.concatenate([self._pre.run(None, {"pixels": i[None]})[0] for i in images])
 
-    def postprocess(self, outputs: dict[str, np.ndarray], sizes: np.ndarray | None) -> dict[str, np.ndarray]:
+    def postprocess(
+        self, outputs: dict[str, np.ndarray], sizes: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
         post = self.config.post
         if post.kind == "detect":
             from shipyard.processing.detect import run_detect
 
             if sizes is None:
-                raise DataError("detector post-processing needs image pre-processing (the original image sizes)")
+                raise DataError(
+                    "detector post-processing needs image pre-processing (the original image sizes)"
+                )
             return run_detect(self._post, outputs, sizes, post, self._labels, self._detect_names)
         raw = np.ascontiguousarray(outputs[self.model_output], dtype=np.float32)
         values = self._post.run(None, {self.model_output: raw})
@@ -101,7 +113,9 @@ class Processing:
         return self._labels[indices]
 
 
-def load_processing(folder: Path, manifest: dict[str, Any], model: Signature, threads: int) -> Processing | None:
+def load_processing(
+    folder: Path, manifest: dict[str, Any], model: Signature, threads: int
+) -> Processing | None:
     """The package's processing, or None when it has none."""
     entry = manifest.get("processing")
     return Processing(folder, entry, model, threads) if entry else None

@@ -11,8 +11,8 @@ import functools
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from shipyard import machine
 from shipyard.records import Artifact
@@ -21,19 +21,23 @@ CACHE_VERSION = "1"
 
 
 def cache_root() -> Path | None:
-    """``$SHIPYARD_CACHE/artifacts`` (default ``~/.cache/shipyard``); ``SHIPYARD_NO_CACHE=1`` turns it off."""
+    """``$SHIPYARD_CACHE/artifacts`` (default ``~/.cache/shipyard``); ``SHIPYARD_NO_CACHE=1`` turns
+    it off."""
     if os.environ.get("SHIPYARD_NO_CACHE"):
         return None
     return machine.cache_root() / "artifacts"
 
 
 def cache_key(*parts: str) -> str:
-    return hashlib.sha256("\n".join((CACHE_VERSION, code_version(), *parts)).encode()).hexdigest()[:24]
+    return hashlib.sha256("\n".join((CACHE_VERSION, code_version(), *parts)).encode()).hexdigest()[
+        :24
+    ]
 
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """A digest of the code that makes the cached artifacts (converters and quantisers): an artifact a
+    """A digest of the code that makes the cached artifacts (converters and quantisers): an
+    artifact a
     changed quantiser made differently is never read back."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()

@@ -1,9 +1,10 @@
-"""The calibration subset: its size, and warnings when it is too small or unlike the evaluation data."""
+"""The calibration subset: its size, and warnings when it is too small or unlike the evaluation
+data."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
@@ -21,7 +22,9 @@ class Calibration:
     notes: list[str] = field(default_factory=list)
 
 
-def calibration_set(calibration: Dataset, evaluation: Dataset | None, size: int, seed: int = 0) -> Calibration:
+def calibration_set(
+    calibration: Dataset, evaluation: Dataset | None, size: int, seed: int = 0
+) -> Calibration:
     """At most ``size`` samples of ``calibration`` (seeded), with notes on anything doubtful."""
     subset = calibration
     if len(calibration) > size:
@@ -29,8 +32,10 @@ def calibration_set(calibration: Dataset, evaluation: Dataset | None, size: int,
         subset = calibration.take(index)
     notes = []
     if len(subset) < MIN_SAMPLES:
-        notes.append(f"calibration: only {len(subset)} samples; INT8 ranges from fewer than {MIN_SAMPLES} "
-                     "are unreliable — pass more data with --data")
+        notes.append(
+            f"calibration: only {len(subset)} samples; INT8 ranges from fewer than {MIN_SAMPLES} "
+            "are unreliable — pass more data with --data"
+        )
     if subset.synthetic:
         notes.append("calibration: the data is synthetic, so INT8 ranges may not match real inputs")
     if evaluation is not None:
@@ -39,7 +44,8 @@ def calibration_set(calibration: Dataset, evaluation: Dataset | None, size: int,
 
 
 def distribution_shift(calibration: Dataset, evaluation: Dataset) -> list[str]:
-    """A sentence per float input whose calibration statistics differ clearly from the evaluation's."""
+    """A sentence per float input whose calibration statistics differ clearly from the
+    evaluation's."""
     notes = []
     for name, array in calibration.inputs.items():
         other = evaluation.inputs.get(name)
@@ -50,8 +56,12 @@ def distribution_shift(calibration: Dataset, evaluation: Dataset) -> list[str]:
         shift = abs(a.mean() - b.mean()) / pooled
         spread = max(a.std(), b.std()) / max(min(a.std(), b.std()), 1e-12)
         if shift > SHIFT_LIMIT or spread > 2.0:
-            notes.append(f"input {name!r} looks unlike the evaluation data (mean {a.mean():.3g} vs {b.mean():.3g}, "
-                         f"std {a.std():.3g} vs {b.std():.3g}); calibrate on data like what the model will see")
+            notes.append(
+                f"input {name!r} looks unlike the evaluation data (mean {a.mean():.3g} vs "
+                f"{b.mean():.3g}, "
+                f"std {a.std():.3g} vs {b.std():.3g}); calibrate on data like what the model will "
+                "see"
+            )
     return notes
 
 

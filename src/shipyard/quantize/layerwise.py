@@ -41,7 +41,8 @@ class Graph:
 
     @classmethod
     def of(cls, path: Path) -> Graph:
-        """The graph of an ONNX model; in a QDQ model, Q/DQ pairs are seen through to the tensor they carry."""
+        """The graph of an ONNX model; in a QDQ model, Q/DQ pairs are seen through to the tensor
+        they carry."""
         import onnx
 
         graph = cls()
@@ -71,7 +72,9 @@ def tensor_error(reference: np.ndarray, other: np.ndarray) -> tuple[float, float
         return float("nan"), float("nan")
     ref, out = reference.astype(np.float64), other.astype(np.float64)
     axis = 1 if ref.ndim == 4 else ref.ndim - 1
-    ref_c = np.moveaxis(ref, axis, 0).reshape(ref.shape[axis], -1) if ref.ndim else ref.reshape(1, 1)
+    ref_c = (
+        np.moveaxis(ref, axis, 0).reshape(ref.shape[axis], -1) if ref.ndim else ref.reshape(1, 1)
+    )
     out_c = np.moveaxis(out, axis, 0).reshape(ref_c.shape) if ref.ndim else out.reshape(1, 1)
     norms = np.linalg.norm(ref_c, axis=1)
     live = norms > 1e-12 * max(float(norms.max(initial=0)), 1e-30)
@@ -83,8 +86,11 @@ def tensor_error(reference: np.ndarray, other: np.ndarray) -> tuple[float, float
     return float(np.minimum(rel, 10.0).mean()), cosine
 
 
-def rank_layers(graph: Graph, reference: dict[str, np.ndarray], quantized: dict[str, np.ndarray]) -> list[LayerError]:
-    """Every tensor both runs share, with the error it shows and the error its layer adds, worst first."""
+def rank_layers(
+    graph: Graph, reference: dict[str, np.ndarray], quantized: dict[str, np.ndarray]
+) -> list[LayerError]:
+    """Every tensor both runs share, with the error it shows and the error its layer adds, worst
+    first."""
     errors: dict[str, tuple[float, float]] = {}
     for name, value in reference.items():
         other = quantized.get(name + DQ_SUFFIX, quantized.get(name))
@@ -95,12 +101,16 @@ def rank_layers(graph: Graph, reference: dict[str, np.ndarray], quantized: dict[
         if not np.isfinite(error) or name not in graph.producer:
             continue
         node, op_type = graph.producer[name]
-        before = max((_upstream_error(graph, errors, i) for i in graph.inputs.get(node, [])), default=0.0)
+        before = max(
+            (_upstream_error(graph, errors, i) for i in graph.inputs.get(node, [])), default=0.0
+        )
         rows.append(LayerError(name, node, op_type, error, error - before, cosine))
     return sorted(rows, key=lambda r: r.introduced, reverse=True)
 
 
-def _upstream_error(graph: Graph, errors: dict[str, tuple[float, float]], tensor: str, depth: int = 8) -> float:
+def _upstream_error(
+    graph: Graph, errors: dict[str, tuple[float, float]], tensor: str, depth: int = 8
+) -> float:
     """The error of ``tensor``, or of the nearest tensors above it both runs expose."""
     known = errors.get(tensor)
     if known is not None and np.isfinite(known[0]):
@@ -108,11 +118,17 @@ def _upstream_error(graph: Graph, errors: dict[str, tuple[float, float]], tensor
     if depth == 0 or tensor not in graph.producer:
         return 0.0
     node = graph.producer[tensor][0]
-    return max((_upstream_error(graph, errors, i, depth - 1) for i in graph.inputs.get(node, [])), default=0.0)
+    return max(
+        (_upstream_error(graph, errors, i, depth - 1) for i in graph.inputs.get(node, [])),
+        default=0.0,
+    )
 
 
-def onnx_intermediates(path: Path, feed: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
-    """Every float tensor of an ONNX model on ``feed``, run by ONNX Runtime with each one exposed."""
+def onnx_intermediates(
+    path: Path, feed: dict[str, np.ndarray], threads: int = 1
+) -> dict[str, np.ndarray]:
+    """Every float tensor of an ONNX model on ``feed``, run by ONNX Runtime with each one
+    exposed."""
     import onnx
     import onnxruntime as ort
 
@@ -125,9 +141,15 @@ def onnx_intermediates(path: Path, feed: dict[str, np.ndarray], threads: int = 1
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
         outputs = [o.name for o in session.get_outputs()]
         values = session.run(outputs, feed)
     except Exception as exc:
-        raise ConversionError(f"cannot expose the intermediate tensors of {path.name}: {exc}") from exc
-    return {n: v for n, v in zip(outputs, values) if isinstance(v, np.ndarray) and v.dtype.kind == "f"}
+        raise ConversionError(
+            f"cannot expose the intermediate tensors of {path.name}: {exc}"
+        ) from exc
+    return {
+        n: v for n, v in zip(outputs, values) if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+    }

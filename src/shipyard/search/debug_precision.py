@@ -3,8 +3,9 @@
 Example::
 
     >>> from shipyard.search.debug_precision import debug_precision
-    >>> report = debug_precision("model.py:make", data=Path("data.npz"), weights=Path("w.safetensors"))  # doctest: +SKIP
-    >>> report.layers[0].node                                                                              # doctest: +SKIP
+    >>> report = debug_precision("model.py:make", data=Path("data.npz"),  # doctest: +SKIP
+    ...                          weights=Path("w.safetensors"))
+    >>> report.layers[0].node  # doctest: +SKIP
     'node_Conv_28'
 """
 
@@ -20,11 +21,16 @@ from shipyard.records import Candidate, Recipe, Step
 
 
 def debuggable() -> dict[str, tuple[str, ...]]:
-    """Backend → the INT8 methods whose layers it can compare one by one (``--backend`` / ``--method``)."""
+    """Backend → the INT8 methods whose layers it can compare one by one (``--backend`` /
+    ``--method``)."""
     from shipyard.backends import all_backends
     from shipyard.search.rescue import RESCUABLE
 
-    found = {b.name: tuple(m for m in b.quantizers if m in RESCUABLE) for b in all_backends() if b.compares_layers}
+    found = {
+        b.name: tuple(m for m in b.quantizers if m in RESCUABLE)
+        for b in all_backends()
+        if b.compares_layers
+    }
     return {name: methods for name, methods in found.items() if methods}
 
 
@@ -38,9 +44,16 @@ class PrecisionReport:
     output_cosine: float | None = None
 
 
-def debug_precision(model: str, data: Path | None, weights: Path | None = None, backend: str = "onnxruntime",
-                    method: str | None = None, calibration: str = "minmax", samples: int = 16,
-                    calibration_size: int = 300) -> PrecisionReport:
+def debug_precision(
+    model: str,
+    data: Path | None,
+    weights: Path | None = None,
+    backend: str = "onnxruntime",
+    method: str | None = None,
+    calibration: str = "minmax",
+    samples: int = 16,
+    calibration_size: int = 300,
+) -> PrecisionReport:
     """Quantise ``model`` for ``backend`` on ``data`` and compare it with FP32 layer by layer."""
     from shipyard.backends import get_backend
     from shipyard.dataset import ImageOptions
@@ -55,21 +68,34 @@ def debug_precision(model: str, data: Path | None, weights: Path | None = None, 
         raise UsageError(f"--backend {backend!r}: expected one of {', '.join(methods)}")
     source = load_source(model, weights, hints_from_npz(data), None)
     dataset = load_build_data(data, source, ImageOptions())
-    candidate = _candidate(get_backend(backend).plans(source, "int8"), methods[backend], method, calibration)
+    candidate = _candidate(
+        get_backend(backend).plans(source, "int8"), methods[backend], method, calibration
+    )
     with tempfile.TemporaryDirectory(prefix="shipyard-debug-") as work:
-        workshop = Workshop(source, Path(work), calibration_set(dataset, None, calibration_size).dataset)
+        workshop = Workshop(
+            source, Path(work), calibration_set(dataset, None, calibration_size).dataset
+        )
         candidate.artifact = workshop.make(candidate.recipe)
         diagnosis = responsible_layers(candidate, workshop, samples)
     first = diagnosis.outputs.get(source.signature.output_names[0])
-    return PrecisionReport(candidate.key, backend, min(samples, len(dataset)), diagnosis.layers,
-                           first.cosine if first else None)
+    return PrecisionReport(
+        candidate.key,
+        backend,
+        min(samples, len(dataset)),
+        diagnosis.layers,
+        first.cosine if first else None,
+    )
 
 
-def _candidate(plans: list[Candidate], methods: tuple[str, ...], method: str | None, calibration: str) -> Candidate:
+def _candidate(
+    plans: list[Candidate], methods: tuple[str, ...], method: str | None, calibration: str
+) -> Candidate:
     plan = plans[0]
     backend = plan.backend
     if method is not None and method not in methods:
-        raise UsageError(f"--method {method!r} does not run on {backend}; expected one of {', '.join(methods)}")
+        raise UsageError(
+            f"--method {method!r} does not run on {backend}; expected one of {', '.join(methods)}"
+        )
     last = plan.recipe.steps[-1]
     options = {**last.options, "method": method or last.options["method"]}
     if options["method"] in ("static-qdq", "ncnn-int8"):

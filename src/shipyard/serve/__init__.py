@@ -10,4 +10,12 @@ from shipyard.serve.batcher import BatchConfig, Batcher
 from shipyard.serve.repository import Repository, ServedModel, ServeOptions
 from shipyard.serve.server import Server, ServerConfig
 
-__all__ = ["BatchConfig", "Batcher", "Repository", "ServeOptions", "ServedModel", "Server", "ServerConfig"]
+__all__ = [
+    "BatchConfig",
+    "Batcher",
+    "Repository",
+    "ServeOptions",
+    "ServedModel",
+    "Server",
+    "ServerConfig",
+]

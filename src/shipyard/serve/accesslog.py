@@ -12,7 +12,9 @@ LOGGER_NAME = "shipyard.access"
 
 def log_access(**fields: Any) -> None:
     """Log one request; fields are e.g. protocol, method, path, model, status, ms, bytes_in."""
-    logger = logging.getLogger(LOGGER_NAME)  # looked up per call: Ray, for one, rebuilds the logger tree
+    logger = logging.getLogger(
+        LOGGER_NAME
+    )  # looked up per call: Ray, for one, rebuilds the logger tree
     if logger.isEnabledFor(logging.INFO):
         logger.info(json.dumps({"ts": round(time.time(), 3), **fields}, default=str))
 
@@ -46,5 +48,11 @@ class AccessLogMiddleware:
             await self.app(scope, counting_receive, capturing_send)
         finally:
             client = scope.get("client") or ("", 0)
-            log_access(protocol="http", method=scope["method"], path=scope["path"], client=client[0],
-                       ms=round((time.perf_counter() - started) * 1000, 3), **seen)
+            log_access(
+                protocol="http",
+                method=scope["method"],
+                path=scope["path"],
+                client=client[0],
+                ms=round((time.perf_counter() - started) * 1000, 3),
+                **seen,
+            )

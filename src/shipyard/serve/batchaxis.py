@@ -1,4 +1,5 @@
-"""Proof, at load time, that a model's outputs carry the batch axis, so a batch can be split per request.
+"""Proof, at load time, that a model's outputs carry the batch axis, so a batch can be split per
+request.
 
 A signature says ``batch`` on an output's first axis, but a model may still flatten (``Reshape(x,
 [-1])``) or gather across samples (an NMS output of ``[n, 3]``): slicing such an output hands one
@@ -16,8 +17,8 @@ Example::
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -34,7 +35,8 @@ class BatchProof:
 
 
 def prove_batch_axis(run: Runner, signature: Signature) -> BatchProof:
-    """Whether ``run`` keeps samples apart on the first axis of every output (see the module text)."""
+    """Whether ``run`` keeps samples apart on the first axis of every output (see the module
+    text)."""
     if not all(spec.batched for spec in signature.inputs):
         return BatchProof(False, "an input has no batch axis")
     try:
@@ -42,7 +44,9 @@ def prove_batch_axis(run: Runner, signature: Signature) -> BatchProof:
         singles = [run(sample) for sample in samples]
         pair = run({name: np.concatenate([s[name] for s in samples]) for name in samples[0]})
     except Exception as exc:  # noqa: BLE001 - a model that cannot be probed is simply not batched
-        return BatchProof(False, f"the two-sample probe failed ({type(exc).__name__}: {str(exc)[:200]})")
+        return BatchProof(
+            False, f"the two-sample probe failed ({type(exc).__name__}: {str(exc)[:200]})"
+        )
     for name, joined in pair.items():
         reason = _rows_differ(name, np.asarray(joined), [np.asarray(s[name]) for s in singles])
         if reason:
@@ -56,7 +60,7 @@ def _rows_differ(name: str, joined: np.ndarray, singles: list[np.ndarray]) -> st
     for index, single in enumerate(singles):
         if single.ndim == 0 or single.shape[0] != 1 or single.shape[1:] != joined.shape[1:]:
             return f"output {name!r} has shape {list(single.shape)} for one sample"
-        if not _close(joined[index:index + 1], single):
+        if not _close(joined[index : index + 1], single):
             return f"output {name!r}: row {index} of the pair differs from that sample run alone"
     return ""
 
@@ -90,7 +94,11 @@ def _bytes_sample(name: str, shape: tuple[int, ...], index: int) -> np.ndarray:
     if "image" in name:
         value = probe_image(index)
     else:
-        value = ("a ship leaves the yard at dawn" if index == 0 else "the second probe is quite different").encode()
+        value = (
+            "a ship leaves the yard at dawn"
+            if index == 0
+            else "the second probe is quite different"
+        ).encode()
     array = np.empty(shape, dtype=object)
     array.fill(value)
     return array

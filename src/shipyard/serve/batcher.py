@@ -12,8 +12,9 @@ went over the target and grows by a small step while requests finish well under 
 
 Example::
 
-    >>> batcher = Batcher("m", [predictor.run], BatchConfig(max_batch_size=16), metrics)  # doctest: +SKIP
-    >>> outputs = await batcher.submit({"image": x}, size=len(x))                        # doctest: +SKIP
+    >>> config = BatchConfig(max_batch_size=16)
+    >>> batcher = Batcher("m", [predictor.run], config, metrics)  # doctest: +SKIP
+    >>> outputs = await batcher.submit({"image": x}, size=len(x))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -60,15 +61,23 @@ class _Item:
 class Batcher:
     """Queue, batch and run the requests of one model on ``len(runners)`` instances."""
 
-    def __init__(self, name: str, runners: list[Runner], config: BatchConfig, metrics: ModelMetrics,
-                 batched: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        runners: list[Runner],
+        config: BatchConfig,
+        metrics: ModelMetrics,
+        batched: bool = True,
+    ) -> None:
         self.name, self.config, self.metrics = name, config, metrics
         self.max_batch = config.max_batch_size if batched else 1
         self.delay_s = config.max_queue_delay_ms / 1000
         if config.latency_target_ms is not None and config.max_queue_delay_ms <= 0:
             self.delay_s = config.latency_target_ms / 4000
         self._idle = list(runners)
-        self._executor = ThreadPoolExecutor(max_workers=len(runners), thread_name_prefix=f"model-{name}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=len(runners), thread_name_prefix=f"model-{name}"
+        )
         self._queue: collections.deque[_Item] = collections.deque()
         self._running: set[asyncio.Task] = set()
         self._stopping = False
@@ -86,15 +95,20 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._collect())
 
-    async def submit(self, inputs: dict[str, np.ndarray], size: int, timeout_s: float | None = None
-                     ) -> dict[str, np.ndarray]:
+    async def submit(
+        self, inputs: dict[str, np.ndarray], size: int, timeout_s: float | None = None
+    ) -> dict[str, np.ndarray]:
         """Queue one request of ``size`` samples and wait for its outputs."""
         if self._stopping or self._task is None:
             raise NotReady(f"model {self.name!r} is shutting down; expected a running server")
         if len(self._queue) >= self.config.max_queue:
-            raise Overloaded(f"model {self.name!r} has {len(self._queue)} requests queued, its limit; "
-                             f"retry later or serve it with more instances or a longer queue")
-        key = tuple((n, a.shape[1:] if self.max_batch > 1 else a.shape) for n, a in sorted(inputs.items()))
+            raise Overloaded(
+                f"model {self.name!r} has {len(self._queue)} requests queued, its limit; "
+                f"retry later or serve it with more instances or a longer queue"
+            )
+        key = tuple(
+            (n, a.shape[1:] if self.max_batch > 1 else a.shape) for n, a in sorted(inputs.items())
+        )
         item = _Item(inputs, size, key, asyncio.get_running_loop().create_future())
         self._queue.append(item)
         self.metrics.queue_depth.set(len(self._queue))
@@ -103,8 +117,10 @@ class Batcher:
         try:
             return await asyncio.wait_for(item.future, timeout)
         except asyncio.TimeoutError:
-            raise RequestTimeout(f"request to model {self.name!r} took over its timeout of {timeout:g} s; "
-                                 f"expected the server to be less loaded or a longer timeout") from None
+            raise RequestTimeout(
+                f"request to model {self.name!r} took over its timeout of {timeout:g} s; "
+                f"expected the server to be less loaded or a longer timeout"
+            ) from None
 
     async def stop(self) -> None:
         """Stop taking requests, finish every queued and running one, then release the workers."""
@@ -187,7 +203,9 @@ class Batcher:
                     self._unbatch(outputs)
                     await self._isolate(batch, runner, None)
             done = time.perf_counter()
-            self.metrics.observe_batch([started - i.enqueued for i in batch], done - started, sum(i.size for i in batch))
+            self.metrics.observe_batch(
+                [started - i.enqueued for i in batch], done - started, sum(i.size for i in batch)
+            )
             self._tune(max(done - i.enqueued for i in batch), sum(i.size for i in batch))
         finally:
             self._idle.append(runner)
@@ -195,12 +213,17 @@ class Batcher:
 
     def _unbatch(self, outputs: dict[str, np.ndarray]) -> None:
         shapes = {name: list(np.shape(value)) for name, value in outputs.items()}
-        LOGGER.warning("model %r returned outputs %s without one row per sample; it runs request by request "
-                       "from now on", self.name, shapes)
+        LOGGER.warning(
+            "model %r returned outputs %s without one row per sample; it runs request by request "
+            "from now on",
+            self.name,
+            shapes,
+        )
         self.max_batch = 1
 
     async def _isolate(self, batch: list[_Item], runner: Runner, exc: Exception | None) -> None:
-        """Run a batch one request at a time: after a failure (so only the culprit fails), or when its
+        """Run a batch one request at a time: after a failure (so only the culprit fails), or when
+        its
         outputs could not be split."""
         if len(batch) == 1 and exc is not None:
             _fail(batch[0], self.name, exc)
@@ -230,7 +253,8 @@ def _concat(batch: list[_Item]) -> dict[str, np.ndarray]:
 
 
 def _deliver(batch: list[_Item], outputs: dict[str, np.ndarray]) -> bool:
-    """Hand each request its rows; False (nothing delivered) when an output has not one row per sample.
+    """Hand each request its rows; False (nothing delivered) when an output has not one row per
+    sample.
 
     Never a fallback to the whole output: that would give one client another's data.
     """
@@ -243,7 +267,7 @@ def _deliver(batch: list[_Item], outputs: dict[str, np.ndarray]) -> bool:
         return False
     start = 0
     for item in batch:
-        part = {name: value[start:start + item.size] for name, value in outputs.items()}
+        part = {name: value[start : start + item.size] for name, value in outputs.items()}
         start += item.size
         if not item.future.done():
             item.future.set_result(part)

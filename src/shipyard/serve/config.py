@@ -1,4 +1,5 @@
-"""Triton's model configuration of a served model, as ``get_model_config`` gets it over HTTP and gRPC.
+"""Triton's model configuration of a served model, as ``get_model_config`` gets it over HTTP and
+gRPC.
 
 The config comes from the builder ``shipyard export triton`` writes ``config.pbtxt`` with, filled
 in with what this server enforces: its batch limit, its current queue delay and its instances. Its
@@ -14,34 +15,48 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
-from shipyard.triton_config import TritonOptions, model_text, parse_config
 from shipyard.serve.repository import ServedModel
+from shipyard.triton_config import TritonOptions, model_text, parse_config
 
-_INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
-          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
+_INT64 = {
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED64,
+}
 
 
 def model_config(model: ServedModel) -> Any:
     """``model``'s Triton ``ModelConfig`` message."""
-    options = TritonOptions(max_batch_size=model.max_batch, max_queue_delay_us=round(model.batcher.delay_s * 1e6),
-                            instances=len(model.predictors))
-    return parse_config(model_text(model.name, "shipyard", model.platform, model.signature, options))
+    options = TritonOptions(
+        max_batch_size=model.max_batch,
+        max_queue_delay_us=round(model.batcher.delay_s * 1e6),
+        instances=len(model.predictors),
+    )
+    return parse_config(
+        model_text(model.name, "shipyard", model.platform, model.signature, options)
+    )
 
 
 def config_json(model: ServedModel) -> dict[str, Any]:
-    """``model``'s config as Triton's HTTP endpoint answers it: proto field names, every plain field."""
+    """``model``'s config as Triton's HTTP endpoint answers it: proto field names, every plain
+    field."""
     message = model_config(model)
     try:
-        data = json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                         always_print_fields_with_no_presence=True)
+        data = json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
     except TypeError:  # protobuf < 5.26 names the option differently
-        data = json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                         including_default_value_fields=True)
+        data = json_format.MessageToDict(
+            message, preserving_proto_field_name=True, including_default_value_fields=True
+        )
     return _int64_as_numbers(data, message.DESCRIPTOR)
 
 
 def _int64_as_numbers(data: dict[str, Any], descriptor: Any) -> dict[str, Any]:
-    """JSON numbers for 64-bit fields (``dims``, queue delays), which ``json_format`` writes as strings.
+    """JSON numbers for 64-bit fields (``dims``, queue delays), which ``json_format`` writes as
+    strings.
 
     Triton answers them as numbers, and clients index ``dims`` as integers.
     """

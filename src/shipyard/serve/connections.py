@@ -41,7 +41,8 @@ def protocol_class(limits: ConnectionLimits) -> type:
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
             if self._deadline is not None and self.cycle is not self._waiting_after:
-                self._deadline.cancel()  # a new request's headers are in: the body deadline takes over
+                # a new request's headers are in: the body deadline takes over
+                self._deadline.cancel()
                 self._deadline = None
 
         def on_response_complete(self) -> None:

@@ -27,12 +27,24 @@ try:
     from tritonclient.grpc import service_pb2 as pb
     from tritonclient.grpc import service_pb2_grpc as pb_grpc
 except ImportError as exc:  # pragma: no cover - the serve extra installs it
-    raise ImportError("the gRPC front end needs the KServe v2 protos: pip install 'shipyard[serve]'") from exc
+    raise ImportError(
+        "the gRPC front end needs the KServe v2 protos: pip install 'shipyard[serve]'"
+    ) from exc
 
-_CONTENTS_FIELD = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
-                   "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
-                   "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
-                   "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+_CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
 
 
 class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
@@ -49,7 +61,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
         meta = self.state.server_metadata()
-        return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=meta["extensions"])
+        return pb.ServerMetadataResponse(
+            name=meta["name"], version=meta["version"], extensions=meta["extensions"]
+        )
 
     async def ModelReady(self, request: Any, context: Any) -> Any:
         await self._model(request, context)
@@ -58,9 +72,12 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
         meta = (await self._model(request, context)).metadata()
         return pb.ModelMetadataResponse(
-            name=meta["name"], versions=meta["versions"], platform=meta["platform"],
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
             inputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["inputs"]],
-            outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]])
+            outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
+        )
 
     async def ModelConfig(self, request: Any, context: Any) -> Any:
         return pb.ModelConfigResponse(config=model_config(await self._model(request, context)))
@@ -74,23 +91,36 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             model = self.state.repository.get(request.model_name, request.model_version)
             async with self.state.budget.hold() as holding:
                 holding.add(request.ByteSize())
-                inputs = await off_loop(_decode_checked, model, request, self.state.options.max_request_bytes)
+                inputs = await off_loop(
+                    _decode_checked, model, request, self.state.options.max_request_bytes
+                )
                 wanted = [o.name for o in request.outputs] or model.signature.output_names
                 model.check_output_names(wanted)
-                results = await model.infer(inputs, context.time_remaining())  # the client's deadline, if any
+                results = await model.infer(
+                    inputs, context.time_remaining()
+                )  # the client's deadline, if any
                 return await off_loop(_encode_response, model, request.id, results, wanted)
         except ServeError as exc:
             status = exc.status
             await context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
         except Exception as exc:  # noqa: BLE001 - never let one request take the server down
             status = 500
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+            )
         finally:
             seconds = time.perf_counter() - started
             if request.model_name in self.state.repository.models:
                 self.state.metrics.observe_request(request.model_name, "grpc", seconds, status)
-            log_access(protocol="grpc", method="ModelInfer", model=request.model_name, status=status,
-                       ms=round(seconds * 1000, 3), bytes_in=request.ByteSize(), peer=context.peer())
+            log_access(
+                protocol="grpc",
+                method="ModelInfer",
+                model=request.model_name,
+                status=status,
+                ms=round(seconds * 1000, 3),
+                bytes_in=request.ByteSize(),
+                peer=context.peer(),
+            )
 
     async def _model(self, request: Any, context: Any) -> ServedModel:
         try:
@@ -109,8 +139,10 @@ def _decode_inputs(model: ServedModel, request: Any, max_bytes: int) -> dict[str
     model.check_input_names([t.name for t in request.inputs])
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
-        raise BadRequest(f"request has {len(raw)} raw_input_contents for {len(request.inputs)} inputs; "
-                         f"expected one per input")
+        raise BadRequest(
+            f"request has {len(raw)} raw_input_contents for {len(request.inputs)} inputs; "
+            f"expected one per input"
+        )
     inputs = {}
     for index, tensor in enumerate(request.inputs):
         spec = model.input_spec(tensor.name)
@@ -126,8 +158,10 @@ def _decode_inputs(model: ServedModel, request: Any, max_bytes: int) -> dict[str
 def _from_contents(spec: Any, shape: tuple[int, ...], tensor: Any) -> np.ndarray:
     field = _CONTENTS_FIELD.get(spec.datatype)
     if field is None:
-        raise BadRequest(f"input {spec.name!r} ({spec.datatype}) has no typed contents field; expected "
-                         f"raw_input_contents")
+        raise BadRequest(
+            f"input {spec.name!r} ({spec.datatype}) has no typed contents field; expected "
+            f"raw_input_contents"
+        )
     values = list(getattr(tensor.contents, field))
     if spec.datatype == "BYTES":
         array = np.empty(len(values), dtype=object)
@@ -135,13 +169,19 @@ def _from_contents(spec: Any, shape: tuple[int, ...], tensor: Any) -> np.ndarray
     else:
         array = np.asarray(values, dtype=spec.dtype)
     if array.size != int(np.prod(shape)):
-        raise BadRequest(f"input {spec.name!r} has {array.size} elements in {field}; expected "
-                         f"{int(np.prod(shape))} for shape {list(shape)}")
+        raise BadRequest(
+            f"input {spec.name!r} has {array.size} elements in {field}; expected "
+            f"{int(np.prod(shape))} for shape {list(shape)}"
+        )
     return array.reshape(shape)
 
 
-def _encode_response(model: ServedModel, request_id: str, results: dict[str, np.ndarray], wanted: list[str]) -> Any:
-    response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request_id)
+def _encode_response(
+    model: ServedModel, request_id: str, results: dict[str, np.ndarray], wanted: list[str]
+) -> Any:
+    response = pb.ModelInferResponse(
+        model_name=model.name, model_version=model.version, id=request_id
+    )
     for name in wanted:
         spec, array = model.output_spec(name), results[name]
         response.outputs.add(name=name, datatype=spec.datatype, shape=list(array.shape))
@@ -155,16 +195,22 @@ GRPC_IDLE_MS = 60_000
 def make_server(state: ServerState, address: str) -> tuple[Any, int]:
     """A ``grpc.aio`` server bound to ``address`` (``host:port``), not yet started, and its port."""
     limit = state.options.max_request_bytes
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
-                                      ("grpc.max_send_message_length", 2 ** 31 - 1),
-                                      ("grpc.max_concurrent_streams", 100),
-                                      # an idle connection is closed (GOAWAY; clients reconnect by themselves)
-                                      ("grpc.max_connection_idle_ms", GRPC_IDLE_MS)],
-                             maximum_concurrent_rpcs=state.options.max_connections)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", 2**31 - 1),
+            ("grpc.max_concurrent_streams", 100),
+            # an idle connection is closed (GOAWAY; clients reconnect by themselves)
+            ("grpc.max_connection_idle_ms", GRPC_IDLE_MS),
+        ],
+        maximum_concurrent_rpcs=state.options.max_connections,
+    )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(state), server)
     from shipyard.serve.tfserving_grpc import add_services
 
-    add_services(server, state)  # TensorFlow Serving's PredictionService and ModelService, when installed
+    add_services(
+        server, state
+    )  # TensorFlow Serving's PredictionService and ModelService, when installed
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind gRPC to {address}; expected a free port")

@@ -1,4 +1,5 @@
-"""Bounded work per request, shared by every front end (KServe v2 HTTP and gRPC, TF Serving, Triton stats).
+"""Bounded work per request, shared by every front end (KServe v2 HTTP and gRPC, TF Serving, Triton
+stats).
 
 * :class:`ByteBudget` — the bytes of request bodies held at once, server-wide; a request that
   would go over is answered 503 at once instead of growing the process.
@@ -9,7 +10,8 @@
 Example (a front end decoding a request)::
 
     >>> async with state.budget.hold() as holding:                   # doctest: +SKIP
-    ...     holding.add(len(body))                                    # 503 when the server holds too much
+    ...     holding.add(len(body))                                    # 503 when the server holds
+    too much
     ...     inputs = await off_loop(decode, model, body)               # doctest: +SKIP
 """
 
@@ -18,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, TypeVar
 
 from shipyard.errors import UsageError
 from shipyard.serve.errors import Overloaded, RequestTooLarge, ServeError
@@ -38,8 +41,12 @@ class BodyTimeout(ServeError):
 
 def _pool() -> ThreadPoolExecutor:
     global _POOL
-    if _POOL is None:  # a few threads: decoding is CPU work, more would only compete with the models
-        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="decode")
+    if (
+        _POOL is None
+    ):  # a few threads: decoding is CPU work, more would only compete with the models
+        _POOL = ThreadPoolExecutor(
+            max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="decode"
+        )
     return _POOL
 
 
@@ -49,7 +56,8 @@ async def off_loop(function: Callable[..., T], *args: Any) -> T:
 
 
 class ByteBudget:
-    """Bytes of request bodies (and their decoded JSON) in flight at once, across the whole server."""
+    """Bytes of request bodies (and their decoded JSON) in flight at once, across the whole
+    server."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -57,11 +65,15 @@ class ByteBudget:
 
     def reserve(self, size: int) -> None:
         if size > self.limit:  # could never fit: retrying would not help
-            raise RequestTooLarge(f"the request needs {size} bytes in flight (JSON counts {JSON_GROWTH}×); expected "
-                                  f"at most the server's budget of {self.limit} bytes: send tensors as binary data")
+            raise RequestTooLarge(
+                f"the request needs {size} bytes in flight (JSON counts {JSON_GROWTH}×); expected "
+                f"at most the server's budget of {self.limit} bytes: send tensors as binary data"
+            )
         if self.held + size > self.limit:
-            raise Overloaded(f"the server holds {self.held} bytes of requests, and {size} more would pass its "
-                             f"budget of {self.limit} bytes in flight; retry later")
+            raise Overloaded(
+                f"the server holds {self.held} bytes of requests, and {size} more would pass its "
+                f"budget of {self.limit} bytes in flight; retry later"
+            )
         self.held += size
 
     def release(self, size: int) -> None:
@@ -91,16 +103,26 @@ class Holding:
 def check_options(options: Any) -> None:
     """Refuse limits that would break every request (``--timeout 0``, ``--max-request-mb 0``, …)."""
     batch = options.batch
-    positive = {"--timeout": batch.timeout_s, "--max-request-mb": options.max_request_bytes,
-                "--max-batch-size": batch.max_batch_size, "--instances": batch.instances,
-                "--max-queue": batch.max_queue, "--max-connections": options.max_connections,
-                "--header-timeout": options.header_timeout_s, "--body-timeout": options.body_timeout_s,
-                "--max-inflight-mb": options.max_inflight_bytes}
+    positive = {
+        "--timeout": batch.timeout_s,
+        "--max-request-mb": options.max_request_bytes,
+        "--max-batch-size": batch.max_batch_size,
+        "--instances": batch.instances,
+        "--max-queue": batch.max_queue,
+        "--max-connections": options.max_connections,
+        "--header-timeout": options.header_timeout_s,
+        "--body-timeout": options.body_timeout_s,
+        "--max-inflight-mb": options.max_inflight_bytes,
+    }
     for flag, value in positive.items():
         if not value > 0:
-            raise UsageError(f"{flag} {value}: expected a limit above 0 (0 would refuse every request)")
+            raise UsageError(
+                f"{flag} {value}: expected a limit above 0 (0 would refuse every request)"
+            )
     if not batch.max_queue_delay_ms >= 0:
         raise UsageError(f"--max-queue-delay-ms {batch.max_queue_delay_ms}: expected a delay ≥ 0")
     if options.max_inflight_bytes < options.max_request_bytes:
-        raise UsageError(f"--max-inflight-mb ({options.max_inflight_bytes} bytes) is below --max-request-mb "
-                         f"({options.max_request_bytes} bytes); expected room for at least one request")
+        raise UsageError(
+            f"--max-inflight-mb ({options.max_inflight_bytes} bytes) is below --max-request-mb "
+            f"({options.max_request_bytes} bytes); expected room for at least one request"
+        )

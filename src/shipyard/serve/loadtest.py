@@ -7,8 +7,9 @@ may be targeted, and both the time and the count are bounded.
 
 Example::
 
-    >>> result = run_loadtest(LoadSpec("http://127.0.0.1:8000", "digits", concurrency=8, duration_s=5))  # doctest: +SKIP
-    >>> print(result.summary())                                                                           # doctest: +SKIP
+    >>> spec = LoadSpec("http://127.0.0.1:8000", "digits", concurrency=8, duration_s=5)
+    >>> result = run_loadtest(spec)  # doctest: +SKIP
+    >>> print(result.summary())  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -68,9 +70,13 @@ class LoadResult:
 
     def summary(self) -> str:
         errors = sum(self.errors.values())
-        text = (f"concurrency {self.concurrency}: {self.throughput:.1f} samples/s ({self.requests} requests in "
-                f"{self.seconds:.1f} s), latency p50 {self.percentile(50):.2f} ms, p90 {self.percentile(90):.2f} ms, "
-                f"p99 {self.percentile(99):.2f} ms, errors {errors}")
+        text = (
+            f"concurrency {self.concurrency}: {self.throughput:.1f} samples/s ({self.requests} "
+            "requests in "
+            f"{self.seconds:.1f} s), latency p50 {self.percentile(50):.2f} ms, p90 "
+            f"{self.percentile(90):.2f} ms, "
+            f"p99 {self.percentile(99):.2f} ms, errors {errors}"
+        )
         return text + (f" ({dict(self.errors)})" if errors else "")
 
 
@@ -78,15 +84,21 @@ def check_target(url: str) -> tuple[str, str, int]:
     """(protocol, host, port) of ``url``; refuses anything but a loopback address."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
     if parts.scheme not in ("http", "grpc") or not parts.hostname or not parts.port:
-        raise UsageError(f"target {url!r} is not http://HOST:PORT or grpc://HOST:PORT; expected e.g. "
-                         f"http://127.0.0.1:8000")
+        raise UsageError(
+            f"target {url!r} is not http://HOST:PORT or grpc://HOST:PORT; expected e.g. "
+            f"http://127.0.0.1:8000"
+        )
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port)}
     except socket.gaierror as exc:
-        raise UsageError(f"target host {parts.hostname!r} does not resolve; expected 127.0.0.1") from exc
+        raise UsageError(
+            f"target host {parts.hostname!r} does not resolve; expected 127.0.0.1"
+        ) from exc
     if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
-        raise UsageError(f"target {url!r} is not on this machine; load tests only target loopback "
-                         f"addresses such as 127.0.0.1")
+        raise UsageError(
+            f"target {url!r} is not on this machine; load tests only target loopback "
+            f"addresses such as 127.0.0.1"
+        )
     return parts.scheme, parts.hostname, parts.port
 
 
@@ -149,22 +161,37 @@ def closed_loop(make_worker: Callable[[], Callable[[], Any]], spec: LoadSpec) ->
     try:
         start_gate.wait(60)
     except threading.BrokenBarrierError:
-        raise UsageError(f"load test workers could not connect to the server; expected a server answering "
-                         f"for model {spec.model!r}") from None
+        raise UsageError(
+            f"load test workers could not connect to the server; expected a server answering "
+            f"for model {spec.model!r}"
+        ) from None
     for thread in threads:
         thread.join(spec.warmup_s + spec.duration_s + 60)
     seconds = min(time.perf_counter(), state["stop_at"]) - state["measure_from"]
-    return LoadResult(len(latencies), len(latencies) * spec.batch, max(seconds, 1e-9), latencies, dict(errors),
-                      spec.concurrency)
+    return LoadResult(
+        len(latencies),
+        len(latencies) * spec.batch,
+        max(seconds, 1e-9),
+        latencies,
+        dict(errors),
+        spec.concurrency,
+    )
 
 
 def _check_bounds(spec: LoadSpec) -> None:
     if not 0 < spec.duration_s <= MAX_DURATION_S:
-        raise UsageError(f"duration {spec.duration_s} s is out of range; expected 0 < duration ≤ {MAX_DURATION_S:g} s")
+        raise UsageError(
+            f"duration {spec.duration_s} s is out of range; expected 0 < duration ≤ "
+            f"{MAX_DURATION_S:g} s"
+        )
     if not 1 <= spec.concurrency <= MAX_CONCURRENCY:
-        raise UsageError(f"concurrency {spec.concurrency} is out of range; expected 1 to {MAX_CONCURRENCY}")
+        raise UsageError(
+            f"concurrency {spec.concurrency} is out of range; expected 1 to {MAX_CONCURRENCY}"
+        )
     if not 1 <= spec.max_requests <= MAX_REQUESTS:
-        raise UsageError(f"max requests {spec.max_requests} is out of range; expected 1 to {MAX_REQUESTS}")
+        raise UsageError(
+            f"max requests {spec.max_requests} is out of range; expected 1 to {MAX_REQUESTS}"
+        )
 
 
 def _reason(exc: Exception) -> str:
@@ -173,7 +200,9 @@ def _reason(exc: Exception) -> str:
     return str(status or type(exc).__name__)
 
 
-def _make_inputs(make_call: Callable, host: str, port: int, spec: LoadSpec) -> dict[str, np.ndarray]:
+def _make_inputs(
+    make_call: Callable, host: str, port: int, spec: LoadSpec
+) -> dict[str, np.ndarray]:
     metadata = make_call(host, port, spec.model, metadata=True)()
     rng = np.random.default_rng(0)
     inputs = {}
@@ -239,7 +268,9 @@ def _get_json(conn: Any, path: str) -> Any:
     response = conn.getresponse()
     payload = response.read()
     if response.status != 200:
-        raise UsageError(f"GET {path} answered {response.status}: {payload[:200]!r}; expected model metadata")
+        raise UsageError(
+            f"GET {path} answered {response.status}: {payload[:200]!r}; expected model metadata"
+        )
     return json.loads(payload)
 
 
@@ -253,12 +284,20 @@ def encode_binary_request(inputs: dict[str, np.ndarray]) -> tuple[bytes, dict[st
     for name, array in inputs.items():
         datatype = th_datatype(array)
         blob = to_raw(array, datatype)
-        entries.append({"name": name, "datatype": datatype, "shape": list(array.shape),
-                        "parameters": {"binary_data_size": len(blob)}})
+        entries.append(
+            {
+                "name": name,
+                "datatype": datatype,
+                "shape": list(array.shape),
+                "parameters": {"binary_data_size": len(blob)},
+            }
+        )
         blobs.append(blob)
     header = json.dumps({"inputs": entries, "parameters": {"binary_data_output": True}}).encode()
-    return b"".join([header, *blobs]), {"Inference-Header-Content-Length": str(len(header)),
-                                        "Content-Type": "application/octet-stream"}
+    return b"".join([header, *blobs]), {
+        "Inference-Header-Content-Length": str(len(header)),
+        "Content-Type": "application/octet-stream",
+    }
 
 
 def _grpc_caller(host: str, port: int, model: str, metadata: bool = False) -> Callable[..., Any]:

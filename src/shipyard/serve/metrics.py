@@ -4,12 +4,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from shipyard.serve.stats import ModelStats, StatsRegistry
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    30.0,
+)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
@@ -40,25 +62,56 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("shipyard_requests", "Inference requests received",
-                                ["model", "protocol"], registry=r)
-        self.failures = Counter("shipyard_request_failures", "Inference requests that failed",
-                                ["model", "protocol", "status"], registry=r)
-        self.latency = Histogram("shipyard_request_latency_seconds", "End-to-end inference latency",
-                                 ["model", "protocol"], buckets=LATENCY_BUCKETS, registry=r)
-        self._queue = Histogram("shipyard_queue_seconds", "Time a request waited in the batch queue",
-                                ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self._compute = Histogram("shipyard_compute_seconds", "Time the model took per batch",
-                                  ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self._batch = Histogram("shipyard_batch_size", "Requests' samples per executed batch",
-                                ["model"], buckets=BATCH_BUCKETS, registry=r)
-        self._depth = Gauge("shipyard_queue_depth", "Requests waiting in the batch queue",
-                            ["model"], registry=r)
+        self.requests = Counter(
+            "shipyard_requests", "Inference requests received", ["model", "protocol"], registry=r
+        )
+        self.failures = Counter(
+            "shipyard_request_failures",
+            "Inference requests that failed",
+            ["model", "protocol", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "shipyard_request_latency_seconds",
+            "End-to-end inference latency",
+            ["model", "protocol"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._queue = Histogram(
+            "shipyard_queue_seconds",
+            "Time a request waited in the batch queue",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._compute = Histogram(
+            "shipyard_compute_seconds",
+            "Time the model took per batch",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._batch = Histogram(
+            "shipyard_batch_size",
+            "Requests' samples per executed batch",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self._depth = Gauge(
+            "shipyard_queue_depth", "Requests waiting in the batch queue", ["model"], registry=r
+        )
         self.stats = StatsRegistry()  # Triton's statistics extension, beside the Prometheus view
 
     def for_model(self, model: str) -> ModelMetrics:
-        return ModelMetrics(self._queue.labels(model), self._compute.labels(model),
-                            self._batch.labels(model), self._depth.labels(model), self.stats.for_model(model))
+        return ModelMetrics(
+            self._queue.labels(model),
+            self._compute.labels(model),
+            self._batch.labels(model),
+            self._depth.labels(model),
+            self.stats.for_model(model),
+        )
 
     def observe_request(self, model: str, protocol: str, seconds: float, status: int) -> None:
         self.requests.labels(model, protocol).inc()

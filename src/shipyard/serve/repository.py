@@ -42,7 +42,9 @@ class ModelFace:
     The HTTP/gRPC front ends and the Ray Serve deployment check requests through this.
     """
 
-    def __init__(self, name: str, version: str, backend: str, signature: Signature, max_batch: int) -> None:
+    def __init__(
+        self, name: str, version: str, backend: str, signature: Signature, max_batch: int
+    ) -> None:
         self.name, self.version, self.backend, self.signature = name, version, backend, signature
         self.batched = all(spec.batched for spec in signature.inputs)
         self.max_batch = max_batch if self.batched else 0
@@ -51,8 +53,10 @@ class ModelFace:
 
     def input_spec(self, name: Any) -> TensorSpec:
         if name not in self._inputs:
-            raise BadRequest(f"input {name!r} is not an input of model {self.name!r}; expected "
-                             f"{self.signature.input_names}")
+            raise BadRequest(
+                f"input {name!r} is not an input of model {self.name!r}; expected "
+                f"{self.signature.input_names}"
+            )
         return self._inputs[name]
 
     def check_input_names(self, names: list[Any]) -> None:
@@ -60,19 +64,25 @@ class ModelFace:
         for name in names:
             self.input_spec(name)
             if name in seen:
-                raise BadRequest(f"input {name!r} appears twice; expected each of "
-                                 f"{self.signature.input_names} once")
+                raise BadRequest(
+                    f"input {name!r} appears twice; expected each of "
+                    f"{self.signature.input_names} once"
+                )
             seen.add(name)
         missing = [n for n in self.signature.input_names if n not in seen]
         if missing:
-            raise BadRequest(f"inputs {missing} are missing; expected model {self.name!r}'s inputs "
-                             f"{self.signature.input_names}")
+            raise BadRequest(
+                f"inputs {missing} are missing; expected model {self.name!r}'s inputs "
+                f"{self.signature.input_names}"
+            )
 
     def check_output_names(self, names: list[Any]) -> None:
         unknown = [n for n in names if n not in self._outputs]
         if unknown:
-            raise BadRequest(f"outputs {unknown} are not outputs of model {self.name!r}; expected some of "
-                             f"{self.signature.output_names}")
+            raise BadRequest(
+                f"outputs {unknown} are not outputs of model {self.name!r}; expected some of "
+                f"{self.signature.output_names}"
+            )
         if len(set(names)) != len(names):
             raise BadRequest(f"outputs {names} name an output twice; expected each at most once")
 
@@ -82,11 +92,14 @@ class ModelFace:
     def check_batch_dim(self, spec: TensorSpec, shape: tuple[int, ...]) -> None:
         """Refuse more samples than the model takes before any element is decoded."""
         if self.batched and shape and shape[0] > self.max_batch:
-            raise BadRequest(f"batch size {shape[0]} of input {spec.name!r} is outside what model {self.name!r} "
-                             f"accepts; expected 1 to {self.max_batch} (max_batch_size)")
+            raise BadRequest(
+                f"batch size {shape[0]} of input {spec.name!r} is outside what model {self.name!r} "
+                f"accepts; expected 1 to {self.max_batch} (max_batch_size)"
+            )
 
     def check_request(self, inputs: dict[str, np.ndarray]) -> None:
-        """Checks of a decoded request that need no model run (batch sizes; content in ServedModel)."""
+        """Checks of a decoded request that need no model run (batch sizes; content in
+        ServedModel)."""
         self.batch_size(inputs)
 
     def batch_size(self, inputs: dict[str, np.ndarray]) -> int:
@@ -94,11 +107,15 @@ class ModelFace:
             return 1
         sizes = {name: a.shape[0] for name, a in inputs.items()}
         if len(set(sizes.values())) != 1:
-            raise BadRequest(f"inputs have different batch sizes {sizes}; expected one batch size for all")
+            raise BadRequest(
+                f"inputs have different batch sizes {sizes}; expected one batch size for all"
+            )
         size = next(iter(sizes.values()))
         if not 1 <= size <= self.max_batch:
-            raise BadRequest(f"batch size {size} is outside what model {self.name!r} accepts; expected "
-                             f"1 to {self.max_batch} (max_batch_size)")
+            raise BadRequest(
+                f"batch size {size} is outside what model {self.name!r} accepts; expected "
+                f"1 to {self.max_batch} (max_batch_size)"
+            )
         return size
 
     @property
@@ -106,10 +123,13 @@ class ModelFace:
         return f"shipyard_{self.backend}"
 
     def metadata(self) -> dict[str, Any]:
-        return {"name": self.name, "versions": [self.version], "platform": self.platform,
-                "inputs": [_tensor_meta(s) for s in self.signature.inputs],
-                "outputs": [_tensor_meta(s) for s in self.signature.outputs]}
-
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": self.platform,
+            "inputs": [_tensor_meta(s) for s in self.signature.inputs],
+            "outputs": [_tensor_meta(s) for s in self.signature.outputs],
+        }
 
 
 class ServedModel(ModelFace):
@@ -117,13 +137,23 @@ class ServedModel(ModelFace):
 
     def __init__(self, predictors: list[Any], options: ServeOptions, metrics: Metrics) -> None:
         first = predictors[0]
-        super().__init__(first.name, first.version, first.backend, first.signature,
-                         min(options.batch.max_batch_size, first.max_batch_size))
+        super().__init__(
+            first.name,
+            first.version,
+            first.backend,
+            first.signature,
+            min(options.batch.max_batch_size, first.max_batch_size),
+        )
         self.predictors = predictors
         self.proof = self._prove(first)
         config = BatchConfig(**{**options.batch.__dict__, "max_batch_size": max(self.max_batch, 1)})
-        self.batcher = Batcher(self.name, [p.run for p in predictors], config,
-                               metrics.for_model(self.name), self.batched and self.proof.batched)
+        self.batcher = Batcher(
+            self.name,
+            [p.run for p in predictors],
+            config,
+            metrics.for_model(self.name),
+            self.batched and self.proof.batched,
+        )
 
     def _prove(self, predictor: Any) -> BatchProof:
         """Batch only a model whose outputs are proven to keep samples apart (two-sample probe)."""
@@ -131,11 +161,14 @@ class ServedModel(ModelFace):
             return BatchProof(False, "batching is off for this model")
         proof = prove_batch_axis(predictor.run, self.signature)
         if not proof.batched:
-            LOGGER.warning("model %r is served request by request, not batched: %s", self.name, proof.reason)
+            LOGGER.warning(
+                "model %r is served request by request, not batched: %s", self.name, proof.reason
+            )
         return proof
 
     def check_request(self, inputs: dict[str, np.ndarray]) -> None:
-        """Batch sizes, texts and image headers checked before queueing: a bad request fails alone."""
+        """Batch sizes, texts and image headers checked before queueing: a bad request fails
+        alone."""
         super().check_request(inputs)
         check = getattr(self.predictors[0], "check", None)
         if check is not None:
@@ -144,7 +177,9 @@ class ServedModel(ModelFace):
             except DataError as exc:
                 raise BadRequest(str(exc)) from exc
 
-    async def infer(self, inputs: dict[str, np.ndarray], timeout_s: float | None = None) -> dict[str, np.ndarray]:
+    async def infer(
+        self, inputs: dict[str, np.ndarray], timeout_s: float | None = None
+    ) -> dict[str, np.ndarray]:
         """Queue checked inputs for a batch; returns every output of the package.
 
         ``timeout_s`` (the client's own timeout) can only shorten the server's per-request timeout.
@@ -170,8 +205,10 @@ class Repository:
         for model in models:
             versions = self.models.setdefault(model.name, {})
             if model.version in versions:
-                raise UsageError(f"two packages are model {model.name!r} version {model.version}; "
-                                 f"expected one package per name and version")
+                raise UsageError(
+                    f"two packages are model {model.name!r} version {model.version}; "
+                    f"expected one package per name and version"
+                )
             versions[model.version] = model
 
     @classmethod
@@ -181,19 +218,26 @@ class Repository:
 
         models = []
         for folder in folders:
-            predictors = [load(folder, options.threads, options.trust_code) for _ in range(max(options.batch.instances, 1))]
+            predictors = [
+                load(folder, options.threads, options.trust_code)
+                for _ in range(max(options.batch.instances, 1))
+            ]
             models.append(ServedModel(predictors, options, metrics))
         return cls(models)
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         if name not in self.models:
-            raise ModelNotFound(f"model {name!r} is not served here; expected one of {sorted(self.models)}")
+            raise ModelNotFound(
+                f"model {name!r} is not served here; expected one of {sorted(self.models)}"
+            )
         versions = self.models[name]
         if not version:
             return versions[max(versions, key=_version_key)]
         if version not in versions:
-            raise ModelNotFound(f"model {name!r} has no version {version!r}; expected one of "
-                                f"{sorted(versions, key=_version_key)}")
+            raise ModelNotFound(
+                f"model {name!r} has no version {version!r}; expected one of "
+                f"{sorted(versions, key=_version_key)}"
+            )
         return versions[version]
 
     def all(self) -> list[ServedModel]:

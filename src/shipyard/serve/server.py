@@ -3,8 +3,9 @@
 Example::
 
     >>> from shipyard.serve import Server, ServerConfig
-    >>> server = Server(["pkgs/digits"], ServerConfig(http_port=8000, grpc_port=8001))  # doctest: +SKIP
-    >>> server.run()                     # blocks; Ctrl-C or SIGTERM shuts down gracefully  # doctest: +SKIP
+    >>> config = ServerConfig(http_port=8000, grpc_port=8001)
+    >>> server = Server(["pkgs/digits"], config)  # doctest: +SKIP
+    >>> server.run()  # doctest: +SKIP
 
 ``Server.start_in_thread()`` runs it in the background (tests, benchmarks) and returns once both
 ports answer; ``stop()`` shuts it down gracefully: no new connections, in-flight requests finish,
@@ -17,9 +18,10 @@ import asyncio
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from shipyard.errors import UsageError
 from shipyard.serve.connections import ConnectionLimits, protocol_class
@@ -27,7 +29,6 @@ from shipyard.serve.limits import check_options
 from shipyard.serve.metrics import Metrics
 from shipyard.serve.repository import Repository, ServeOptions
 from shipyard.serve.state import ServerState
-
 
 
 @dataclass
@@ -44,16 +45,23 @@ class ServerConfig:
 class Server:
     """KServe v2 over HTTP and gRPC for every package in ``folders``."""
 
-    def __init__(self, folders: list[str | Path], config: ServerConfig | None = None,
-                 options: ServeOptions | None = None) -> None:
+    def __init__(
+        self,
+        folders: list[str | Path],
+        config: ServerConfig | None = None,
+        options: ServeOptions | None = None,
+    ) -> None:
         if not folders:
             raise UsageError("no packages to serve; expected at least one package directory")
         self.config = config or ServerConfig()
         self.options = options or ServeOptions()
-        check_options(self.options)  # before any package loads: a zero limit would refuse every request
+        check_options(
+            self.options
+        )  # before any package loads: a zero limit would refuse every request
         self.metrics = Metrics()
-        self.state = ServerState(Repository.load(list(folders), self.options, self.metrics), self.metrics,
-                                 self.options)
+        self.state = ServerState(
+            Repository.load(list(folders), self.options, self.metrics), self.metrics, self.options
+        )
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self._uvicorn: Any = None
@@ -63,7 +71,9 @@ class Server:
 
     def run(self) -> None:
         """Serve until SIGINT/SIGTERM or ``stop()``, then shut down gracefully."""
-        asyncio.run(self._serve(handle_signals=threading.current_thread() is threading.main_thread()))
+        asyncio.run(
+            self._serve(handle_signals=threading.current_thread() is threading.main_thread())
+        )
 
     async def _serve(self, handle_signals: bool) -> None:
         import uvicorn
@@ -74,11 +84,18 @@ class Server:
         self.state.repository.start()
         grpc_server = await self._start_grpc()
         limits = ConnectionLimits(self.options.max_connections, self.options.header_timeout_s)
-        config = uvicorn.Config(make_app(self.state), host=self.config.host, port=self.config.http_port,
-                                log_level=self.config.log_level, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=self.config.graceful_timeout_s,
-                                http=protocol_class(limits), limit_concurrency=self.options.max_connections,
-                                timeout_keep_alive=limits.keep_alive_s)
+        config = uvicorn.Config(
+            make_app(self.state),
+            host=self.config.host,
+            port=self.config.http_port,
+            log_level=self.config.log_level,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=self.config.graceful_timeout_s,
+            http=protocol_class(limits),
+            limit_concurrency=self.options.max_connections,
+            timeout_keep_alive=limits.keep_alive_s,
+        )
         self._uvicorn = _QuietSignals(config)
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -99,7 +116,9 @@ class Server:
             return None
         from shipyard.serve.grpc import make_server
 
-        server, self.grpc_port = make_server(self.state, f"{self.config.host}:{self.config.grpc_port}")
+        server, self.grpc_port = make_server(
+            self.state, f"{self.config.host}:{self.config.grpc_port}"
+        )
         await server.start()
         return server
 
@@ -145,7 +164,8 @@ def _quiet_signals_class() -> type:
     import uvicorn
 
     class QuietSignals(uvicorn.Server):
-        """uvicorn without its own signal handling: the Server handles signals for both front ends."""
+        """uvicorn without its own signal handling: the Server handles signals for both front
+        ends."""
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:

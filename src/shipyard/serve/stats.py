@@ -17,7 +17,16 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-_PHASES = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output", "cache_hit", "cache_miss")
+_PHASES = (
+    "success",
+    "fail",
+    "queue",
+    "compute_input",
+    "compute_infer",
+    "compute_output",
+    "cache_hit",
+    "cache_miss",
+)
 _BATCH_PHASES = ("compute_input", "compute_infer", "compute_output")
 
 
@@ -58,12 +67,27 @@ class ModelStats:
     def as_json(self, name: str, version: str) -> dict[str, Any]:
         """This model's entry of ``model_stats``, as Triton's HTTP endpoint writes it."""
         phases = {p: {"count": d.count, "ns": d.ns} for p, d in self.phases.items()}
-        batches = [{"batch_size": size, **{p: {"count": d.count, "ns": d.ns if p == "compute_infer" else 0}
-                                           for p in _BATCH_PHASES}}
-                   for size, d in sorted(self.batches.items())]
-        return {"name": name, "version": version, "last_inference": self.last_inference_ms,
-                "inference_count": self.inference_count, "execution_count": self.execution_count,
-                "inference_stats": phases, "response_stats": {}, "batch_stats": batches, "memory_usage": []}
+        batches = [
+            {
+                "batch_size": size,
+                **{
+                    p: {"count": d.count, "ns": d.ns if p == "compute_infer" else 0}
+                    for p in _BATCH_PHASES
+                },
+            }
+            for size, d in sorted(self.batches.items())
+        ]
+        return {
+            "name": name,
+            "version": version,
+            "last_inference": self.last_inference_ms,
+            "inference_count": self.inference_count,
+            "execution_count": self.execution_count,
+            "inference_stats": phases,
+            "response_stats": {},
+            "batch_stats": batches,
+            "memory_usage": [],
+        }
 
 
 class StatsRegistry:
@@ -107,12 +131,22 @@ def stats_routes(state: Any) -> list[Any]:
 
     async def endpoint(request: Any) -> Any:
         try:
-            return JSONResponse(stats_json(state, request.path_params.get("model"), request.path_params.get("version")))
+            return JSONResponse(
+                stats_json(
+                    state, request.path_params.get("model"), request.path_params.get("version")
+                )
+            )
         except ServeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
-    return [Route(path, endpoint) for path in
-            ("/v2/models/stats", "/v2/models/{model}/stats", "/v2/models/{model}/versions/{version}/stats")]
+    return [
+        Route(path, endpoint)
+        for path in (
+            "/v2/models/stats",
+            "/v2/models/{model}/stats",
+            "/v2/models/{model}/versions/{version}/stats",
+        )
+    ]
 
 
 async def grpc_statistics(state: Any, request: Any, context: Any) -> Any:

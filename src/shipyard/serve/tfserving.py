@@ -1,4 +1,5 @@
-"""What TensorFlow Serving's REST and gRPC faces share: dtypes, the one signature, status and metadata.
+"""What TensorFlow Serving's REST and gRPC faces share: dtypes, the one signature, status and
+metadata.
 
 A package is served to TensorFlow Serving clients as one ``serving_default`` predict signature
 whose inputs and outputs are the package's own, so ``signature_name`` may be empty or
@@ -18,10 +19,21 @@ from shipyard.serve.repository import ModelFace, Repository, ServedModel
 SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 
-TF_DTYPES = {"FP32": "DT_FLOAT", "FP64": "DT_DOUBLE", "FP16": "DT_HALF",
-             "INT8": "DT_INT8", "INT16": "DT_INT16", "INT32": "DT_INT32", "INT64": "DT_INT64",
-             "UINT8": "DT_UINT8", "UINT16": "DT_UINT16", "UINT32": "DT_UINT32", "UINT64": "DT_UINT64",
-             "BOOL": "DT_BOOL", "BYTES": "DT_STRING"}
+TF_DTYPES = {
+    "FP32": "DT_FLOAT",
+    "FP64": "DT_DOUBLE",
+    "FP16": "DT_HALF",
+    "INT8": "DT_INT8",
+    "INT16": "DT_INT16",
+    "INT32": "DT_INT32",
+    "INT64": "DT_INT64",
+    "UINT8": "DT_UINT8",
+    "UINT16": "DT_UINT16",
+    "UINT32": "DT_UINT32",
+    "UINT64": "DT_UINT64",
+    "BOOL": "DT_BOOL",
+    "BYTES": "DT_STRING",
+}
 
 
 def tf_dtype(spec: TensorSpec) -> str:
@@ -32,8 +44,10 @@ def tf_dtype(spec: TensorSpec) -> str:
 def check_signature(model: ModelFace, name: str) -> None:
     """Every package has one signature; TF Serving treats an empty name as ``serving_default``."""
     if name not in ("", SIGNATURE):
-        raise BadRequest(f"signature_name {name!r} is not a signature of model {model.name!r}; expected "
-                         f"{SIGNATURE!r} (or none)")
+        raise BadRequest(
+            f"signature_name {name!r} is not a signature of model {model.name!r}; expected "
+            f"{SIGNATURE!r} (or none)"
+        )
 
 
 def tf_version(model: ModelFace) -> int:
@@ -57,25 +71,37 @@ def status_models(repository: Repository, name: str, version: str | None) -> lis
 
 
 def version_status(model: ModelFace, ready: bool) -> dict[str, Any]:
-    """One ``ModelVersionStatus``: AVAILABLE while the server takes requests, UNLOADING as it stops."""
-    return {"version": str(tf_version(model)), "state": "AVAILABLE" if ready else "UNLOADING",
-            "status": {"error_code": "OK", "error_message": ""}}
+    """One ``ModelVersionStatus``: AVAILABLE while the server takes requests, UNLOADING as it
+    stops."""
+    return {
+        "version": str(tf_version(model)),
+        "state": "AVAILABLE" if ready else "UNLOADING",
+        "status": {"error_code": "OK", "error_message": ""},
+    }
 
 
 def signature_def_map(model: ModelFace) -> dict[str, Any]:
     """The ``SignatureDefMap`` JSON: one predict signature with the package's inputs and outputs."""
-    signature = {"inputs": {s.name: _tensor_info(s) for s in model.signature.inputs},
-                 "outputs": {s.name: _tensor_info(s) for s in model.signature.outputs},
-                 "method_name": PREDICT_METHOD}
+    signature = {
+        "inputs": {s.name: _tensor_info(s) for s in model.signature.inputs},
+        "outputs": {s.name: _tensor_info(s) for s in model.signature.outputs},
+        "method_name": PREDICT_METHOD,
+    }
     return {"signature_def": {SIGNATURE: signature}}
 
 
 def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
     dims = [{"size": str(d), "name": ""} for d in spec.kserve_shape]
-    return {"name": spec.name, "dtype": tf_dtype(spec), "tensor_shape": {"dim": dims, "unknown_rank": False}}
+    return {
+        "name": spec.name,
+        "dtype": tf_dtype(spec),
+        "tensor_shape": {"dim": dims, "unknown_rank": False},
+    }
 
 
 def metadata(model: ModelFace) -> dict[str, Any]:
     """The REST ``GET /v1/models/{m}/metadata`` body."""
-    return {"model_spec": model_spec(model, signature=False) | {"signature_name": ""},
-            "metadata": {"signature_def": signature_def_map(model)}}
+    return {
+        "model_spec": model_spec(model, signature=False) | {"signature_name": ""},
+        "metadata": {"signature_def": signature_def_map(model)},
+    }

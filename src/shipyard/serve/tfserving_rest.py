@@ -3,7 +3,8 @@
 Routes: ``GET /v1/models/{m}[/versions/{v}]`` (version status), ``GET …/metadata`` (the signature),
 ``POST …:predict`` (row or columnar JSON, see :mod:`shipyard.serve.tfserving_json`). Requests
 go through the same size limit, batcher, timeout and metrics as ``/v2/…/infer``; every failure is
-``{"error": "..."}`` as TF Serving answers, with the status of its :mod:`shipyard.serve.errors` class.
+``{"error": "..."}`` as TF Serving answers, with the status of its :mod:`shipyard.serve.errors`
+class.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ PROTOCOL = "tfserving_http"
 
 def routes(state: ServerState) -> list[Route]:
     """The ``/v1/models/…`` routes serving ``state.repository``."""
+
     async def status(request: Request) -> Response:
         return _guard(lambda: _status(state, request))
 
@@ -39,15 +41,24 @@ def routes(state: ServerState) -> list[Route]:
 
     table = []
     for prefix in ("/v1/models/{model}", "/v1/models/{model}/versions/{version}"):
-        table += [Route(prefix, status, methods=["GET"]), Route(prefix + "/metadata", metadata, methods=["GET"]),
-                  Route(prefix + ":{method}", method, methods=["POST"])]
-    return table + [Route("/v1/{rest:path}", _unknown, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])]
+        table += [
+            Route(prefix, status, methods=["GET"]),
+            Route(prefix + "/metadata", metadata, methods=["GET"]),
+            Route(prefix + ":{method}", method, methods=["POST"]),
+        ]
+    return table + [
+        Route("/v1/{rest:path}", _unknown, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    ]
 
 
 async def _unknown(request: Request) -> Response:
-    return _error(ModelNotFound(f"{request.method} {request.url.path} is not a TensorFlow Serving route here; "
-                                f"expected GET /v1/models/{{m}}[/versions/{{v}}][/metadata] or POST "
-                                f"/v1/models/{{m}}[/versions/{{v}}]:predict (version labels are not served)"))
+    return _error(
+        ModelNotFound(
+            f"{request.method} {request.url.path} is not a TensorFlow Serving route here; "
+            f"expected GET /v1/models/{{m}}[/versions/{{v}}][/metadata] or POST "
+            f"/v1/models/{{m}}[/versions/{{v}}]:predict (version labels are not served)"
+        )
+    )
 
 
 def _guard(make: Callable[[], Response]) -> Response:
@@ -66,9 +77,12 @@ def _model(state: ServerState, request: Request) -> ServedModel:
 
 
 def _status(state: ServerState, request: Request) -> Response:
-    models = tfserving.status_models(state.repository, request.path_params["model"],
-                                     request.path_params.get("version"))
-    return JSONResponse({"model_version_status": [tfserving.version_status(m, state.ready) for m in models]})
+    models = tfserving.status_models(
+        state.repository, request.path_params["model"], request.path_params.get("version")
+    )
+    return JSONResponse(
+        {"model_version_status": [tfserving.version_status(m, state.ready) for m in models]}
+    )
 
 
 async def _method(state: ServerState, request: Request) -> Response:
@@ -91,11 +105,17 @@ async def _predict(state: ServerState, request: Request) -> Response:
 
     verb = request.path_params["method"]
     if verb != "predict":
-        raise BadRequest(f"':{verb}' is not served; expected ':predict' (packages have one predict signature, "
-                         f"no classify or regress)")
+        raise BadRequest(
+            f"':{verb}' is not served; expected ':predict' (packages have one predict signature, "
+            f"no classify or regress)"
+        )
     model = _model(state, request)
-    async with state.budget.hold() as holding:  # the same bounds as the KServe endpoints (serve/limits.py)
-        body = await read_body(request, state.options.max_request_bytes, holding, state.options.body_timeout_s)
+    async with (
+        state.budget.hold() as holding
+    ):  # the same bounds as the KServe endpoints (serve/limits.py)
+        body = await read_body(
+            request, state.options.max_request_bytes, holding, state.options.body_timeout_s
+        )
         holding.add(JSON_GROWTH * len(body))
         decoded = await off_loop(_parse_checked, model, body, state.options.max_request_bytes)
         del body
@@ -105,7 +125,9 @@ async def _predict(state: ServerState, request: Request) -> Response:
 
 def _parse_checked(model: ServedModel, body: bytes, max_bytes: int) -> Any:
     decoded = parse_predict(model, body, max_bytes)
-    model.check_request(decoded.inputs)  # content checks before batching, so a bad request fails alone
+    model.check_request(
+        decoded.inputs
+    )  # content checks before batching, so a bad request fails alone
     return decoded
 
 

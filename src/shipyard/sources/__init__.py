@@ -1,13 +1,13 @@
 """Sources: load what the user handed us, safely, with its signature and a content hash.
 
-    example:NAME          a built-in example (no download)
-    hf:DIR                a Hugging Face / sentence-transformers folder
-    file.onnx             an ONNX model
-    file.pt / file.ts     a TorchScript archive
-    file.py:function      a factory returning an nn.Module (weights from --weights)
-    paddle:DIR            a Paddle inference model (also file.pdmodel, paddle:file.json)
-    tf:DIR                a TensorFlow SavedModel (also file.keras)
-    caffe:NET:WEIGHTS     a Caffe net.prototxt and its weights.caffemodel
+example:NAME          a built-in example (no download)
+hf:DIR                a Hugging Face / sentence-transformers folder
+file.onnx             an ONNX model
+file.pt / file.ts     a TorchScript archive
+file.py:function      a factory returning an nn.Module (weights from --weights)
+paddle:DIR            a Paddle inference model (also file.pdmodel, paddle:file.json)
+tf:DIR                a TensorFlow SavedModel (also file.keras)
+caffe:NET:WEIGHTS     a Caffe net.prototxt and its weights.caffemodel
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ from shipyard.sources.torch_module import InputHint
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
 
 
-def load_source(spec: str, weights: Path | None = None, hints: list[InputHint] | None = None,
-                output_names: list[str] | None = None) -> Source:
+def load_source(
+    spec: str,
+    weights: Path | None = None,
+    hints: list[InputHint] | None = None,
+    output_names: list[str] | None = None,
+) -> Source:
     """Load the model named by ``spec`` (see the module docstring for the forms)."""
     hints = hints or []
     if weights is not None and ".py:" not in spec:
@@ -48,9 +52,11 @@ def load_source(spec: str, weights: Path | None = None, hints: list[InputHint] |
         from shipyard.sources.torchscript_file import load_torchscript_source
 
         return load_torchscript_source(Path(spec), hints, output_names)
-    raise SourceError(f"cannot tell what model {spec!r} is; expected file.onnx, file.py:function, "
-                      f"file.pt (TorchScript), hf:DIR, paddle:DIR, tf:DIR, file.keras, "
-                      f"caffe:NET.prototxt:WEIGHTS.caffemodel or example:NAME")
+    raise SourceError(
+        f"cannot tell what model {spec!r} is; expected file.onnx, file.py:function, "
+        f"file.pt (TorchScript), hf:DIR, paddle:DIR, tf:DIR, file.keras, "
+        f"caffe:NET.prototxt:WEIGHTS.caffemodel or example:NAME"
+    )
 
 
 def _load_framework(spec: str) -> Source | None:

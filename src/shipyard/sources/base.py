@@ -22,7 +22,8 @@ class TextFrontend:
 
 @dataclass(frozen=True)
 class FrameworkReference:
-    """The framework a converted model came from; it, not the converted ONNX, gives the reference outputs
+    """The framework a converted model came from; it, not the converted ONNX, gives the reference
+    outputs
     (``shipyard.frameworks.reference_session`` opens it)."""
 
     framework: str
@@ -52,12 +53,15 @@ class Source:
     path: Path | None = None
     text: TextFrontend | None = None
     example_data: Any = None
-    """A ``Dataset`` that comes with the model (built-in examples), used when ``--data`` is absent."""
+    """A ``Dataset`` that comes with the model (built-in examples), used when ``--data`` is
+    absent."""
     notes: list[str] = field(default_factory=list)
     steps: tuple[Step, ...] = ()
-    """Model-level steps already applied to ``module`` (fold-bn, prune…); every recipe starts with them."""
+    """Model-level steps already applied to ``module`` (fold-bn, prune…); every recipe starts with
+    them."""
     processing_config: Path | None = None
-    """A ``--preprocess`` config that comes with the model (built-in examples), used when none is given."""
+    """A ``--preprocess`` config that comes with the model (built-in examples), used when none is
+    given."""
     reference: FrameworkReference | None = None
     """For models converted from another framework (kind ``onnx``, ``path`` the converted file)."""
 

@@ -1,4 +1,5 @@
-"""What every framework's conversion shares: where converted files live, quiet converters, the ONNX signature."""
+"""What every framework's conversion shares: where converted files live, quiet converters, the ONNX
+signature."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from shipyard.records import Signature
 def converted_dir(framework: str, content_hash: str, converter: str) -> tuple[Path, bool]:
     """The folder for one model's conversion and whether it is already complete there.
 
-    Keyed by the source's content hash and the converter's version, so a rebuild skips the conversion;
+    Keyed by the source's content hash and the converter's version, so a rebuild skips the
+    conversion;
     ``SHIPYARD_NO_CACHE=1`` gives a fresh temporary folder instead.
     """
     if os.environ.get("SHIPYARD_NO_CACHE"):
@@ -34,8 +36,11 @@ def work_dir(folder: Path) -> Path:
 
 
 def publish(work: Path, folder: Path) -> Path:
-    """Move a finished conversion into place in one rename, so a crash never leaves half a model cached."""
-    if (folder / "model.onnx").is_file():  # another build converted the same model meanwhile: keep its copy
+    """Move a finished conversion into place in one rename, so a crash never leaves half a model
+    cached."""
+    if (
+        folder / "model.onnx"
+    ).is_file():  # another build converted the same model meanwhile: keep its copy
         shutil.rmtree(work, ignore_errors=True)
         return folder
     if folder.exists():
@@ -84,14 +89,16 @@ def _flush() -> None:
 
 
 def log_tail(captured: Captured, lines: int = 6, keep: tuple[str, ...] = ()) -> str:
-    """The last lines of a converter's output (or of the lines with one of ``keep`` in them), as one line."""
+    """The last lines of a converter's output (or of the lines with one of ``keep`` in them), as
+    one line."""
     text = captured.text.splitlines()
     picked = [line for line in text if any(k in line for k in keep)] or text[-lines:]
     return " | ".join(line.strip() for line in picked[-lines:] if line.strip())[:600]
 
 
 def finish_onnx(path: Path) -> Signature:
-    """Name the first, dynamic axis ``batch`` in the converted graph, check it and return its signature."""
+    """Name the first, dynamic axis ``batch`` in the converted graph, check it and return its
+    signature."""
     import onnx
 
     from shipyard.sources.onnx_file import onnx_signature

@@ -1,4 +1,5 @@
-"""Which framework extras are installed here (for ``shipyard doctor``), found without importing them."""
+"""Which framework extras are installed here (for ``shipyard doctor``), found without importing
+them."""
 
 from __future__ import annotations
 
@@ -19,9 +20,15 @@ class FrameworkExtra:
 
 
 FRAMEWORK_EXTRAS = (
-    FrameworkExtra("paddle", ("paddle", "paddle2onnx"), ("paddlepaddle", "paddle2onnx"),
-                   "pip install 'shipyard[paddle]' && pip install --no-deps 'paddle2onnx==2.1.0'"),
-    FrameworkExtra("tf", ("tensorflow", "tf2onnx"), ("tensorflow-cpu", "tf2onnx"), "pip install 'shipyard[tf]'"),
+    FrameworkExtra(
+        "paddle",
+        ("paddle", "paddle2onnx"),
+        ("paddlepaddle", "paddle2onnx"),
+        "pip install 'shipyard[paddle]' && pip install --no-deps 'paddle2onnx==2.1.0'",
+    ),
+    FrameworkExtra(
+        "tf", ("tensorflow", "tf2onnx"), ("tensorflow-cpu", "tf2onnx"), "pip install 'shipyard[tf]'"
+    ),
     FrameworkExtra("caffe", (), ("caffe-onnx",), ""),  # its own folder: see caffe/converter.py
 )
 
@@ -36,7 +43,8 @@ class FrameworkStatus:
 
 
 def framework_statuses() -> list[FrameworkStatus]:
-    """One row per framework extra: installed (versions) or what is missing and how to install it."""
+    """One row per framework extra: installed (versions) or what is missing and how to install
+    it."""
     from shipyard.sources.caffe.converter import caffe_status
 
     rows = []

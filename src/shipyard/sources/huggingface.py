@@ -32,16 +32,26 @@ def load_hf_source(folder: Path, name: str | None = None) -> Source:
         raise SourceError(f"hf:{folder} is not a folder; expected a Hugging Face model folder")
     tokenizer_file = folder / "tokenizer.json"
     if not tokenizer_file.is_file():
-        raise SourceError(f"{folder} has no tokenizer.json; expected a folder saved with a fast tokenizer")
+        raise SourceError(
+            f"{folder} has no tokenizer.json; expected a folder saved with a fast tokenizer"
+        )
     pooling = _read_pooling(folder)
     model, output = _load_model(folder, pooling)
     signature = Signature(
         tuple(TensorSpec(n, "int64", ("batch", "sequence")) for n in TEXT_INPUTS),
-        (TensorSpec(output, "float32", ("batch", model.output_size)),))
+        (TensorSpec(output, "float32", ("batch", model.output_size)),),
+    )
     frontend = TextFrontend(tokenizer_file, _max_length(folder), TEXT_INPUTS)
-    return Source(name=name or folder.name, kind="torch", signature=signature,
-                  content_hash=hash_files(folder), task="embedding" if pooling else "classification",
-                  module=model, path=folder, text=frontend)
+    return Source(
+        name=name or folder.name,
+        kind="torch",
+        signature=signature,
+        content_hash=hash_files(folder),
+        task="embedding" if pooling else "classification",
+        module=model,
+        path=folder,
+        text=frontend,
+    )
 
 
 def _read_pooling(folder: Path) -> Pooling | None:
@@ -57,7 +67,10 @@ def _read_pooling(folder: Path) -> Pooling | None:
 
 
 def _max_length(folder: Path) -> int:
-    for file, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+    for file, key in (
+        ("sentence_bert_config.json", "max_seq_length"),
+        ("tokenizer_config.json", "model_max_length"),
+    ):
         path = folder / file
         if path.is_file():
             value = json.loads(path.read_text()).get(key)
@@ -74,17 +87,24 @@ def _load_model(folder: Path, pooling: Pooling | None) -> tuple[Any, str]:
     auto = transformers.AutoModel if pooling else transformers.AutoModelForSequenceClassification
     safetensors = _uses_safetensors(folder)
     try:
-        # weights_only: a pytorch_model.bin is read by torch's restricted unpickler, never a full unpickle
-        backbone = auto.from_pretrained(str(folder), local_files_only=True, use_safetensors=safetensors,
-                                        weights_only=True)
+        # weights_only: a pytorch_model.bin is read by torch's restricted unpickler, never a full
+        # unpickle
+        backbone = auto.from_pretrained(
+            str(folder), local_files_only=True, use_safetensors=safetensors, weights_only=True
+        )
     except Exception as exc:
         if "Weights only load failed" in str(exc):
-            raise SourceError(f"{folder}/pytorch_model.bin holds more than tensors (objects a full unpickle would "
-                              f"run code to build), so it is refused; expected a state dict of tensors, or "
-                              f"model.safetensors") from exc
-        raise SourceError(f"cannot load {folder} with transformers ({type(exc).__name__}: {str(exc)[:300]}); "
-                          f"expected a folder with config.json and model.safetensors (or pytorch_model.bin "
-                          f"holding only tensors)") from exc
+            raise SourceError(
+                f"{folder}/pytorch_model.bin holds more than tensors (objects a full unpickle "
+                "would "
+                f"run code to build), so it is refused; expected a state dict of tensors, or "
+                f"model.safetensors"
+            ) from exc
+        raise SourceError(
+            f"cannot load {folder} with transformers ({type(exc).__name__}: {str(exc)[:300]}); "
+            f"expected a folder with config.json and model.safetensors (or pytorch_model.bin "
+            f"holding only tensors)"
+        ) from exc
     backbone.eval()
     if pooling:
         return _Embedder(backbone, pooling), "sentence_embedding"
@@ -92,12 +112,18 @@ def _load_model(folder: Path, pooling: Pooling | None) -> tuple[Any, str]:
 
 
 def _uses_safetensors(folder: Path) -> bool:
-    """Safetensors when the folder has them; else the older ``pytorch_model.bin`` (sharded or not)."""
+    """Safetensors when the folder has them; else the older ``pytorch_model.bin`` (sharded or
+    not)."""
     if any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").is_file():
         return True
-    if (folder / "pytorch_model.bin").is_file() or (folder / "pytorch_model.bin.index.json").is_file():
+    if (folder / "pytorch_model.bin").is_file() or (
+        folder / "pytorch_model.bin.index.json"
+    ).is_file():
         return False
-    raise SourceError(f"{folder} has no weights; expected model.safetensors or pytorch_model.bin beside config.json")
+    raise SourceError(
+        f"{folder} has no weights; expected model.safetensors or pytorch_model.bin beside "
+        "config.json"
+    )
 
 
 class _Embedder(torch.nn.Module):
@@ -110,8 +136,11 @@ class _Embedder(torch.nn.Module):
         self.output_size = int(backbone.config.hidden_size)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
-                               token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+        hidden = self.backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=torch.zeros_like(input_ids),
+        ).last_hidden_state
         if self.pooling.mode == "cls":
             pooled = hidden[:, 0]
         else:

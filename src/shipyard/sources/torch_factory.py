@@ -12,8 +12,9 @@ from shipyard.sources.base import Source, hash_files, hash_state_dict
 from shipyard.sources.torch_module import InputHint, describe_module
 
 
-def load_factory_source(spec: str, weights: Path | None, hints: list[InputHint],
-                        output_names: list[str] | None = None) -> Source:
+def load_factory_source(
+    spec: str, weights: Path | None, hints: list[InputHint], output_names: list[str] | None = None
+) -> Source:
     file_part, _, function = spec.rpartition(":")
     path = Path(file_part)
     factory = find_factory(path, function)
@@ -22,17 +23,28 @@ def load_factory_source(spec: str, weights: Path | None, hints: list[InputHint],
     except Exception as exc:
         raise SourceError(f"factory {spec} raised {type(exc).__name__}: {exc}") from exc
     if not _is_module(module):
-        raise SourceError(f"factory {spec} returned {type(module).__name__}; expected a torch.nn.Module")
+        raise SourceError(
+            f"factory {spec} returned {type(module).__name__}; expected a torch.nn.Module"
+        )
     if weights is not None:
         load_weights(module, weights)
     if not hints:
-        raise SourceError(f"cannot tell the inputs of {spec}: pass --data with an .npz of named "
-                          f"inputs, or --input-shape NAME:1x3x224x224")
+        raise SourceError(
+            f"cannot tell the inputs of {spec}: pass --data with an .npz of named "
+            f"inputs, or --input-shape NAME:1x3x224x224"
+        )
     module.eval()
     signature = describe_module(module, hints, output_names)
     content = hash_state_dict(module.state_dict(), extra=hash_files(path))
-    return Source(name=path.stem, kind="torch", signature=signature, content_hash=content,
-                  task=guess_task(signature), module=module, path=path)
+    return Source(
+        name=path.stem,
+        kind="torch",
+        signature=signature,
+        content_hash=content,
+        task=guess_task(signature),
+        module=module,
+        path=path,
+    )
 
 
 def find_factory(path: Path, function: str) -> Any:
@@ -51,7 +63,9 @@ def find_factory(path: Path, function: str) -> Any:
     factory = getattr(user_module, function, None)
     if not callable(factory):
         found = [n for n, v in vars(user_module).items() if callable(v) and not n.startswith("_")]
-        raise SourceError(f"{path} has no function {function!r}; callables there: {', '.join(found) or 'none'}")
+        raise SourceError(
+            f"{path} has no function {function!r}; callables there: {', '.join(found) or 'none'}"
+        )
     return factory
 
 
@@ -74,8 +88,10 @@ def read_state_dict(weights: Path) -> dict[str, Any]:
             return load_file(str(weights))
         state = torch.load(str(weights), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise SourceError(f"cannot read weights {weights}: {type(exc).__name__}: {exc}; expected a "
-                          f"safetensors file or a torch state dict") from exc
+        raise SourceError(
+            f"cannot read weights {weights}: {type(exc).__name__}: {exc}; expected a "
+            f"safetensors file or a torch state dict"
+        ) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -89,8 +105,11 @@ def load_weights(module: Any, weights: Path) -> None:
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    misshapen = [f"{k} {list(state[k].shape)} vs model {list(own[k].shape)}"
-                 for k in sorted(set(own) & set(state)) if tuple(own[k].shape) != tuple(state[k].shape)]
+    misshapen = [
+        f"{k} {list(state[k].shape)} vs model {list(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if tuple(own[k].shape) != tuple(state[k].shape)
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys {_few(missing)}")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipyard.errors import ConversionError
 from shipyard.convert.custom_ops import KNOWN_NAMESPACES
+from shipyard.errors import ConversionError
 
 
 @dataclass
@@ -45,7 +45,10 @@ class Partition:
 
 
 def is_unknown(node: Any) -> bool:
-    return node.op == "call_function" and getattr(node.target, "namespace", "aten") not in KNOWN_NAMESPACES
+    return (
+        node.op == "call_function"
+        and getattr(node.target, "namespace", "aten") not in KNOWN_NAMESPACES
+    )
 
 
 def partition(module: Any, args: tuple, input_names: list[str]) -> Partition:
@@ -56,7 +59,9 @@ def partition(module: Any, args: tuple, input_names: list[str]) -> Partition:
     graph_module = _export(module, args)
     labels = _label_nodes(graph_module)
     if not any(is_unknown(n) for n in graph_module.graph.nodes):
-        raise ConversionError("nothing to split: every operator of the model is known to the ONNX exporters")
+        raise ConversionError(
+            "nothing to split: every operator of the model is known to the ONNX exporters"
+        )
     split = split_module(graph_module, module, lambda n: labels[n], keep_original_order=True)
     examples = _part_examples(split, args)
     parts = []
@@ -67,7 +72,9 @@ def partition(module: Any, args: tuple, input_names: list[str]) -> Partition:
     output = next(n for n in split.graph.nodes if n.op == "output")
     outputs = [_value_name(v) for v in torch.utils._pytree.tree_leaves(output.args[0])]
     if len(placeholders) != len(input_names):
-        raise ConversionError(f"the exported model takes {len(placeholders)} inputs; expected {len(input_names)}")
+        raise ConversionError(
+            f"the exported model takes {len(placeholders)} inputs; expected {len(input_names)}"
+        )
     rename = dict(zip(placeholders, input_names))
     for part in parts:
         part.inputs = [rename.get(n, n) for n in part.inputs]
@@ -81,8 +88,10 @@ def _export(module: Any, args: tuple) -> Any:
     try:
         return torch.export.export(module.eval(), args, dynamic_shapes=dynamic).module()
     except Exception as exc:
-        raise ConversionError(f"torch.export cannot capture the model to split it: {type(exc).__name__}: "
-                              f"{str(exc)[:300]}") from exc
+        raise ConversionError(
+            f"torch.export cannot capture the model to split it: {type(exc).__name__}: "
+            f"{str(exc)[:300]}"
+        ) from exc
 
 
 def _label_nodes(graph_module: Any) -> dict:
@@ -122,14 +131,27 @@ def _make_part(split: Any, node: Any, example: tuple, original: Any) -> Part:
     tensor_inputs = [i for i, a in enumerate(node.args) if _is_activation(a)]
     constants = {i: example[i] for i in range(len(node.args)) if i not in tensor_inputs}
     bound = bind_part(submodule, tensor_inputs, constants)
-    ops = [n for n in submodule.graph.nodes if n.op == "call_function"
-           and isinstance(n.target, torch._ops.OpOverload)]
+    ops = [
+        n
+        for n in submodule.graph.nodes
+        if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)
+    ]
     kind = "torch" if any(is_unknown(n) for n in ops) else "onnx"
-    outputs = [u.name for u in sorted(node.users, key=lambda u: u.args[1])] \
-        if node.users and all(_is_getitem(u) for u in node.users) else [node.name]
-    return Part(node.target, kind, bound, [node.args[i].name for i in tensor_inputs], outputs,
-                tuple(example[i] for i in tensor_inputs),
-                [_op_label(n) for n in ops], _module_paths(ops))
+    outputs = (
+        [u.name for u in sorted(node.users, key=lambda u: u.args[1])]
+        if node.users and all(_is_getitem(u) for u in node.users)
+        else [node.name]
+    )
+    return Part(
+        node.target,
+        kind,
+        bound,
+        [node.args[i].name for i in tensor_inputs],
+        outputs,
+        tuple(example[i] for i in tensor_inputs),
+        [_op_label(n) for n in ops],
+        _module_paths(ops),
+    )
 
 
 def _is_activation(arg: Any) -> bool:
@@ -168,14 +190,15 @@ def span(paths: list[str]) -> str:
     return f"{named[0]} … {named[-1]}"
 
 
-
 def _bound_class():
     import torch
 
     class Bound(torch.nn.Module):
         """A part with its weights inside: ``forward`` takes only the activations."""
 
-        def __init__(self, submodule: Any, tensor_inputs: list[int], constants: dict[int, Any]) -> None:
+        def __init__(
+            self, submodule: Any, tensor_inputs: list[int], constants: dict[int, Any]
+        ) -> None:
             super().__init__()
             self.part = submodule
             self.tensor_inputs = tensor_inputs
@@ -188,7 +211,9 @@ def _bound_class():
 
         def forward(self, *activations: Any) -> tuple:
             given = dict(zip(self.tensor_inputs, activations))
-            args = [given[i] if i in given else getattr(self, f"const_{i}") for i in range(self.count)]
+            args = [
+                given[i] if i in given else getattr(self, f"const_{i}") for i in range(self.count)
+            ]
             result = self.part(*args)
             return tuple(result) if isinstance(result, (tuple, list)) else (result,)
 

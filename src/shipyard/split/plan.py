@@ -8,11 +8,11 @@ ordinary ONNX candidates export through the translation.
 
 from __future__ import annotations
 
-from shipyard.workshop import STEP_MODULES, Workshop, step
+from shipyard.convert.custom_ops import UnknownOp, find_unknown_ops
 from shipyard.errors import ConversionError
 from shipyard.records import Artifact, Candidate, Recipe
 from shipyard.sources.base import Source
-from shipyard.convert.custom_ops import UnknownOp, find_unknown_ops
+from shipyard.workshop import STEP_MODULES, Workshop, step
 
 STEP_MODULES.setdefault("split", __name__)
 
@@ -43,12 +43,28 @@ def split_plans(source: Source) -> list[Candidate]:
         return []
     ops = "; ".join(f"{op.name}@{op.where}" for op in untranslated)
     try:
-        parts = " → ".join(f"{'torch' if p.kind == 'torch' else 'onnxruntime'}({_part_label(p)})"
-                           for p in _cut(source).parts)
+        parts = " → ".join(
+            f"{'torch' if p.kind == 'torch' else 'onnxruntime'}({_part_label(p)})"
+            for p in _cut(source).parts
+        )
     except ConversionError as exc:
-        return [Candidate("split", "fp32", Recipe().then("split", torch_ops=ops), error=str(exc), name="split/fp32")]
-    return [Candidate("split", "fp32", Recipe().then("split", runtime="onnxruntime", torch_ops=ops, parts=parts),
-                      name="split/fp32")]
+        return [
+            Candidate(
+                "split",
+                "fp32",
+                Recipe().then("split", torch_ops=ops),
+                error=str(exc),
+                name="split/fp32",
+            )
+        ]
+    return [
+        Candidate(
+            "split",
+            "fp32",
+            Recipe().then("split", runtime="onnxruntime", torch_ops=ops, parts=parts),
+            name="split/fp32",
+        )
+    ]
 
 
 def _part_label(part) -> str:
@@ -76,7 +92,9 @@ def _cut(source: Source):
 
 
 @step("split")
-def _split(workshop: Workshop, previous: Artifact | None, runtime: str = "onnxruntime", **_: str) -> Artifact:
+def _split(
+    workshop: Workshop, previous: Artifact | None, runtime: str = "onnxruntime", **_: str
+) -> Artifact:
     import torch
 
     from shipyard.convert.onnx_export import spec_example

@@ -3,4 +3,11 @@
 from shipyard.verify.metrics import METRICS, choose_metric, verify_outputs
 from shipyard.verify.reference import reference_outputs, run_batched, trim_padding
 
-__all__ = ["METRICS", "choose_metric", "reference_outputs", "run_batched", "trim_padding", "verify_outputs"]
+__all__ = [
+    "METRICS",
+    "choose_metric",
+    "reference_outputs",
+    "run_batched",
+    "trim_padding",
+    "verify_outputs",
+]

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 EVAL_BATCH = 32
 
 
-def run_batched(session: Session, dataset: Dataset, batch: int = EVAL_BATCH) -> dict[str, np.ndarray]:
+def run_batched(
+    session: Session, dataset: Dataset, batch: int = EVAL_BATCH
+) -> dict[str, np.ndarray]:
     """Run every sample through ``session`` in batches; outputs concatenated along axis 0."""
     parts: dict[str, list[np.ndarray]] = {}
     for feed in map(trim_padding, dataset.batches(batch)):
@@ -43,11 +45,16 @@ def dataset_hash(dataset: Dataset) -> str:
     return digest.hexdigest()[:16]
 
 
-def reference_outputs(session: Session, source_hash: str, dataset: Dataset,
-                      cache_dir: Path | None) -> dict[str, np.ndarray]:
+def reference_outputs(
+    session: Session, source_hash: str, dataset: Dataset, cache_dir: Path | None
+) -> dict[str, np.ndarray]:
     """The source's outputs on ``dataset``, read from ``cache_dir`` when computed before."""
     outputs_key = hashlib.sha256(",".join(session.signature.output_names).encode()).hexdigest()[:8]
-    cache = cache_dir / f"reference-{source_hash}-{dataset_hash(dataset)}-{outputs_key}.npz" if cache_dir else None
+    cache = (
+        cache_dir / f"reference-{source_hash}-{dataset_hash(dataset)}-{outputs_key}.npz"
+        if cache_dir
+        else None
+    )
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as stored:
             return {k: stored[k] for k in stored.files}

@@ -1,4 +1,5 @@
-"""AOTInductor: a ``torch.export`` program compiled ahead of time to a native library (``.pt2`` package)."""
+"""AOTInductor: a ``torch.export`` program compiled ahead of time to a native library (``.pt2``
+package)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ class AotiBackend(Runtime):
     module = "torch"
     converts = {"aoti": "torch-export"}
 
-
     def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.aoti.session import load_aoti
 
@@ -28,9 +28,17 @@ class AotiBackend(Runtime):
     def plans(self, source: Source, precision: str) -> list[Candidate]:
         if precision != "fp32" or source.kind != "torch":
             return []
-        return [Candidate(self.name, "fp32", Recipe().then("export", format="torch-export").then("convert", format="aoti"))]
+        return [
+            Candidate(
+                self.name,
+                "fp32",
+                Recipe().then("export", format="torch-export").then("convert", format="aoti"),
+            )
+        ]
 
-    def convert(self, workshop: Workshop, previous: Artifact, format: str, **options: Any) -> Artifact:
+    def convert(
+        self, workshop: Workshop, previous: Artifact, format: str, **options: Any
+    ) -> Artifact:
         from shipyard.backends.aoti.convert import compile_aoti
 
         return compile_aoti(previous, workshop.new_path(".pt2"))

@@ -1,4 +1,5 @@
-"""AOTInductor: a ``torch.export`` program compiled ahead of time to a native library (``.pt2`` package).
+"""AOTInductor: a ``torch.export`` program compiled ahead of time to a native library (``.pt2``
+package).
 
 The package holds the compiled kernels and the weights. From Python it is loaded with
 ``torch._inductor.aoti_load_package``; from C++ (libtorch, no Python) with

@@ -51,9 +51,18 @@ class FakeBackend(Runtime):
 BACKEND = FakeBackend()
 
 
-def write_fake_package(folder, name: str = "fake", *, features: int = 4, scale: float = 1.0,
-                       delay_ms: float = 0.0, fail_on: float | None = None, version: int = 1,
-                       text: bool = False, max_batch_size: int = 64):
+def write_fake_package(
+    folder,
+    name: str = "fake",
+    *,
+    features: int = 4,
+    scale: float = 1.0,
+    delay_ms: float = 0.0,
+    fail_on: float | None = None,
+    version: int = 1,
+    text: bool = False,
+    max_batch_size: int = 64,
+):
     """Write a package served by the fake backend (tests and benchmarks of the serving path).
 
     Numeric packages take ``x`` FP32 ``[-1, features]`` and answer ``y`` FP32 ``[-1, 1]`` (the
@@ -74,14 +83,29 @@ def write_fake_package(folder, name: str = "fake", *, features: int = 4, scale: 
         inputs = [{"name": "text", "dtype": "bytes", "shape": [-1], "dims": ["batch"]}]
         _write_word_tokenizer(folder / "tokenizer.json")
     else:
-        model_inputs = inputs = [{"name": "x", "dtype": "float32", "shape": [-1, features],
-                                  "dims": ["batch", features]}]
-    manifest = {"format_version": 1, "name": name, "version": version, "backend": "fake",
-                "artifact_format": "fake", "model_file": "model/model.fake", "inputs": inputs,
-                "outputs": [output], "model_signature": {"inputs": model_inputs, "outputs": [output]},
-                "text": {"tokenizer": "tokenizer.json", "max_length": 32,
-                         "input_names": ["input_ids", "attention_mask"]} if text else None,
-                "threads": 1, "max_batch_size": max_batch_size}
+        model_inputs = inputs = [
+            {"name": "x", "dtype": "float32", "shape": [-1, features], "dims": ["batch", features]}
+        ]
+    manifest = {
+        "format_version": 1,
+        "name": name,
+        "version": version,
+        "backend": "fake",
+        "artifact_format": "fake",
+        "model_file": "model/model.fake",
+        "inputs": inputs,
+        "outputs": [output],
+        "model_signature": {"inputs": model_inputs, "outputs": [output]},
+        "text": {
+            "tokenizer": "tokenizer.json",
+            "max_length": 32,
+            "input_names": ["input_ids", "attention_mask"],
+        }
+        if text
+        else None,
+        "threads": 1,
+        "max_batch_size": max_batch_size,
+    }
     from shipyard.digests import file_digests
 
     manifest.update(digests=file_digests(folder), carries_code=[])

@@ -1,4 +1,5 @@
-"""MNN (Alibaba) on the CPU, from an ``.mnn`` model converted from ONNX; FP16 or INT8 weight storage."""
+"""MNN (Alibaba) on the CPU, from an ``.mnn`` model converted from ONNX; FP16 or INT8 weight
+storage."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ if TYPE_CHECKING:
     from shipyard.workshop import Workshop
 
 WEIGHT_OPTIONS = {"fp32": {}, "fp16": {"fp16": True}, "int8": {"weight_bits": 8}}
-"""MNN's converter ``--fp16`` / ``--weightQuantBits 8`` store weights smaller; x86 computes in float."""
+"""MNN's converter ``--fp16`` / ``--weightQuantBits 8`` store weights smaller; x86 computes in
+float."""
 
 
 class MnnBackend(Runtime):
@@ -22,7 +24,6 @@ class MnnBackend(Runtime):
     module = "MNN"
     converts = {"mnn": "onnx"}
 
-
     def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.mnn.session import MnnSession
 
@@ -31,9 +32,17 @@ class MnnBackend(Runtime):
     def plans(self, source: Source, precision: str) -> list[Candidate]:
         if precision not in WEIGHT_OPTIONS:
             return []
-        return [Candidate(self.name, precision, ONNX.then("convert", format="mnn", **WEIGHT_OPTIONS[precision]))]
+        return [
+            Candidate(
+                self.name,
+                precision,
+                ONNX.then("convert", format="mnn", **WEIGHT_OPTIONS[precision]),
+            )
+        ]
 
-    def convert(self, workshop: Workshop, previous: Artifact, format: str, **options: Any) -> Artifact:
+    def convert(
+        self, workshop: Workshop, previous: Artifact, format: str, **options: Any
+    ) -> Artifact:
         from shipyard.backends.mnn.convert import convert_to_mnn
 
         return convert_to_mnn(previous, workshop.new_path(".mnn"), **options)

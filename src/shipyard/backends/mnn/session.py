@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -45,11 +46,15 @@ class MnnSession(Session):
         mnn = import_mnn()
         self._expr = mnn.expr
         with quiet_stdout():
-            runtime = mnn.nn.create_runtime_manager(({"backend": "CPU", "precision": precision,
-                                                      "numThread": threads},))
+            runtime = mnn.nn.create_runtime_manager(
+                ({"backend": "CPU", "precision": precision, "numThread": threads},)
+            )
             self._module = mnn.nn.load_module_from_file(
-                str(artifact.path), artifact.signature.input_names, artifact.signature.output_names,
-                runtime_manager=runtime)
+                str(artifact.path),
+                artifact.signature.input_names,
+                artifact.signature.output_names,
+                runtime_manager=runtime,
+            )
 
     def _run_impl(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         expr = self._expr
@@ -65,5 +70,7 @@ class MnnSession(Session):
     def _constant(self, array: np.ndarray) -> Any:
         expr = self._expr
         if array.dtype.kind in "iub":
-            return expr.const(np.ascontiguousarray(array, np.int32), list(array.shape), expr.NCHW, expr.int)
+            return expr.const(
+                np.ascontiguousarray(array, np.int32), list(array.shape), expr.NCHW, expr.int
+            )
         return expr.const(np.ascontiguousarray(array, np.float32), list(array.shape), expr.NCHW)

@@ -44,14 +44,26 @@ def convert_to_ncnn(torchscript: Artifact, path: Path, timeout: float = 600) -> 
     signature = torchscript.signature
     scratch = path.parent / "pnnx-work"
     scratch.mkdir(exist_ok=True)
-    args = [str(pnnx_executable()), str(torchscript.path.resolve()),
-            f"inputshape={shape_argument(signature.inputs, None)}", "fp16=0",
-            f"ncnnparam={path.resolve()}", f"ncnnbin={path.with_suffix('.bin').resolve()}"]
+    args = [
+        str(pnnx_executable()),
+        str(torchscript.path.resolve()),
+        f"inputshape={shape_argument(signature.inputs, None)}",
+        "fp16=0",
+        f"ncnnparam={path.resolve()}",
+        f"ncnnbin={path.with_suffix('.bin').resolve()}",
+    ]
     if any(spec.batched for spec in signature.inputs):
         args.append(f"inputshape2={shape_argument(signature.inputs, 1)}")
-    args += [f"{key}={(scratch / name).resolve()}" for key, name in (
-        ("pnnxparam", "model.pnnx.param"), ("pnnxbin", "model.pnnx.bin"), ("pnnxpy", "model_pnnx.py"),
-        ("pnnxonnx", "model.pnnx.onnx"), ("ncnnpy", "model_ncnn.py"))]
+    args += [
+        f"{key}={(scratch / name).resolve()}"
+        for key, name in (
+            ("pnnxparam", "model.pnnx.param"),
+            ("pnnxbin", "model.pnnx.bin"),
+            ("pnnxpy", "model_pnnx.py"),
+            ("pnnxonnx", "model.pnnx.onnx"),
+            ("ncnnpy", "model_ncnn.py"),
+        )
+    ]
     try:
         done = subprocess.run(args, cwd=scratch, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -59,17 +71,22 @@ def convert_to_ncnn(torchscript: Artifact, path: Path, timeout: float = 600) -> 
     shutil.rmtree(scratch, ignore_errors=True)
     if done.returncode != 0 or not path.is_file() or not path.with_suffix(".bin").is_file():
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise ConversionError(f"pnnx could not convert {torchscript.path.name} to ncnn "
-                              f"(exit {done.returncode}): {' | '.join(tail)[:400]}")
+        raise ConversionError(
+            f"pnnx could not convert {torchscript.path.name} to ncnn "
+            f"(exit {done.returncode}): {' | '.join(tail)[:400]}"
+        )
     _check_blob_count(path, len(signature.inputs), len(signature.outputs))
     return Artifact(path, "ncnn", signature)
 
 
 def _check_blob_count(path: Path, inputs: int, outputs: int) -> None:
-    """pnnx names inputs in0… and outputs out0…; the session matches them to the signature by position."""
+    """pnnx names inputs in0… and outputs out0…; the session matches them to the signature by
+    position."""
     text = path.read_text()
     got_in = sum(f" in{i}" in text for i in range(inputs + 1))
     got_out = sum(f" out{i}" in text for i in range(outputs + 1))
     if got_in != inputs or got_out != outputs:
-        raise ConversionError(f"the ncnn graph has {got_in} inputs and {got_out} outputs; the model has "
-                              f"{inputs} and {outputs} (pnnx may have folded or split some away)")
+        raise ConversionError(
+            f"the ncnn graph has {got_in} inputs and {got_out} outputs; the model has "
+            f"{inputs} and {outputs} (pnnx may have folded or split some away)"
+        )

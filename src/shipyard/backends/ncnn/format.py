@@ -35,8 +35,14 @@ class Layer:
 
     def to_line(self) -> str:
         values = " ".join(f"{key}={value}" for key, value in self.params.items())
-        return " ".join([f"{self.type:<24} {self.name:<24} {len(self.bottoms)} {len(self.tops)}",
-                         *self.bottoms, *self.tops, values]).rstrip()
+        return " ".join(
+            [
+                f"{self.type:<24} {self.name:<24} {len(self.bottoms)} {len(self.tops)}",
+                *self.bottoms,
+                *self.tops,
+                values,
+            ]
+        ).rstrip()
 
 
 @dataclass
@@ -45,7 +51,11 @@ class Graph:
     blob_count: int
 
     def to_text(self) -> str:
-        lines = [MAGIC, f"{len(self.layers)} {self.blob_count}", *(layer.to_line() for layer in self.layers)]
+        lines = [
+            MAGIC,
+            f"{len(self.layers)} {self.blob_count}",
+            *(layer.to_line() for layer in self.layers),
+        ]
         return "\n".join(lines) + "\n"
 
 
@@ -59,8 +69,10 @@ class Blob:
 def read_graph(path: Path) -> Graph:
     lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
     if not lines or lines[0] != [MAGIC] or len(lines[1]) != 2:
-        raise ConversionError(f"{path.name} is not an ncnn .param file (expected the magic {MAGIC} "
-                              "and a 'layers blobs' line)")
+        raise ConversionError(
+            f"{path.name} is not an ncnn .param file (expected the magic {MAGIC} "
+            "and a 'layers blobs' line)"
+        )
     layers = [_parse_layer(words, path) for words in lines[2:]]
     return Graph(layers, int(lines[1][1]))
 
@@ -68,23 +80,27 @@ def read_graph(path: Path) -> Graph:
 def _parse_layer(words: list[str], path: Path) -> Layer:
     try:
         bottoms, tops = int(words[2]), int(words[3])
-        names = words[4:4 + bottoms + tops]
+        names = words[4 : 4 + bottoms + tops]
         params = {}
-        for item in words[4 + bottoms + tops:]:
+        for item in words[4 + bottoms + tops :]:
             key, value = item.split("=", 1)
             params[int(key)] = value
     except (IndexError, ValueError) as exc:
-        raise ConversionError(f"{path.name}: cannot read the layer line {' '.join(words)[:120]!r}") from exc
+        raise ConversionError(
+            f"{path.name}: cannot read the layer line {' '.join(words)[:120]!r}"
+        ) from exc
     return Layer(words[0], words[1], names[:bottoms], names[bottoms:], params)
 
 
 def _tagged_size(data: bytes, offset: int, count: int) -> int:
     """Bytes a tagged blob of ``count`` values takes at ``offset``, padding included."""
-    tag = int.from_bytes(data[offset:offset + 4], "little")
+    tag = int.from_bytes(data[offset : offset + 4], "little")
     width = {0: 4, FP16_TAG: 2, INT8_TAG: 1}.get(tag)
     if width is None:
-        raise ConversionError(f"a weight blob at byte {offset} is stored in a way this reader does not know "
-                              f"(tag {tag:#x}); expected float32, float16 or int8")
+        raise ConversionError(
+            f"a weight blob at byte {offset} is stored in a way this reader does not know "
+            f"(tag {tag:#x}); expected float32, float16 or int8"
+        )
     return 4 + _aligned(count * width)
 
 
@@ -93,12 +109,23 @@ def _aligned(size: int) -> int:
 
 
 def weight_layout(layer: Layer) -> list[tuple[int, bool]]:
-    """(value count, tagged?) of each weight blob ``layer`` reads, in order; empty for weightless layers."""
+    """(value count, tagged?) of each weight blob ``layer`` reads, in order; empty for weightless
+    layers."""
     p = layer.int_param
     kind = layer.type
-    if kind in ("Convolution", "ConvolutionDepthWise", "Convolution1D", "Convolution3D",
-                "Deconvolution", "DeconvolutionDepthWise", "Deconvolution1D", "Deconvolution3D"):
-        if (kind.startswith("Convolution") and p(19)) or (kind.startswith("Deconvolution") and p(28)):
+    if kind in (
+        "Convolution",
+        "ConvolutionDepthWise",
+        "Convolution1D",
+        "Convolution3D",
+        "Deconvolution",
+        "DeconvolutionDepthWise",
+        "Deconvolution1D",
+        "Deconvolution3D",
+    ):
+        if (kind.startswith("Convolution") and p(19)) or (
+            kind.startswith("Deconvolution") and p(28)
+        ):
             raise _unsupported(layer, "dynamic weights (a second input)")
         return [(p(6), True)] + ([(p(0), False)] if p(5) else []) + int8_scales_layout(layer)
     if kind == "InnerProduct":
@@ -132,13 +159,19 @@ def int8_scales_layout(layer: Layer) -> list[tuple[int, bool]]:
     if layer.type not in ("Convolution", "ConvolutionDepthWise", "InnerProduct"):
         raise _unsupported(layer, f"INT8 scales (8={term}) on a layer type that has none")
     per_group = layer.type == "ConvolutionDepthWise" and term % 100 == 1
-    weight_scales = layer.int_param(7, 1) if per_group else (1 if layer.type == "ConvolutionDepthWise" else layer.int_param(0))
+    weight_scales = (
+        layer.int_param(7, 1)
+        if per_group
+        else (1 if layer.type == "ConvolutionDepthWise" else layer.int_param(0))
+    )
     return [(weight_scales, False), (1, False)] + ([(1, False)] if term > 100 else [])
 
 
 def _unsupported(layer: Layer, why: str) -> ConversionError:
-    return ConversionError(f"ncnn layer {layer.name!r} ({layer.type}) has {why}; this reader expects "
-                           "weights stored in the layer, as pnnx and ncnn2int8 write them")
+    return ConversionError(
+        f"ncnn layer {layer.name!r} ({layer.type}) has {why}; this reader expects "
+        "weights stored in the layer, as pnnx and ncnn2int8 write them"
+    )
 
 
 def split_weights(graph: Graph, weights: bytes) -> list[list[Blob]]:
@@ -149,11 +182,13 @@ def split_weights(graph: Graph, weights: bytes) -> list[list[Blob]]:
         blobs = []
         for count, tagged in weight_layout(layer):
             size = _tagged_size(weights, offset, count) if tagged else _aligned(4 * count)
-            blobs.append(Blob(weights[offset:offset + size]))
+            blobs.append(Blob(weights[offset : offset + size]))
             offset += size
         per_layer.append(blobs)
     if offset != len(weights):
         kinds = sorted({layer.type for layer in graph.layers})
-        raise ConversionError(f"the ncnn weights file is {len(weights)} bytes but the layers account for {offset}; "
-                              f"a layer type among {', '.join(kinds)} stores weights this reader does not know")
+        raise ConversionError(
+            f"the ncnn weights file is {len(weights)} bytes but the layers account for {offset}; "
+            f"a layer type among {', '.join(kinds)} stores weights this reader does not know"
+        )
     return per_layer

@@ -32,7 +32,8 @@ from shipyard.records import Artifact
 
 CALIBRATIONS = ("minmax", "entropy")
 INT8_SCALE_TERM = {"Convolution": 2, "ConvolutionDepthWise": 1, "InnerProduct": 2}
-"""Quantisable layer type → the ``8=`` parameter ncnn expects for per-channel (per-group) weight scales."""
+"""Quantisable layer type → the ``8=`` parameter ncnn expects for per-channel (per-group) weight
+scales."""
 HISTOGRAM_BINS = 2048
 LEVELS = 128
 
@@ -49,31 +50,52 @@ class Target:
         return self.layer.bottoms[0]
 
 
-def quantize_ncnn_int8(ncnn: Artifact, path: Path, calibration: Dataset, method: str = "entropy",
-                       keep_fp32: list[str] | None = None) -> Artifact:
+def quantize_ncnn_int8(
+    ncnn: Artifact,
+    path: Path,
+    calibration: Dataset,
+    method: str = "entropy",
+    keep_fp32: list[str] | None = None,
+) -> Artifact:
     """INT8 copy of the ncnn model ``ncnn`` at ``path`` (``.param``, ``.bin`` beside it)."""
     if method not in CALIBRATIONS:
-        raise ConversionError(f"unknown ncnn calibration {method!r}; expected one of {', '.join(CALIBRATIONS)}")
+        raise ConversionError(
+            f"unknown ncnn calibration {method!r}; expected one of {', '.join(CALIBRATIONS)}"
+        )
     graph = read_graph(ncnn.path)
     blobs = split_weights(graph, ncnn.path.with_suffix(".bin").read_bytes())
-    targets = [Target(i, layer) for i, layer in enumerate(graph.layers)
-               if layer.type in INT8_SCALE_TERM and len(layer.bottoms) == 1 and layer.name not in (keep_fp32 or [])]
+    targets = [
+        Target(i, layer)
+        for i, layer in enumerate(graph.layers)
+        if layer.type in INT8_SCALE_TERM
+        and len(layer.bottoms) == 1
+        and layer.name not in (keep_fp32 or [])
+    ]
     if not targets:
-        raise ConversionError("the ncnn graph has no Convolution or InnerProduct layer to quantise "
-                              f"(layer types: {', '.join(sorted({l.type for l in graph.layers}))})")
-    thresholds = activation_thresholds(ncnn, calibration, sorted({t.input_blob for t in targets}), method)
+        raise ConversionError(
+            "the ncnn graph has no Convolution or InnerProduct layer to quantise "
+            f"(layer types: {', '.join(sorted({l.type for l in graph.layers}))})"
+        )
+    thresholds = activation_thresholds(
+        ncnn, calibration, sorted({t.input_blob for t in targets}), method
+    )
     for target in targets:
-        blobs[target.index] = quantized_blobs(target.layer, blobs[target.index], 127 / thresholds[target.input_blob])
+        blobs[target.index] = quantized_blobs(
+            target.layer, blobs[target.index], 127 / thresholds[target.input_blob]
+        )
         target.layer.params[8] = str(INT8_SCALE_TERM[target.layer.type])
     fuse_requantize(graph, blobs, {t.layer.name for t in targets}, thresholds)
     _write(graph, blobs, path)
     return Artifact(path, "ncnn", ncnn.signature)
 
 
-def fuse_requantize(graph: Graph, blobs: list[list[Blob]], quantized: set[str], thresholds: dict[str, float]) -> None:
+def fuse_requantize(
+    graph: Graph, blobs: list[list[Blob]], quantized: set[str], thresholds: dict[str, float]
+) -> None:
     """Let an INT8 convolution whose output only feeds INT8 convolutions hand them INT8 directly.
 
-    As ncnn2int8 does: the producer gets the consumers' input scale as its output scale (``8=`` + 100),
+    As ncnn2int8 does: the producer gets the consumers' input scale as its output scale (``8=`` +
+    100),
     so ncnn requantises once instead of dequantising to FP32 and quantising again.
     """
     readers: dict[str, list[Layer]] = {}
@@ -86,7 +108,9 @@ def fuse_requantize(graph: Graph, blobs: list[list[Blob]], quantized: set[str], 
         found = readers.get(blob, [])
         if len(found) == 1 and found[0].type == "Split":
             found = [reader for top in found[0].tops for reader in readers.get(top, [])]
-        ok = found and all(r.type in convolutions and r.name in quantized and len(r.bottoms) == 1 for r in found)
+        ok = found and all(
+            r.type in convolutions and r.name in quantized and len(r.bottoms) == 1 for r in found
+        )
         return found if ok else []
 
     for index, layer in enumerate(graph.layers):
@@ -100,11 +124,15 @@ def fuse_requantize(graph: Graph, blobs: list[list[Blob]], quantized: set[str], 
 
 
 def int8_outputs(param: Path) -> dict[str, float]:
-    """Blobs that layers hand on in INT8 (requantised), with the scale that turns them back into values."""
+    """Blobs that layers hand on in INT8 (requantised), with the scale that turns them back into
+    values."""
     graph = read_graph(param)
     blobs = split_weights(graph, param.with_suffix(".bin").read_bytes())
-    return {layer.tops[0]: float(np.frombuffer(weights[-1].data, np.float32)[0])
-            for layer, weights in zip(graph.layers, blobs) if layer.int_param(8) > 100}
+    return {
+        layer.tops[0]: float(np.frombuffer(weights[-1].data, np.float32)[0])
+        for layer, weights in zip(graph.layers, blobs)
+        if layer.int_param(8) > 100
+    }
 
 
 def _write(graph: Graph, blobs: list[list[Blob]], path: Path) -> None:
@@ -113,11 +141,14 @@ def _write(graph: Graph, blobs: list[list[Blob]], path: Path) -> None:
 
 
 def quantized_blobs(layer: Layer, blobs: list[Blob], input_scale: float) -> list[Blob]:
-    """The layer's weight blob in INT8, its bias as it was, then the weight and input scales ncnn reads."""
+    """The layer's weight blob in INT8, its bias as it was, then the weight and input scales ncnn
+    reads."""
     rows = layer.int_param(7, 1) if layer.type == "ConvolutionDepthWise" else layer.int_param(0)
     weights = float_values(blobs[0]).reshape(rows, -1)
     absmax = np.abs(weights).max(axis=1)
-    scales = (127 / np.where(absmax > 0, absmax, 127)).astype(np.float32)  # an all-zero row keeps scale 1
+    scales = (127 / np.where(absmax > 0, absmax, 127)).astype(
+        np.float32
+    )  # an all-zero row keeps scale 1
     scaled = weights * scales[:, None]
     quantized = np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5), -127, 127).astype(np.int8)
     weight = Blob(_padded(INT8_TAG.to_bytes(4, "little") + quantized.tobytes()))
@@ -132,22 +163,30 @@ def float_values(blob: Blob) -> np.ndarray:
     if tag == 0:
         return np.frombuffer(body, np.float32).copy()
     if tag == FP16_TAG:
-        return np.frombuffer(body[:len(body) // 2 * 2], np.float16).astype(np.float32)
-    raise ConversionError(f"a weight blob is stored with tag {tag:#x}; expected float32 or float16 weights")
+        return np.frombuffer(body[: len(body) // 2 * 2], np.float16).astype(np.float32)
+    raise ConversionError(
+        f"a weight blob is stored with tag {tag:#x}; expected float32 or float16 weights"
+    )
 
 
 def _padded(data: bytes) -> bytes:
     return data + b"\0" * (-len(data) % 4)
 
 
-def activation_thresholds(ncnn: Artifact, calibration: Dataset, blobs: list[str], method: str) -> dict[str, float]:
-    """The clipping threshold of each blob over the calibration samples (two passes for ``entropy``)."""
+def activation_thresholds(
+    ncnn: Artifact, calibration: Dataset, blobs: list[str], method: str
+) -> dict[str, float]:
+    """The clipping threshold of each blob over the calibration samples (two passes for
+    ``entropy``)."""
     from shipyard.backends.ncnn.session import NcnnSession
 
     if len(calibration) == 0:
         raise ConversionError("ncnn INT8 needs calibration samples; pass --data")
     session = NcnnSession(ncnn, threads=1)
-    samples = [{name: array[i] for name, array in calibration.inputs.items()} for i in range(len(calibration))]
+    samples = [
+        {name: array[i] for name, array in calibration.inputs.items()}
+        for i in range(len(calibration))
+    ]
     absmax = {blob: 0.0 for blob in blobs}
     for sample in samples:
         for blob, value in session.extract(sample, blobs).items():
@@ -164,15 +203,21 @@ def activation_thresholds(ncnn: Artifact, calibration: Dataset, blobs: list[str]
 
 
 def safer_threshold(histogram: np.ndarray, absmax: float) -> float:
-    """The KL threshold, unless quantising at the full range loses less (KL misjudges spiky histograms,
+    """The KL threshold, unless quantising at the full range loses less (KL misjudges spiky
+    histograms,
     such as an input of 17 grey levels, and would clip half the values)."""
     width = absmax / len(histogram)
     entropy = entropy_threshold(histogram, width)
-    return entropy if squared_error(histogram, width, entropy) < squared_error(histogram, width, absmax) else absmax
+    return (
+        entropy
+        if squared_error(histogram, width, entropy) < squared_error(histogram, width, absmax)
+        else absmax
+    )
 
 
 def squared_error(histogram: np.ndarray, bin_width: float, threshold: float) -> float:
-    """Total squared error of quantising the histogram's values (bin centres) to ±127 steps of ``threshold``."""
+    """Total squared error of quantising the histogram's values (bin centres) to ±127 steps of
+    ``threshold``."""
     centres = (np.arange(len(histogram)) + 0.5) * bin_width
     step = threshold / 127
     restored = np.minimum(np.floor(centres / step + 0.5), 127) * step
@@ -180,7 +225,8 @@ def squared_error(histogram: np.ndarray, bin_width: float, threshold: float) -> 
 
 
 def entropy_threshold(histogram: np.ndarray, bin_width: float) -> float:
-    """The threshold whose ``LEVELS``-level quantisation keeps the histogram closest in KL divergence."""
+    """The threshold whose ``LEVELS``-level quantisation keeps the histogram closest in KL
+    divergence."""
     best_bins, best_divergence = len(histogram), np.inf
     for bins in range(LEVELS, len(histogram) + 1):
         divergence = _divergence(histogram, bins)
@@ -199,7 +245,10 @@ def _divergence(histogram: np.ndarray, bins: int) -> float:
     nonzero = reference > 0
     totals = np.add.reduceat(kept, edges)
     counts = np.add.reduceat(nonzero.astype(np.float64), edges)
-    per_bin = np.repeat(np.divide(totals, counts, out=np.zeros_like(totals), where=counts > 0), np.diff([*edges, bins]))
+    per_bin = np.repeat(
+        np.divide(totals, counts, out=np.zeros_like(totals), where=counts > 0),
+        np.diff([*edges, bins]),
+    )
     expanded = np.where(nonzero, per_bin, 0.0)
     p = reference / reference.sum()
     q = expanded / max(expanded.sum(), 1e-12)

@@ -24,14 +24,20 @@ def ncnn_graph(param: Path) -> Graph:
     return graph
 
 
-def ncnn_intermediates(artifact, feed: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
-    """Every blob of an ncnn model on ``feed`` as float values, sample by sample, stacked on a batch axis."""
+def ncnn_intermediates(
+    artifact, feed: dict[str, np.ndarray], threads: int = 1
+) -> dict[str, np.ndarray]:
+    """Every blob of an ncnn model on ``feed`` as float values, sample by sample, stacked on a
+    batch axis."""
     from shipyard.backends.ncnn.int8 import int8_outputs
     from shipyard.backends.ncnn.session import NcnnSession
 
     session = NcnnSession(artifact, threads)
     blobs = sorted(ncnn_graph(artifact.path).producer)
     count = len(next(iter(feed.values())))
-    rows = [session.extract({name: value[i] for name, value in feed.items()}, blobs) for i in range(count)]
+    rows = [
+        session.extract({name: value[i] for name, value in feed.items()}, blobs)
+        for i in range(count)
+    ]
     scales = int8_outputs(artifact.path)  # ncnn extracts a requantised blob as its INT8 steps
     return {blob: np.stack([row[blob] for row in rows]) / scales.get(blob, 1.0) for blob in blobs}

@@ -17,5 +17,7 @@ def convert_fp16(onnx: Artifact, path: Path) -> Artifact:
         model = convert_float_to_float16(onnx_lib.load(str(onnx.path)), keep_io_types=True)
         onnx_lib.save(model, str(path))
     except Exception as exc:
-        raise ConversionError(f"FP16 conversion failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
+        raise ConversionError(
+            f"FP16 conversion failed: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from exc
     return Artifact(path, "onnx", onnx.signature)

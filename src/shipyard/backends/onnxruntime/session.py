@@ -19,7 +19,9 @@ class OnnxRuntimeSession(Session):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(artifact.path), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            str(artifact.path), options, providers=["CPUExecutionProvider"]
+        )
         self._outputs = [o.name for o in self._session.get_outputs()]
 
     def _run_impl(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

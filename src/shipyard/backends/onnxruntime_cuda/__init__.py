@@ -1,4 +1,5 @@
-"""ONNX Runtime on an NVIDIA GPU through the CUDA execution provider; NOT YET VERIFIED ON GPU HARDWARE."""
+"""ONNX Runtime on an NVIDIA GPU through the CUDA execution provider; NOT YET VERIFIED ON GPU
+HARDWARE."""
 
 from __future__ import annotations
 
@@ -29,11 +30,18 @@ class OrtGpuBackend(Runtime):
         try:
             import onnxruntime as ort
         except ImportError:
-            return False, "not available: pip install onnxruntime-gpu (needs an NVIDIA GPU and driver)"
+            return (
+                False,
+                "not available: pip install onnxruntime-gpu (needs an NVIDIA GPU and driver)",
+            )
         providers = ort.get_available_providers()
         if self.provider not in providers:
-            return False, (f"not available: this onnxruntime offers {', '.join(providers)}, not {self.provider}; "
-                           "pip uninstall onnxruntime && pip install onnxruntime-gpu on a machine with an NVIDIA GPU")
+            return False, (
+                f"not available: this onnxruntime offers {', '.join(providers)}, not "
+                f"{self.provider}; "
+                "pip uninstall onnxruntime && pip install onnxruntime-gpu on a machine with an "
+                "NVIDIA GPU"
+            )
         missing = gpu_missing()
         return (False, f"not available: {missing}") if missing else (True, "")
 

@@ -18,15 +18,26 @@ from shipyard.errors import BackendUnavailable
 from shipyard.records import Artifact
 
 
-def provider_options(provider: str, artifact: Artifact, fp16: bool = False, int8: bool = False) -> list[Any]:
+def provider_options(
+    provider: str, artifact: Artifact, fp16: bool = False, int8: bool = False
+) -> list[Any]:
     """The provider list for ``InferenceSession``: the wanted provider first, then its fallbacks."""
     cuda = (CUDA, {"device_id": 0, "cudnn_conv_algo_search": "EXHAUSTIVE"})
     if provider == CUDA:
         return [cuda, "CPUExecutionProvider"]
     cache = artifact.path.parent / "trt-cache"
-    trt = (TENSORRT, {"device_id": 0, "trt_fp16_enable": fp16, "trt_int8_enable": int8,
-                      "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
-                      "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)})
+    trt = (
+        TENSORRT,
+        {
+            "device_id": 0,
+            "trt_fp16_enable": fp16,
+            "trt_int8_enable": int8,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(cache),
+        },
+    )
     return [trt, cuda, "CPUExecutionProvider"]
 
 
@@ -40,11 +51,14 @@ class OrtGpuSession(Session):
         options.log_severity_level = 3
         if provider == TENSORRT:
             (artifact.path.parent / "trt-cache").mkdir(exist_ok=True)
-        self._session = ort.InferenceSession(str(artifact.path), options,
-                                             providers=provider_options(provider, artifact))
+        self._session = ort.InferenceSession(
+            str(artifact.path), options, providers=provider_options(provider, artifact)
+        )
         if self._session.get_providers()[0] != provider:
-            raise BackendUnavailable(f"ONNX Runtime did not start {provider} (it runs on "
-                                     f"{self._session.get_providers()}); check the CUDA/TensorRT libraries")
+            raise BackendUnavailable(
+                f"ONNX Runtime did not start {provider} (it runs on "
+                f"{self._session.get_providers()}); check the CUDA/TensorRT libraries"
+            )
         self._outputs = [o.name for o in self._session.get_outputs()]
 
     def _run_impl(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,4 +1,5 @@
-"""ONNX Runtime with TensorRT's execution provider (see ``onnxruntime_cuda``); not yet verified on hardware."""
+"""ONNX Runtime with TensorRT's execution provider (see ``onnxruntime_cuda``); not yet verified on
+hardware."""
 
 from shipyard.backends.onnxruntime_cuda import TENSORRT, OrtGpuBackend
 

@@ -16,5 +16,7 @@ def convert_to_openvino(onnx: Artifact, path: Path, compress_to_fp16: bool = Fal
         model = ov.convert_model(str(onnx.path))
         ov.save_model(model, str(path), compress_to_fp16=compress_to_fp16)
     except Exception as exc:
-        raise ConversionError(f"OpenVINO conversion failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
+        raise ConversionError(
+            f"OpenVINO conversion failed: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from exc
     return Artifact(path, "openvino", onnx.signature)

@@ -17,8 +17,14 @@ from shipyard.records import Artifact
 METHODS = ("nncf", "nncf-weights")
 
 
-def quantize_nncf(ir: Artifact, path: Path, calibration: Dataset | None, transformer: bool = False,
-                  keep_fp32: list[str] | None = None, weights_only: bool = False) -> Artifact:
+def quantize_nncf(
+    ir: Artifact,
+    path: Path,
+    calibration: Dataset | None,
+    transformer: bool = False,
+    keep_fp32: list[str] | None = None,
+    weights_only: bool = False,
+) -> Artifact:
     """NNCF INT8 of an OpenVINO IR at ``path``: full PTQ, or INT8 weights only (no data needed)."""
     import logging
 
@@ -30,7 +36,9 @@ def quantize_nncf(ir: Artifact, path: Path, calibration: Dataset | None, transfo
     ignored = _ignored_scope(model, keep_fp32 or [])
     try:
         if weights_only:
-            quantized = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=ignored)
+            quantized = nncf.compress_weights(
+                model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=ignored
+            )
         else:
             if calibration is None or len(calibration) == 0:
                 raise ConversionError("NNCF quantisation needs calibration data; pass --data")
@@ -38,14 +46,22 @@ def quantize_nncf(ir: Artifact, path: Path, calibration: Dataset | None, transfo
 
             samples = list(feeds(calibration, batch=1))
             quantized = nncf.quantize(
-                model, nncf.Dataset(samples), subset_size=len(samples), ignored_scope=ignored,
+                model,
+                nncf.Dataset(samples),
+                subset_size=len(samples),
+                ignored_scope=ignored,
                 model_type=nncf.ModelType.TRANSFORMER if transformer else None,
-                preset=nncf.QuantizationPreset.MIXED if transformer else nncf.QuantizationPreset.PERFORMANCE)
+                preset=nncf.QuantizationPreset.MIXED
+                if transformer
+                else nncf.QuantizationPreset.PERFORMANCE,
+            )
         ov.save_model(quantized, str(path), compress_to_fp16=False)
     except ConversionError:
         raise
     except Exception as exc:
-        raise ConversionError(f"NNCF quantisation failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
+        raise ConversionError(
+            f"NNCF quantisation failed: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from exc
     return Artifact(path, "openvino", ir.signature)
 
 
@@ -55,6 +71,9 @@ def _ignored_scope(model, names: list[str]):
     if not names:
         return None
     pattern = "|".join(re.escape(n) for n in names)
-    matches = [op.get_friendly_name() for op in model.get_ops()
-               if re.fullmatch(f"({pattern})(/.*)?", op.get_friendly_name())]
+    matches = [
+        op.get_friendly_name()
+        for op in model.get_ops()
+        if re.fullmatch(f"({pattern})(/.*)?", op.get_friendly_name())
+    ]
     return nncf.IgnoredScope(names=matches, validate=False)

@@ -1,4 +1,5 @@
-"""OpenVINO's intermediate tensors, for the layer-by-layer comparison (``shipyard.quantize.layerwise``)."""
+"""OpenVINO's intermediate tensors, for the layer-by-layer comparison
+(``shipyard.quantize.layerwise``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 import numpy as np
 
 
-def openvino_intermediates(path: Path, feed: dict[str, np.ndarray], names: set[str] | None = None,
-                           threads: int = 1) -> dict[str, np.ndarray]:
-    """Named float tensors of an OpenVINO model on ``feed`` (tensor names kept from the ONNX model)."""
+def openvino_intermediates(
+    path: Path, feed: dict[str, np.ndarray], names: set[str] | None = None, threads: int = 1
+) -> dict[str, np.ndarray]:
+    """Named float tensors of an OpenVINO model on ``feed`` (tensor names kept from the ONNX
+    model)."""
     import openvino as ov
 
     core = ov.Core()
@@ -24,7 +27,9 @@ def openvino_intermediates(path: Path, feed: dict[str, np.ndarray], names: set[s
                 ports.append(port)
                 labels.append(sorted(wanted)[0])
     model.add_outputs(ports)
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+    compiled = core.compile_model(
+        model, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    )
     results = compiled.create_infer_request().infer(feed)
     values = {}
     for output in compiled.outputs:

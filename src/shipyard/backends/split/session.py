@@ -59,4 +59,7 @@ class SplitSession(Session):
         for step, runner in zip(self.plan["steps"], self._runners):
             results = runner([values[n] for n in step["inputs"]])
             values.update(zip(step["outputs"], results))
-        return {spec.name: values[name] for spec, name in zip(self.signature.outputs, self.plan["outputs"])}
+        return {
+            spec.name: values[name]
+            for spec, name in zip(self.signature.outputs, self.plan["outputs"])
+        }

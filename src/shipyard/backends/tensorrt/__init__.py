@@ -38,12 +38,20 @@ class TensorRtBackend(Runtime):
         """An engine at ``precision`` (fp32, fp16, or int8 calibrated on the build's data)."""
         if precision not in ("fp32", "fp16", "int8"):
             return []
-        return [Candidate(self.name, precision, ONNX.then("convert", format="tensorrt", precision=precision))]
+        return [
+            Candidate(
+                self.name, precision, ONNX.then("convert", format="tensorrt", precision=precision)
+            )
+        ]
 
-    def convert(self, workshop: Workshop, previous: Artifact, format: str, **options: Any) -> Artifact:
+    def convert(
+        self, workshop: Workshop, previous: Artifact, format: str, **options: Any
+    ) -> Artifact:
         from shipyard.backends.tensorrt.convert import EngineOptions, build_engine
 
-        return build_engine(previous, workshop.new_path(".engine"), EngineOptions(**options), workshop.calibration)
+        return build_engine(
+            previous, workshop.new_path(".engine"), EngineOptions(**options), workshop.calibration
+        )
 
 
 BACKEND = TensorRtBackend()

@@ -27,26 +27,39 @@ WORKSPACE_BYTES = 2 << 30
 @dataclass(frozen=True)
 class EngineOptions:
     precision: str = "fp32"
-    """fp32 | fp16 | int8 (INT8 uses the calibrator unless the ONNX model already holds Q/DQ nodes)."""
+    """fp32 | fp16 | int8 (INT8 calibrates unless the ONNX model already holds Q/DQ nodes)."""
     min_batch: int = 1
     opt_batch: int = 8
     max_batch: int = 64
     timing_cache: Path | None = None
 
 
-def profile_shapes(signature: Signature, options: EngineOptions) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """(min, opt, max) shapes per input for one optimisation profile; fixed dims stay as they are."""
+def profile_shapes(
+    signature: Signature, options: EngineOptions
+) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """(min, opt, max) shapes per input for one optimisation profile; fixed dims stay as they
+    are."""
     shapes = {}
     for spec in signature.inputs:
         per_level = []
-        for batch, other in ((options.min_batch, 1), (options.opt_batch, 128), (options.max_batch, 512)):
-            per_level.append(tuple(d if isinstance(d, int) else (batch if axis == 0 else other)
-                                   for axis, d in enumerate(spec.shape)))
+        for batch, other in (
+            (options.min_batch, 1),
+            (options.opt_batch, 128),
+            (options.max_batch, 512),
+        ):
+            per_level.append(
+                tuple(
+                    d if isinstance(d, int) else (batch if axis == 0 else other)
+                    for axis, d in enumerate(spec.shape)
+                )
+            )
         shapes[spec.name] = tuple(per_level)
     return shapes
 
 
-def build_engine(onnx: Artifact, path: Path, options: EngineOptions, calibration: Any = None) -> Artifact:
+def build_engine(
+    onnx: Artifact, path: Path, options: EngineOptions, calibration: Any = None
+) -> Artifact:
     """Build and save an engine; ``calibration`` is a Dataset used for INT8 without Q/DQ nodes."""
     trt = _import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -68,28 +81,41 @@ def build_engine(onnx: Artifact, path: Path, options: EngineOptions, calibration
     config.set_timing_cache(cache, ignore_mismatch=False)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
-        raise ConversionError(f"TensorRT could not build a {options.precision} engine from {onnx.path.name}")
+        raise ConversionError(
+            f"TensorRT could not build a {options.precision} engine from {onnx.path.name}"
+        )
     path.write_bytes(bytes(engine))
     cache_file.write_bytes(bytes(config.get_timing_cache().serialize()))
     return Artifact(path, "tensorrt", onnx.signature)
 
 
-def _set_precision(trt: Any, config: Any, options: EngineOptions, onnx: Artifact, calibration: Any) -> None:
+def _set_precision(
+    trt: Any, config: Any, options: EngineOptions, onnx: Artifact, calibration: Any
+) -> None:
     if options.precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
     elif options.precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
-        config.set_flag(trt.BuilderFlag.FP16)  # layers TensorRT keeps out of INT8 may still use FP16
+        config.set_flag(
+            trt.BuilderFlag.FP16
+        )  # layers TensorRT keeps out of INT8 may still use FP16
         if not has_qdq_nodes(onnx.path):
             if calibration is None:
-                raise ConversionError("INT8 TensorRT engines need calibration data or a QDQ-quantised ONNX model")
-            config.int8_calibrator = make_calibrator(trt, calibration, onnx.path.with_suffix(".calibration"))
+                raise ConversionError(
+                    "INT8 TensorRT engines need calibration data or a QDQ-quantised ONNX model"
+                )
+            config.int8_calibrator = make_calibrator(
+                trt, calibration, onnx.path.with_suffix(".calibration")
+            )
     elif options.precision != "fp32":
-        raise ConversionError(f"TensorRT precision {options.precision!r}: expected fp32, fp16 or int8")
+        raise ConversionError(
+            f"TensorRT precision {options.precision!r}: expected fp32, fp16 or int8"
+        )
 
 
 def has_qdq_nodes(path: Path) -> bool:
-    """Whether the ONNX graph is already quantised (explicit quantisation: TensorRT needs no calibrator)."""
+    """Whether the ONNX graph is already quantised (explicit quantisation: TensorRT needs no
+    calibrator)."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -97,7 +123,8 @@ def has_qdq_nodes(path: Path) -> bool:
 
 
 def make_calibrator(trt: Any, calibration: Any, cache_file: Path, batch: int = 8) -> Any:
-    """An entropy calibrator (``IInt8EntropyCalibrator2``) feeding ``calibration`` in batches from GPU memory."""
+    """An entropy calibrator (``IInt8EntropyCalibrator2``) feeding ``calibration`` in batches from
+    GPU memory."""
     import torch
 
     class Calibrator(trt.IInt8EntropyCalibrator2):
@@ -129,6 +156,8 @@ def _import_tensorrt() -> Any:
     try:
         import tensorrt
     except ImportError as exc:
-        raise BackendUnavailable("TensorRT is not installed: pip install tensorrt (needs an NVIDIA GPU, "
-                                 "driver and CUDA 12)") from exc
+        raise BackendUnavailable(
+            "TensorRT is not installed: pip install tensorrt (needs an NVIDIA GPU, "
+            "driver and CUDA 12)"
+        ) from exc
     return tensorrt

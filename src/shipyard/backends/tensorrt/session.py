@@ -1,4 +1,5 @@
-"""TensorRT: a serialized engine run on an NVIDIA GPU, with GPU buffers held by PyTorch (CUDA build).
+"""TensorRT: a serialized engine run on an NVIDIA GPU, with GPU buffers held by PyTorch (CUDA
+build).
 
 Written to TensorRT 10's documented API (``Runtime.deserialize_cuda_engine``, named I/O tensors,
 ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``); NOT YET VERIFIED ON GPU
@@ -33,8 +34,12 @@ class TensorRtSession(Session):
             context.set_input_shape(name, tuple(held[name].shape))
             context.set_tensor_address(name, held[name].data_ptr())
         for name in self.signature.output_names:
-            dtype = torch.from_numpy(np.empty(0, trt.nptype(self._engine.get_tensor_dtype(name)))).dtype
-            held[name] = torch.empty(tuple(context.get_tensor_shape(name)), dtype=dtype, device="cuda")
+            dtype = torch.from_numpy(
+                np.empty(0, trt.nptype(self._engine.get_tensor_dtype(name)))
+            ).dtype
+            held[name] = torch.empty(
+                tuple(context.get_tensor_shape(name)), dtype=dtype, device="cuda"
+            )
             context.set_tensor_address(name, held[name].data_ptr())
         if not context.execute_async_v3(self._stream.cuda_stream):
             raise RuntimeError("TensorRT failed to run the engine")

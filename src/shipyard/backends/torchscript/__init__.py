@@ -17,7 +17,6 @@ class TorchScriptBackend(Runtime):
     package = "torch"
     module = "torch"
 
-
     def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.torchscript.session import load_torchscript
 

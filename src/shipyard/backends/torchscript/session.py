@@ -8,7 +8,8 @@ from shipyard.records import Artifact
 
 
 def load_torchscript(artifact: Artifact, threads: int) -> Session:
-    """Load a traced module and freeze it for inference (torch 2.14 cannot read back frozen files)."""
+    """Load a traced module and freeze it for inference (torch 2.14 cannot read back frozen
+    files)."""
     import warnings
 
     import torch

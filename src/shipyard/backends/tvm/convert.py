@@ -20,15 +20,21 @@ from shipyard.records import Artifact
 
 
 def host_target(cores: int | None = None) -> dict[str, Any]:
-    """The llvm target for the CPU this runs on, as TVM's JSON-style dict (``cores``: default all)."""
+    """The llvm target for the CPU this runs on, as TVM's JSON-style dict (``cores``: default
+    all)."""
     from tvm.target import codegen
 
-    return {"kind": "llvm", "mtriple": codegen.llvm_get_system_triple(),
-            "mcpu": codegen.llvm_get_system_cpu(), "num-cores": cores or os.cpu_count() or 1}
+    return {
+        "kind": "llvm",
+        "mtriple": codegen.llvm_get_system_triple(),
+        "mcpu": codegen.llvm_get_system_cpu(),
+        "num-cores": cores or os.cpu_count() or 1,
+    }
 
 
 def compile_with_tvm(onnx: Artifact, path: Path) -> Artifact:
-    """Import ``onnx`` with the Relax ONNX frontend, compile it for this CPU, save the library at ``path``."""
+    """Import ``onnx`` with the Relax ONNX frontend, compile it for this CPU, save the library at
+    ``path``."""
     need_compiler()
     import tvm
 
@@ -39,7 +45,8 @@ def compile_with_tvm(onnx: Artifact, path: Path) -> Artifact:
 
 
 def import_onnx(path: Path, shapes: dict[str, list[int]] | None = None):
-    """The ONNX model as a Relax module with its weights as constants; ``shapes`` fixes input shapes."""
+    """The ONNX model as a Relax module with its weights as constants; ``shapes`` fixes input
+    shapes."""
     import onnx as onnx_lib
     from tvm.relax.frontend.onnx import from_onnx
 
@@ -48,7 +55,9 @@ def import_onnx(path: Path, shapes: dict[str, list[int]] | None = None):
 
 def need_compiler() -> None:
     if shutil.which("g++") is None and shutil.which("c++") is None:
-        raise BackendUnavailable("TVM needs a C++ compiler to save its library (g++ or c++ on PATH)")
+        raise BackendUnavailable(
+            "TVM needs a C++ compiler to save its library (g++ or c++ on PATH)"
+        )
 
 
 @contextmanager
@@ -60,5 +69,7 @@ def tvm_errors(onnx: Artifact) -> Iterator[None]:
         raise
     except Exception as exc:
         text = str(exc).strip()
-        raise ConversionError(f"TVM could not compile {onnx.path.name}: {type(exc).__name__}: "
-                              f"{text.splitlines()[-1][:300] if text else ''}") from exc
+        raise ConversionError(
+            f"TVM could not compile {onnx.path.name}: {type(exc).__name__}: "
+            f"{text.splitlines()[-1][:300] if text else ''}"
+        ) from exc

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from shipyard.workshop import Workshop
 
 TRIALS_PER_TASK = 256
-"""The trial bound beside the time limit: past a few hundred trials a task's best schedule rarely improves."""
+"""The trial bound beside the time limit: past a few hundred trials a task's best schedule rarely
+improves."""
 TUNER_LOG = "tuner.log"
 
 
@@ -59,7 +60,8 @@ class TuningReport:
     threads: int
     wall_seconds: float
     stopped: str
-    """``time limit``, ``finished`` (every task done or at the trial bound) or why the tuner failed."""
+    """``time limit``, ``finished`` (every task done or at the trial bound) or why the tuner
+    failed."""
     functions: int
     tuned: int
     """Functions compiled with a tuned schedule; the rest keep the default one."""
@@ -69,12 +71,21 @@ class TuningReport:
 
     def note(self) -> str:
         head = f"TVM tuning ({self.tune_seconds:g} s limit, {self.threads} thread(s))"
-        batch = "; compiled for batch 1, so a batch runs sample by sample" if self.static_batch == 1 else ""
+        batch = (
+            "; compiled for batch 1, so a batch runs sample by sample"
+            if self.static_batch == 1
+            else ""
+        )
         if self.tuned == 0:
-            return (f"{head}: no schedule was tuned within {self.wall_seconds:.1f} s ({self.stopped}); "
-                    f"the library uses TVM's default schedules{batch}")
-        return (f"{head}: {self.tuned} of {self.functions} functions use tuned schedules "
-                f"({self.records} measured in {self.wall_seconds:.1f} s, stopped: {self.stopped}){batch}")
+            return (
+                f"{head}: no schedule was tuned within {self.wall_seconds:.1f} s ({self.stopped}); "
+                f"the library uses TVM's default schedules{batch}"
+            )
+        return (
+            f"{head}: {self.tuned} of {self.functions} functions use tuned schedules "
+            f"({self.records} measured in {self.wall_seconds:.1f} s, stopped: "
+            f"{self.stopped}){batch}"
+        )
 
 
 @dataclass
@@ -83,8 +94,11 @@ class TunedLibrary:
     report: TuningReport
 
 
-def compile_tuned(onnx: Artifact, path: Path, tune_seconds: float, threads: int = 1) -> TunedLibrary:
-    """Tune ``onnx`` for at most ``tune_seconds`` with ``threads`` threads, compile it, save it at ``path``."""
+def compile_tuned(
+    onnx: Artifact, path: Path, tune_seconds: float, threads: int = 1
+) -> TunedLibrary:
+    """Tune ``onnx`` for at most ``tune_seconds`` with ``threads`` threads, compile it, save it at
+    ``path``."""
     if not tune_seconds > 0:
         raise ConversionError(f"tune_seconds={tune_seconds}: expected a number of seconds > 0")
     need_compiler()
@@ -96,9 +110,20 @@ def compile_tuned(onnx: Artifact, path: Path, tune_seconds: float, threads: int 
     wall, stopped = run_tuner(request, work, tune_seconds, threads)
     with tvm_errors(onnx):
         functions, tuned, records = _compile(request, work, path)
-    report = TuningReport(tune_seconds, threads, round(wall, 2), stopped, functions, tuned, records,
-                          TRIALS_PER_TASK, static_batch)
-    path.with_suffix(".json").write_text(json.dumps({"static_batch": static_batch, "tuning": asdict(report)}, indent=2))
+    report = TuningReport(
+        tune_seconds,
+        threads,
+        round(wall, 2),
+        stopped,
+        functions,
+        tuned,
+        records,
+        TRIALS_PER_TASK,
+        static_batch,
+    )
+    path.with_suffix(".json").write_text(
+        json.dumps({"static_batch": static_batch, "tuning": asdict(report)}, indent=2)
+    )
     return TunedLibrary(Artifact(path, "tvm", onnx.signature), report)
 
 
@@ -108,12 +133,15 @@ def tuning_report(artifact: Artifact) -> TuningReport:
     try:
         return TuningReport(**json.loads(sidecar.read_text())["tuning"])
     except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise ConversionError(f"{sidecar} does not hold a TVM tuning report; expected the model.json "
-                              "written beside a tuned library") from exc
+        raise ConversionError(
+            f"{sidecar} does not hold a TVM tuning report; expected the model.json "
+            "written beside a tuned library"
+        ) from exc
 
 
 def static_shapes(signature: Signature) -> tuple[dict[str, list[int]], int | None]:
-    """Every input's shape with a dynamic batch axis set to 1, and that batch size (None if none was dynamic)."""
+    """Every input's shape with a dynamic batch axis set to 1, and that batch size (None if none
+    was dynamic)."""
     shapes, batch = {}, None
     for spec in signature.inputs:
         dims = list(spec.shape)
@@ -121,8 +149,10 @@ def static_shapes(signature: Signature) -> tuple[dict[str, list[int]], int | Non
             dims[0], batch = 1, 1
         dynamic = [d for d in dims if not isinstance(d, int)]
         if dynamic:
-            raise ConversionError(f"TVM tuning needs static shapes, but input {spec.name!r} has dynamic "
-                                  f"dimensions {dynamic} besides the batch axis; expected fixed sizes there")
+            raise ConversionError(
+                f"TVM tuning needs static shapes, but input {spec.name!r} has dynamic "
+                f"dimensions {dynamic} besides the batch axis; expected fixed sizes there"
+            )
         shapes[spec.name] = dims
     return shapes, batch
 
@@ -137,22 +167,40 @@ def prepared_module(onnx: str, shapes: dict[str, list[int]], target: dict[str, A
 
     module = import_onnx(Path(onnx), shapes)
     with tvm.target.Target(target):
-        return tvm.transform.Sequential([relax.transform.DecomposeOpsForInference(),
-                                         relax.transform.CanonicalizeBindings(),
-                                         relax.get_pipeline("zero")])(module)
+        return tvm.transform.Sequential(
+            [
+                relax.transform.DecomposeOpsForInference(),
+                relax.transform.CanonicalizeBindings(),
+                relax.get_pipeline("zero"),
+            ]
+        )(module)
 
 
 def run_tuner(request: TuneRequest, work: Path, limit: float, threads: int) -> tuple[float, str]:
-    """Run the tuning process until it ends or ``limit`` seconds pass; (wall seconds, why it stopped)."""
+    """Run the tuning process until it ends or ``limit`` seconds pass; (wall seconds, why it
+    stopped)."""
     (work / "request.json").write_text(json.dumps(asdict(request)))
-    env = {**os.environ, "TVM_NUM_THREADS": str(threads)}  # the runner measures with the build's threads
+    env = {
+        **os.environ,
+        "TVM_NUM_THREADS": str(threads),
+    }  # the runner measures with the build's threads
     start = time.monotonic()
     with open(work / TUNER_LOG, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "shipyard.backends.tvm.tuner", str(work / "request.json")],
-                                   cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shipyard.backends.tvm.tuner", str(work / "request.json")],
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             code = process.wait(timeout=limit)
-            stopped = "finished" if code == 0 else f"the tuner failed (exit {code}): {_last_line(work / TUNER_LOG)}"
+            stopped = (
+                "finished"
+                if code == 0
+                else f"the tuner failed (exit {code}): {_last_line(work / TUNER_LOG)}"
+            )
         except subprocess.TimeoutExpired:
             stopped = "time limit"
         finally:
@@ -170,7 +218,8 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 
 def _compile(request: TuneRequest, work: Path, path: Path) -> tuple[int, int, int]:
-    """Compile with the database's schedules; (functions, functions tuned, records in the database)."""
+    """Compile with the database's schedules; (functions, functions tuned, records in the
+    database)."""
     import tvm
     from tvm import relax
     from tvm.s_tir import meta_schedule as ms
@@ -187,10 +236,14 @@ def _compile(request: TuneRequest, work: Path, path: Path) -> tuple[int, int, in
 
 
 def clean_database(work: Path) -> tuple[tuple[str, str], int]:
-    """The tuner's JSON database without a line cut short by the kill; (workload, record paths), records."""
+    """The tuner's JSON database without a line cut short by the kill; (workload, record paths),
+    records."""
     workloads = _json_lines(work / "database_workload.json")
-    records = [r for r in _json_lines(work / "database_tuning_record.json")
-               if isinstance(r, list) and r and isinstance(r[0], int) and r[0] < len(workloads)]
+    records = [
+        r
+        for r in _json_lines(work / "database_tuning_record.json")
+        if isinstance(r, list) and r and isinstance(r[0], int) and r[0] < len(workloads)
+    ]
     clean = work / "clean"
     clean.mkdir(exist_ok=True)
     paths = (clean / "database_workload.json", clean / "database_tuning_record.json")
@@ -222,8 +275,11 @@ def _cores() -> int:
     return machine.usable_cores()
 
 
-def compile_for_build(workshop: Workshop, onnx: Artifact, tune_seconds: float = 0, threads: int = 1) -> Artifact:
-    """TVM's default schedules, or with ``tune_seconds`` those MetaSchedule finds in that time (noted)."""
+def compile_for_build(
+    workshop: Workshop, onnx: Artifact, tune_seconds: float = 0, threads: int = 1
+) -> Artifact:
+    """TVM's default schedules, or with ``tune_seconds`` those MetaSchedule finds in that time
+    (noted)."""
     if not tune_seconds:
         from shipyard.backends.tvm.convert import compile_with_tvm
 
@@ -231,7 +287,11 @@ def compile_for_build(workshop: Workshop, onnx: Artifact, tune_seconds: float = 
     from shipyard.quantize.cache import cache_key, cached
 
     # tuning takes minutes: a rebuild of the same model, recipe and CPU reuses the tuned library
-    key = cache_key(workshop.source.content_hash, workshop.current_key, json.dumps(host_target(threads), sort_keys=True))
+    key = cache_key(
+        workshop.source.content_hash,
+        workshop.current_key,
+        json.dumps(host_target(threads), sort_keys=True),
+    )
     fresh: list[str] = []
 
     def tune(path: Path) -> Artifact:
@@ -240,6 +300,10 @@ def compile_for_build(workshop: Workshop, onnx: Artifact, tune_seconds: float = 
         return tuned.artifact
 
     artifact = cached(key, workshop.new_path(".so"), tune)
-    note = fresh[0] if fresh else tuning_report(artifact).note() + "; reused from the cache (an earlier build's tuning)"
+    note = (
+        fresh[0]
+        if fresh
+        else tuning_report(artifact).note() + "; reused from the cache (an earlier build's tuning)"
+    )
     workshop.notes.setdefault("tvm", []).append(note)
     return artifact

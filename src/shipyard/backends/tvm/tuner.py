@@ -49,33 +49,56 @@ def tune(request: TuneRequest, work: Path) -> int:
 
     builder = _pool_builder(work / "builds", request.search_threads)  # its workers start meanwhile
     target = tvm.target.Target(request.target)
-    tasks = _heaviest_first(ms.relax_integration.extract_tasks(
-        prepared_module(request.onnx, request.shapes, request.target), target))
+    tasks = _heaviest_first(
+        ms.relax_integration.extract_tasks(
+            prepared_module(request.onnx, request.shapes, request.target), target
+        )
+    )
     if not tasks:
         print("the model has no function to tune")
         return 0
     measure = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=40)
-    shared = dict(work_dir=str(work), task_scheduler="round-robin", builder=builder,
-                  runner=ms.runner.LocalRunner(evaluator_config=measure),
-                  cost_model=ms.CostModel.create("xgb", num_tuning_cores=request.search_threads))
-    passes = ((ms.search_strategy.ReplayTrace(), COVER_TRIALS, COVER_TRIALS),
-              (ms.search_strategy.EvolutionarySearch(**SEARCH), request.trials_per_task, TRIALS_PER_ROUND))
+    shared = dict(
+        work_dir=str(work),
+        task_scheduler="round-robin",
+        builder=builder,
+        runner=ms.runner.LocalRunner(evaluator_config=measure),
+        cost_model=ms.CostModel.create("xgb", num_tuning_cores=request.search_threads),
+    )
+    passes = (
+        (ms.search_strategy.ReplayTrace(), COVER_TRIALS, COVER_TRIALS),
+        (
+            ms.search_strategy.EvolutionarySearch(**SEARCH),
+            request.trials_per_task,
+            TRIALS_PER_ROUND,
+        ),
+    )
     for strategy, trials, per_round in passes:
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            tasks, str(work), strategy=strategy, num_threads=request.search_threads, seed=0)
-        ms.tune.tune_tasks(tasks=contexts, task_weights=weights, max_trials_global=trials * len(contexts),
-                           max_trials_per_task=trials, num_trials_per_iter=per_round, **shared)
+            tasks, str(work), strategy=strategy, num_threads=request.search_threads, seed=0
+        )
+        ms.tune.tune_tasks(
+            tasks=contexts,
+            task_weights=weights,
+            max_trials_global=trials * len(contexts),
+            max_trials_per_task=trials,
+            num_trials_per_iter=per_round,
+            **shared,
+        )
     return 0
 
 
 def _heaviest_first(tasks: list) -> list:
     from tvm.s_tir.analysis import estimate_tir_flops
 
-    return sorted(tasks, key=lambda task: task.weight * estimate_tir_flops(task.dispatched[0]), reverse=True)
+    return sorted(
+        tasks, key=lambda task: task.weight * estimate_tir_flops(task.dispatched[0]), reverse=True
+    )
 
 
 def _pool_builder(folder: Path, workers: int):
-    """A builder whose worker processes live as long as the tuner (MetaSchedule's own starts new ones for
+    """A builder whose worker processes live as long as the tuner (MetaSchedule's own starts new
+    ones for
     every batch, each importing TVM for seconds), each build cut off after ``BUILD_TIMEOUT``."""
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
@@ -91,8 +114,12 @@ def _pool_builder(folder: Path, workers: int):
         def build(self, build_inputs):
             jobs = [(item.mod, item.target, str(folder)) for item in build_inputs]
             done = pool.map_with_error_catching(lambda job: _build_one(*job), jobs)
-            return [BuilderResult(*result.value) if result.status == StatusKind.COMPLETE
-                    else BuilderResult(None, f"{result.status.name}: {result.value}") for result in done]
+            return [
+                BuilderResult(*result.value)
+                if result.status == StatusKind.COMPLETE
+                else BuilderResult(None, f"{result.status.name}: {result.value}")
+                for result in done
+            ]
 
     return PoolBuilder()
 
@@ -103,12 +130,15 @@ def _warm_up() -> None:
 
 
 def _build_one(module, target, folder: str) -> tuple[str | None, str | None]:
-    """(library path, None) or (None, why the candidate schedule did not build); runs in a builder worker."""
+    """(library path, None) or (None, why the candidate schedule did not build); runs in a builder
+    worker."""
     from tvm.driver import build
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
     try:
-        library = build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(module), target=target)
+        library = build(
+            RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(module), target=target
+        )
         path = Path(tempfile.mkdtemp(dir=folder)) / "candidate.so"
         library.export_library(str(path))
         return str(path), None
@@ -124,7 +154,9 @@ def _register_x86_intrinsics_only() -> None:
         return
     package = types.ModuleType(spec.name)
     package.__path__ = list(spec.submodule_search_locations)
-    sys.modules[spec.name] = package  # stands in for the package's __init__, which imports every target's
+    sys.modules[spec.name] = (
+        package  # stands in for the package's __init__, which imports every target's
+    )
     tvm.s_tir.tensor_intrin = package
     importlib.import_module(f"{spec.name}.x86")
 

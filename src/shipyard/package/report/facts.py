@@ -110,8 +110,10 @@ def _data_text(result: BuildResult) -> str:
 
 def _per_sample(result: BuildResult) -> str:
     if result.metric == "cosine" or not result.evaluation_size:
-        return (f"; judged against the source model's own outputs on the {result.evaluation_size} "
-                "evaluation samples")
+        return (
+            f"; judged against the source model's own outputs on the {result.evaluation_size} "
+            "evaluation samples"
+        )
     return (
         f"; one sample is {100 / result.evaluation_size:.2g} points, so differences smaller than "
         "that are "
@@ -141,8 +143,10 @@ def _budget_text(result: BuildResult, facts: Facts) -> str:
 def _rule_text(result: BuildResult) -> str:
     if result.options.search.optimize_for == "throughput":
         batch = next((c.timing.throughput_batch for c in _timed(result)), 0)
-        return (f"the passing candidate with the <b>highest throughput at batch {batch}</b> "
-                "(--optimize-for throughput)")
+        return (
+            f"the passing candidate with the <b>highest throughput at batch {batch}</b> "
+            "(--optimize-for throughput)"
+        )
     return (
         "the passing candidate with the <b>lowest batch-1 p50 latency</b> (--optimize-for "
         "latency, the default; "

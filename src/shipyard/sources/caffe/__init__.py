@@ -1,1 +1,2 @@
-"""Caffe nets (prototxt + caffemodel): converted by caffe-onnx in a child process, checked layer by layer."""
+"""Caffe nets (prototxt + caffemodel): converted by caffe-onnx in a child process, checked layer by
+layer."""

@@ -15,7 +15,8 @@ import numpy as np
 from shipyard.sources.caffe.arithmetic import LAYERS, scale
 
 TOLERANCE = 1e-4
-"""Largest error allowed, relative to the largest magnitude of the layer's output (float32 vs float64)."""
+"""Largest error allowed, relative to the largest magnitude of the layer's output (float32 vs
+float64)."""
 
 
 @dataclass
@@ -40,7 +41,9 @@ class _Step:
     folded_scale: dict | None = None
 
 
-def check_layers(onnx_path: Path, report: dict, blobs: dict[str, np.ndarray], batch: int = 2) -> list[LayerCheck]:
+def check_layers(
+    onnx_path: Path, report: dict, blobs: dict[str, np.ndarray], batch: int = 2
+) -> list[LayerCheck]:
     """One ``LayerCheck`` per converted layer (Input and folded Scale layers excepted)."""
     steps = _steps(report["layers"])
     values = _run_with_intermediates(onnx_path, report["inputs"], steps, batch)
@@ -48,7 +51,8 @@ def check_layers(onnx_path: Path, report: dict, blobs: dict[str, np.ndarray], ba
 
 
 def _steps(layers: list[dict]) -> list[_Step]:
-    """Which converted tensor holds each blob, following caffe-onnx's naming (in-place layers are named
+    """Which converted tensor holds each blob, following caffe-onnx's naming (in-place layers are
+    named
     after the layer; a Scale after a BatchNorm is folded into it)."""
     current: dict[str, str] = {}
     steps: list[_Step] = []
@@ -60,14 +64,20 @@ def _steps(layers: list[dict]) -> list[_Step]:
             steps[-1].folded_scale = layer
             current[layer["top"][0]] = steps[-1].top
             continue
-        in_place = layer["top"] == layer["bottom"] and len(layer["top"]) == 1 and layer["type"] != "InnerProduct"
+        in_place = (
+            layer["top"] == layer["bottom"]
+            and len(layer["top"]) == 1
+            and layer["type"] != "InnerProduct"
+        )
         top = layer["name"] if in_place else layer["top"][0]
         steps.append(_Step(layer, [current[b] for b in layer["bottom"]], top))
         current[layer["top"][0]] = top
     return steps
 
 
-def _run_with_intermediates(onnx_path: Path, inputs: list[dict], steps: list[_Step], batch: int) -> dict:
+def _run_with_intermediates(
+    onnx_path: Path, inputs: list[dict], steps: list[_Step], batch: int
+) -> dict:
     import onnx
     import onnxruntime as ort
 
@@ -76,12 +86,20 @@ def _run_with_intermediates(onnx_path: Path, inputs: list[dict], steps: list[_St
     names = list(dict.fromkeys(t for s in steps for t in (*s.bottoms, s.top)))
     for name in names:
         if name not in present:
-            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+            model.graph.output.append(
+                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+            )
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor as written
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )  # keep every tensor as written
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     rng = np.random.default_rng(0)
-    feed = {i["name"]: rng.standard_normal([batch, *i["shape"][1:]]).astype(np.float32) for i in inputs}
+    feed = {
+        i["name"]: rng.standard_normal([batch, *i["shape"][1:]]).astype(np.float32) for i in inputs
+    }
     wanted = [n for n in names if n not in feed]
     return {**feed, **dict(zip(wanted, session.run(wanted, feed)))}
 
@@ -99,10 +117,19 @@ def _check(step: _Step, values: dict, blobs: dict[str, np.ndarray]) -> LayerChec
         expected = scale([expected], _blobs_of(scale_layer["name"], blobs), scale_layer["params"])
     got = values[step.top]
     if got.shape != expected.shape:
-        return LayerCheck(layer["name"], label, True, float("inf"),
-                          f"gives shape {list(got.shape)}, Caffe's arithmetic {list(expected.shape)}")
+        return LayerCheck(
+            layer["name"],
+            label,
+            True,
+            float("inf"),
+            f"gives shape {list(got.shape)}, Caffe's arithmetic {list(expected.shape)}",
+        )
     error = float(np.abs(got - expected).max() / max(float(np.abs(expected).max()), 1e-6))
-    problem = f"differs from Caffe's arithmetic by {error:.2e} (relative)" if not error <= TOLERANCE else ""
+    problem = (
+        f"differs from Caffe's arithmetic by {error:.2e} (relative)"
+        if not error <= TOLERANCE
+        else ""
+    )
     return LayerCheck(layer["name"], label, True, error, problem)
 
 

@@ -45,32 +45,54 @@ def caffe_status():
 
     version = installed_version()
     if not version:
-        return FrameworkStatus("caffe", False, "", f"not available (caffe-onnx is not in {caffe_onnx_dir()}): "
-                                                   f"{install_command()}")
+        return FrameworkStatus(
+            "caffe",
+            False,
+            "",
+            f"not available (caffe-onnx is not in {caffe_onnx_dir()}): {install_command()}",
+        )
     notes = [] if version == VERSION else [f"tested with caffe-onnx {VERSION}"]
     return FrameworkStatus("caffe", True, f"caffe-onnx {version}", "", notes)
 
 
 def child_env() -> dict[str, str]:
-    """The environment of a child that imports caffe-onnx: its folder first, pure-Python protobuf."""
+    """The environment of a child that imports caffe-onnx: its folder first, pure-Python
+    protobuf."""
     package_root = Path(__file__).resolve().parents[3]  # the folder holding shipyard/
     path = [str(caffe_onnx_dir()), str(package_root)]
     if os.environ.get("PYTHONPATH"):
         path.append(os.environ["PYTHONPATH"])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(path),
+        "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python",
+    }
 
 
 def run_worker(prototxt: Path, caffemodel: Path, out_dir: Path) -> dict:
     """Parse and convert in the child; returns its ``layers.json``."""
     if not installed_version():
         raise SourceError(f"caffe: models need caffe-onnx in its own folder: {install_command()}")
-    command = [sys.executable, "-m", "shipyard.sources.caffe.worker", str(prototxt), str(caffemodel), str(out_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "shipyard.sources.caffe.worker",
+        str(prototxt),
+        str(caffemodel),
+        str(out_dir),
+    ]
     try:
-        done = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+        done = subprocess.run(
+            command, env=child_env(), capture_output=True, text=True, timeout=TIMEOUT_S
+        )
     except subprocess.TimeoutExpired as exc:
-        raise SourceError(f"caffe-onnx did not finish converting {prototxt} in {TIMEOUT_S} s") from exc
+        raise SourceError(
+            f"caffe-onnx did not finish converting {prototxt} in {TIMEOUT_S} s"
+        ) from exc
     report = out_dir / "layers.json"
     if done.returncode != 0 or not report.is_file():
-        last = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"])[-1]
+        last = (
+            done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"]
+        )[-1]
         raise SourceError(f"caffe-onnx cannot read {prototxt} with {caffemodel.name}: {last[:400]}")
     return json.loads(report.read_text())

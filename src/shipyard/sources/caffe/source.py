@@ -32,21 +32,33 @@ def load_caffe_source(spec: str) -> Source:
     content_hash = hash_files(prototxt, caffemodel, extra="caffe")
     folder, done = converted_dir("caffe", content_hash, f"caffe-onnx{version}-opset{OPSET}")
     if not done:
-        folder = publish(_convert_and_check(prototxt, caffemodel, work_dir(folder), version), folder)
+        folder = publish(
+            _convert_and_check(prototxt, caffemodel, work_dir(folder), version), folder
+        )
     onnx_file = folder / "model.onnx"
     signature = onnx_file_signature(onnx_file)
     checks = json.loads((folder / "checks.json").read_text())
-    reference = FrameworkReference("caffe", f"caffe-onnx {version} graph on onnxruntime (checked layer by layer)",
-                                   (onnx_file,))
-    return Source(name=prototxt.stem, kind="onnx", signature=signature, content_hash=content_hash,
-                  task=guess_task(signature), path=onnx_file, reference=reference,
-                  notes=[_check_note(checks, version)])
+    reference = FrameworkReference(
+        "caffe", f"caffe-onnx {version} graph on onnxruntime (checked layer by layer)", (onnx_file,)
+    )
+    return Source(
+        name=prototxt.stem,
+        kind="onnx",
+        signature=signature,
+        content_hash=content_hash,
+        task=guess_task(signature),
+        path=onnx_file,
+        reference=reference,
+        notes=[_check_note(checks, version)],
+    )
 
 
 def _parse(spec: str) -> tuple[Path, Path]:
     net, sep, weights = spec.rpartition(":")
     if not sep or not net:
-        raise SourceError(f"caffe:{spec} names one file; expected caffe:NET.prototxt:WEIGHTS.caffemodel")
+        raise SourceError(
+            f"caffe:{spec} names one file; expected caffe:NET.prototxt:WEIGHTS.caffemodel"
+        )
     paths = Path(net), Path(weights)
     for path, what in zip(paths, ("net definition (.prototxt)", "weights (.caffemodel)")):
         if not path.is_file():
@@ -63,26 +75,35 @@ def _convert_and_check(prototxt: Path, caffemodel: Path, work: Path, version: st
     if report["unsupported"]:
         from shipyard.sources.caffe.worker import CONVERTED
 
-        raise SourceError(f"caffe-onnx {version} cannot convert these layers of {prototxt}: "
-                          f"{', '.join(report['unsupported'])}; it converts {', '.join(sorted(CONVERTED))}")
+        raise SourceError(
+            f"caffe-onnx {version} cannot convert these layers of {prototxt}: "
+            f"{', '.join(report['unsupported'])}; it converts {', '.join(sorted(CONVERTED))}"
+        )
     _finish(work / "model.onnx", report)
     with np.load(work / "blobs.npz", allow_pickle=False) as archive:
         blobs = {name: archive[name] for name in archive.files}
     try:
         checks = check_layers(work / "model.onnx", report, blobs)
-    except Exception as exc:  # ONNX Runtime rejecting the converted graph is the converter's failure
-        raise SourceError(f"caffe-onnx's graph for {prototxt} does not run on ONNX Runtime: "
-                          f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+    except (
+        Exception
+    ) as exc:  # ONNX Runtime rejecting the converted graph is the converter's failure
+        raise SourceError(
+            f"caffe-onnx's graph for {prototxt} does not run on ONNX Runtime: "
+            f"{type(exc).__name__}: {str(exc)[:300]}"
+        ) from exc
     wrong = [c for c in checks if c.problem]
     if wrong:
-        raise SourceError(f"caffe-onnx {version} converts {len(wrong)} layer(s) of {prototxt} wrongly: "
-                          + "; ".join(f"{c.name} ({c.type}) {c.problem}" for c in wrong))
+        raise SourceError(
+            f"caffe-onnx {version} converts {len(wrong)} layer(s) of {prototxt} wrongly: "
+            + "; ".join(f"{c.name} ({c.type}) {c.problem}" for c in wrong)
+        )
     (work / "checks.json").write_text(json.dumps([c.to_json() for c in checks]))
     return work
 
 
 def _finish(path: Path, report: dict) -> None:
-    """Pin opset and IR version (caffe-onnx stamps onnx's newest), drop weights listed as inputs, and
+    """Pin opset and IR version (caffe-onnx stamps onnx's newest), drop weights listed as inputs,
+    and
     make the batch axis dynamic: an InnerProduct's flatten keeps the batch (Caffe's axis 1)."""
     import onnx
     from onnx import numpy_helper
@@ -96,7 +117,9 @@ def _finish(path: Path, report: dict) -> None:
     del model.graph.input[:]
     model.graph.input.extend(kept)
     del model.graph.value_info[:]  # written for the prototxt's batch size
-    flattens = {f"{layer['name']}_Reshape" for layer in report["layers"] if layer["type"] == "InnerProduct"}
+    flattens = {
+        f"{layer['name']}_Reshape" for layer in report["layers"] if layer["type"] == "InnerProduct"
+    }
     shapes = {n.input[1] for n in model.graph.node if n.op_type == "Reshape" and n.name in flattens}
     for tensor in model.graph.initializer:
         if tensor.name in shapes:
@@ -106,7 +129,9 @@ def _finish(path: Path, report: dict) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # e.g. an Upsample node, which opset 10 replaced by Resize
-        raise SourceError(f"caffe-onnx's graph is not valid ONNX at opset {OPSET}: {str(exc)[:300]}") from exc
+        raise SourceError(
+            f"caffe-onnx's graph is not valid ONNX at opset {OPSET}: {str(exc)[:300]}"
+        ) from exc
     onnx.save(model, str(path))
 
 
@@ -114,6 +139,9 @@ def _check_note(checks: list[dict], version: str) -> str:
     checked = [c for c in checks if c["checked"]]
     worst = max((c["error"] for c in checked), default=0.0)
     unchecked = [f"{c['name']} ({c['type']})" for c in checks if not c["checked"]]
-    return (f"converted from Caffe with caffe-onnx {version} (opset {OPSET}); {len(checked)} of {len(checks)} layers "
-            f"agree with Caffe's arithmetic recomputed in numpy (worst relative error {worst:.1e})"
-            + (f"; not checked: {', '.join(unchecked)}" if unchecked else ""))
+    return (
+        f"converted from Caffe with caffe-onnx {version} (opset {OPSET}); {len(checked)} of "
+        f"{len(checks)} layers "
+        f"agree with Caffe's arithmetic recomputed in numpy (worst relative error {worst:.1e})"
+        + (f"; not checked: {', '.join(unchecked)}" if unchecked else "")
+    )

