@@ -162,6 +162,6 @@ def digits_package(tmp_path_factory) -> Path:
     from shipyard.bench import BenchConfig
 
     out = tmp_path_factory.mktemp("pkgs") / "digits"
-    build(BuildOptions.create("example:digits", out=out, backends=["onnxruntime"],
+    build(BuildOptions.create("example:digits", out=out, backends=["onnxruntime"], precisions=["fp32"],
                        bench=BenchConfig(rounds=1, block_seconds=0.05)))
     return out

@@ -160,7 +160,7 @@ def test_a_broken_export_is_caught_by_verification(small_cnn, monkeypatch):
     result = build(BuildOptions.create(f"{small_cnn['model']}:make", weights=small_cnn["weights"],
                                        data=small_cnn["data"], backends=["torch", "onnxruntime"], metric="cosine",
                                        bench=QUICK))
-    (torch_candidate,) = [c for c in result.candidates if c.backend == "torch"]
+    (torch_candidate,) = [c for c in result.candidates if c.key == "torch/fp32"]
     assert not torch_candidate.passed and torch_candidate.verification is not None
     assert_passed(result, ["onnxruntime/fp32"])
     assert result.chosen.backend == "onnxruntime"

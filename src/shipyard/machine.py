@@ -71,8 +71,8 @@ def describe() -> dict[str, object]:
     this = cpu()
     return {"cpu": this.model, "cores": this.cores, "usable_cores": usable_cores(), "platform": platform.platform(),
             "python": platform.python_version(), "cpu_features": this.features,
-            "cpu_flags": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")
-                          if f in this.flags]}
+            "cpu_flags": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+                                      "amx_tile", "amx_int8", "amx_bf16", "amx_fp16") if f in this.flags]}
 
 
 def _first_processor() -> dict[str, str]:

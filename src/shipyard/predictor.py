@@ -33,7 +33,9 @@ class Predictor:
         model_signature = Signature.from_json(manifest.get("model_signature") or manifest)
         self.signature = public_signature(model_signature, manifest.get("text"))
         artifact = Artifact(folder / manifest["model_file"], manifest["artifact_format"], model_signature)
-        self.session = get_backend(self.backend).load(artifact, threads or int(manifest.get("threads", 1)))
+        self.session = get_backend(self.backend).load(artifact, threads or int(manifest.get("threads", 1)),
+                                                      **(manifest.get("runtime") or {}))
+        _check_cpu(folder, manifest)
         self._tokenizer = self._make_tokenizer(manifest.get("text"))
         from shipyard.processing.runtime import load_processing
 
@@ -81,6 +83,16 @@ class Predictor:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _check_cpu(folder: Path, manifest: dict[str, Any]) -> None:
+    """Warn once when this CPU lacks the features the package's precision was chosen for."""
+    if not manifest.get("cpu_requirements"):
+        return
+    from shipyard import machine
+    from shipyard.package.cpu_check import warn_if_missing
+
+    warn_if_missing(str(folder.resolve()), manifest["cpu_requirements"], machine.cpu().flags)
 
 
 def load(folder: str | Path, threads: int | None = None, trust_code: bool = False) -> Predictor:

@@ -202,6 +202,13 @@ class Verification:
     samples: int
     outputs: list[OutputError] = field(default_factory=list)
     reason: str = ""
+    cosine: float | None = None
+    """Mean cosine similarity of the first output with the source's (beside whatever ``metric`` is)."""
+    top5_agreement: float | None = None
+    """Classifiers: % of samples whose source top-1 class is in the candidate's top 5."""
+    confident_agreement: float | None = None
+    """Classifiers: top-1 agreement on the samples the source is confident about (``confident_samples``)."""
+    confident_samples: int = 0
 
 
 @dataclass
@@ -263,6 +270,9 @@ class Candidate:
     """INT8 only: per-layer sensitivity, worst first, when the accuracy-aware search measured it."""
     derived_from: str = ""
     """The key of the candidate this one was made from (a mixed-precision attempt's INT8 one)."""
+    runtime: dict[str, Any] = field(default_factory=dict)
+    """Options the backend loads the artifact with, e.g. OpenVINO's ``inference_precision``; the
+    package records them so ``shipyard.load`` runs the artifact as it was verified."""
 
     @property
     def key(self) -> str:
@@ -285,6 +295,7 @@ class Candidate:
             "precision": self.precision,
             "recipe": self.recipe.to_json(),
             "recipe_text": str(self.recipe),
+            "runtime": self.runtime,
             "passed": self.passed,
             "metric": verification.metric if verification else None,
             "value": verification.value if verification else None,

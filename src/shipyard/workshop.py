@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from shipyard.dataset import Dataset
+from shipyard.deadline import NO_DEADLINE, Deadline
 from shipyard.errors import ConversionError
 from shipyard.records import Artifact, Recipe, Step
 from shipyard.sources.base import Source
@@ -42,10 +43,13 @@ def step(name: str) -> Callable[[StepFunction], StepFunction]:
 class Workshop:
     """Makes artifacts for one source in ``work_dir``, reusing every prefix already made."""
 
-    def __init__(self, source: Source, work_dir: Path, calibration: Dataset | None = None) -> None:
+    def __init__(self, source: Source, work_dir: Path, calibration: Dataset | None = None,
+                 deadline: Deadline = NO_DEADLINE) -> None:
         self.source = source
         self.work_dir = work_dir
         self.calibration = calibration
+        self.deadline = deadline
+        """The build's time budget; long steps (NNCF accuracy control, QAT) stop or shorten by it."""
         self.notes: dict[str, list[str]] = {}
         self._made: dict[str, Artifact] = {}
         self._current_key = ""

@@ -6,7 +6,9 @@ object (a ``Runtime``) with:
     name: str                      the name users type (``--backends onnxruntime``)
     formats: tuple[str, ...]       the artifact formats it loads
     available() -> (bool, reason)  cheap; never raises when the runtime is missing
-    load(artifact, threads) -> Session
+    load(artifact, threads, **runtime) -> Session
+                                   ``runtime``: a candidate's options (``runtime_options`` lists
+                                   those the backend takes, e.g. OpenVINO's ``inference_precision``)
 
 and the capabilities the rest of the road asks it about instead of branching on its name:
 which candidates it plans for a precision (``plans``), which ``convert`` targets and ``quantize``
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from shipyard.errors import BackendUnavailable, ConversionError, DataError
+from shipyard.errors import BackendUnavailable, ConversionError, DataError, UsageError
 from shipyard.records import Artifact, Candidate, Recipe, Signature, numpy_dtype
 
 if TYPE_CHECKING:
@@ -97,15 +99,21 @@ class Runtime:
     """``convert(format=…)`` targets this backend makes → the artifact format each starts from."""
     quantizers: dict[str, str] = {}
     """``quantize(method=…)`` methods this backend owns → the artifact format each starts from."""
+    runtime_options: tuple[str, ...] = ()
+    """Keyword options ``load`` takes from a candidate's ``runtime`` (recorded in the package)."""
 
     def available(self) -> tuple[bool, str]:
         """Cheap, never raises: whether the runtime's module is installed (backends may check more)."""
         return require_module(self.module, self.package)
 
-    def load(self, artifact: Artifact, threads: int) -> Session:
-        """A session on ``artifact``; says how to install the runtime when it is missing."""
+    def load(self, artifact: Artifact, threads: int, **runtime: Any) -> Session:
+        """A session on ``artifact``, run as ``runtime`` says; says how to install the runtime when it is missing."""
         ensure_available(self)
-        return self._load_impl(artifact, threads)
+        unknown = sorted(set(runtime) - set(self.runtime_options))
+        if unknown:
+            raise UsageError(f"backend {self.name!r} takes no runtime option {', '.join(unknown)}; it takes "
+                             f"{', '.join(self.runtime_options) or 'none'} (was the package written by a newer Shipyard?)")
+        return self._load_impl(artifact, threads, **runtime)
 
     def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         raise NotImplementedError

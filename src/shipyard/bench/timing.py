@@ -51,11 +51,18 @@ class LatencyStats:
         return cls(float(p50), float(p90), float(p99), float(ms.mean()), len(ms), *how)
 
 
-def time_blocks(calls: dict[str, Callable[[], object]], config: BenchConfig = BenchConfig()) -> dict[str, LatencyStats]:
+Progress = Callable[[int, int], None]
+"""Called with (rounds done, rounds in all) before each round and at the end."""
+
+
+def time_blocks(calls: dict[str, Callable[[], object]], config: BenchConfig = BenchConfig(),
+                progress: Progress | None = None) -> dict[str, LatencyStats]:
     """Time each callable in alternating blocks; returns latency statistics per key."""
     block_sizes = {key: _block_size(call, config) for key, call in calls.items()}
     samples: dict[str, list[float]] = {key: [] for key in calls}
-    for _ in range(config.rounds):
+    for done in range(config.rounds):
+        if progress:
+            progress(done, config.rounds)
         for key, call in calls.items():
             for index in range(block_sizes[key] + config.drop):
                 start = time.perf_counter()
@@ -63,6 +70,8 @@ def time_blocks(calls: dict[str, Callable[[], object]], config: BenchConfig = Be
                 elapsed = time.perf_counter() - start
                 if index >= config.drop:
                     samples[key].append(elapsed)
+    if progress:
+        progress(config.rounds, config.rounds)
     return {key: LatencyStats.of(values, config) for key, values in samples.items()}
 
 
@@ -75,9 +84,9 @@ def _block_size(call: Callable[[], object], config: BenchConfig) -> int:
 
 
 def time_sessions(sessions: dict[str, Session], feed: dict[str, np.ndarray],
-                  config: BenchConfig = BenchConfig()) -> dict[str, LatencyStats]:
+                  config: BenchConfig = BenchConfig(), progress: Progress | None = None) -> dict[str, LatencyStats]:
     """Time every session on the same feed, in alternating blocks."""
-    return time_blocks({key: (lambda s=session: s.run(feed)) for key, session in sessions.items()}, config)
+    return time_blocks({key: (lambda s=session: s.run(feed)) for key, session in sessions.items()}, config, progress)
 
 
 def rss_mb() -> float:

@@ -6,6 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from shipyard.deadline import DEFAULT_TIME_BUDGET
 from shipyard.cli.args import positive_float, positive_int
 from shipyard.errors import UsageError
 
@@ -18,7 +19,8 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
                         help="accuracy budget in points of the metric (default 1)")
     parser.add_argument("--metric", help="accuracy | agreement | cosine (default: accuracy with labels, else by task)")
     parser.add_argument("--backends", help="comma-separated backends to try (default: every CPU backend)")
-    parser.add_argument("--precisions", help="comma-separated precisions to try (default: fp32)")
+    parser.add_argument("--precisions", help="comma-separated precisions to try: auto, fp32, bf16, fp16, int8 "
+                                             "(default auto: FP32 plus what this CPU runs natively)")
     parser.add_argument("--threads", type=positive_int, help="threads for every backend (default: all cores)")
     parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:1x3x224x224[:dtype]",
                         help="declare an input when --data does not name it (repeatable)")
@@ -31,7 +33,9 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimize-for", default="latency", choices=["latency", "throughput"])
     parser.add_argument("--throughput-batch", type=positive_int, default=16, help="batch size for throughput (default 16)")
     parser.add_argument("--force", action="store_true", help="replace --out if it already holds something")
-    parser.add_argument("--time-budget", type=positive_float, help="seconds the accuracy-aware search may spend")
+    parser.add_argument("--time-budget", type=positive_float, default=DEFAULT_TIME_BUDGET, metavar="SECONDS",
+                        help=f"seconds the whole build may spend (default {DEFAULT_TIME_BUDGET:g}); when spent, no "
+                             "further reduced-precision candidate, rescue, accuracy control or QAT is started")
     parser.add_argument("--calibration-size", type=positive_int, default=300,
                         help="at most this many calibration samples (default 300)")
     parser.add_argument("--no-fuse", action="store_true", help="skip BN folding and re-parameterisation")
@@ -72,13 +76,13 @@ def build_options(args: argparse.Namespace):
     from shipyard.backends import backend_names
     from shipyard.inputs import parse_input_shape
     from shipyard.pipeline.options import BuildOptions
-    from shipyard.pipeline.plan import PRECISIONS, parse_list
+    from shipyard.pipeline.plan import CHOICES, parse_list
 
     threads = {"threads": args.threads} if args.threads else {}
     return BuildOptions.create(
         args.model, weights=args.weights, data=args.data, name=args.name, max_drop=args.max_drop,
         backends=parse_list(args.backends, backend_names(), "backends"),
-        precisions=parse_list(args.precisions, PRECISIONS, "precisions"), out=args.out, force=args.force,
+        precisions=parse_list(args.precisions, CHOICES, "precisions"), out=args.out, force=args.force,
         metric=args.metric, eval_fraction=args.eval_fraction, seed=args.seed,
         input_hints=[parse_input_shape(s) for s in args.input_shape],
         output_names=[n.strip() for n in args.output_names.split(",")] if args.output_names else None,

@@ -197,6 +197,7 @@ def _qat_step(workshop: Workshop, previous: Artifact | None, epochs: int = QAT_E
         raise ConversionError("QAT needs at least 20 calibration samples to train on")
     config = train_config(source)
     config.lr, config.epochs = QAT_LR, epochs
+    config.time_limit = min(config.time_limit, max(5.0, workshop.deadline.remaining()))  # --time-budget
     result = quantization_aware(source.module, data, config)
     workshop.notes.setdefault("qat", []).append(
         f"QAT: {result.quantizers} quantised layers, fine-tuned {result.train.epochs} epochs "

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from shipyard import __version__, machine
 from shipyard.errors import PackageError, UsageError
 from shipyard.package.manifest import FORMAT_VERSION, MANIFEST, public_signature
+from shipyard.package.cpu_check import cpu_requirements
 from shipyard.records import Artifact, Candidate
 
 if TYPE_CHECKING:
@@ -99,6 +100,8 @@ def manifest_for(result: BuildResult, chosen: Candidate, artifact: Artifact,
         "backend": chosen.backend,
         "precision": chosen.precision,
         "recipe": chosen.recipe.to_json(),
+        "runtime": chosen.runtime,
+        "cpu_requirements": cpu_requirements(chosen, result.candidates, machine.cpu().flags),
         "artifact_format": artifact.format,
         "model_file": f"model/{artifact.path.name}",
         "files": [f"model/{f}" for f in files] + (["tokenizer.json"] if text else [])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +23,8 @@ from shipyard.dataset import Dataset
 from shipyard.errors import ShipyardError, SourceError, UsageError
 from shipyard.inputs import hints_from_npz
 from shipyard.optimize import apply_model_transforms
-from shipyard.pipeline.choose import BASELINE, choose, time_candidates
+from shipyard.deadline import Deadline
+from shipyard.pipeline.choose import BASELINE, bench_seconds, bench_within, choose, time_candidates
 from shipyard.pipeline.data import BuildData, read_data
 from shipyard.pipeline.options import (
     BuildOptions,
@@ -50,6 +50,16 @@ class Reporter(Protocol):
 
     def note(self, text: str) -> None: ...
 
+    def progress(self, what: str, done: int, total: int) -> None:
+        """``done`` of ``total`` steps of a long stage (``total`` 0: unknown); the CLI estimates time left."""
+
+
+def report_progress(reporter: Reporter, what: str, done: int, total: int) -> None:
+    """``reporter.progress`` when the reporter has it (reporters written before it existed do not)."""
+    progress = getattr(reporter, "progress", None)
+    if progress is not None:
+        progress(what, done, total)
+
 
 class QuietReporter:
     def stage(self, text: str) -> None:
@@ -59,6 +69,9 @@ class QuietReporter:
         pass
 
     def note(self, text: str) -> None:
+        pass
+
+    def progress(self, what: str, done: int, total: int) -> None:
         pass
 
 
@@ -93,6 +106,7 @@ def build(options: BuildOptions, reporter: Reporter | None = None) -> BuildResul
 
     reporter = reporter or QuietReporter()
     options.check()
+    deadline = Deadline(options.search.time_budget)
     search = options.search
     backends, precisions = resolve_target(search.target, _listed(search.backends), _listed(search.precisions))
     options = dataclasses.replace(options, search=dataclasses.replace(
@@ -107,7 +121,7 @@ def build(options: BuildOptions, reporter: Reporter | None = None) -> BuildResul
             options.search.cache_dir))
     source = _load(options.source, options.data.data, reporter)
     with tempfile.TemporaryDirectory(prefix="shipyard-build-") as work:
-        result = _road(Path(work), source, options, reporter)
+        result = _road(Path(work), source, options, reporter, deadline)
         if out is not None and result.chosen is not None:
             from shipyard.package.writer import write_package
 
@@ -128,25 +142,29 @@ def _load(options: SourceOptions, data: Path | None, reporter: Reporter) -> Sour
     return dataclasses.replace(source, name=options.name) if options.name else source
 
 
-def _road(work: Path, original: Source, options: BuildOptions, reporter: Reporter) -> BuildResult:
-    search = options.search
+def _road(work: Path, original: Source, options: BuildOptions, reporter: Reporter, deadline: Deadline) -> BuildResult:
     reporter.stage("reading data")
-    data = read_data(original, options.data, search.metric, "int8" in (search.precisions or ()))
+    data = read_data(original, options.data, options.search.metric, wants_int8=False)
+    search, data = _resolve_precisions(options.search, data)  # the stages get auto resolved; result.options keeps what was asked
     for note in [*original.notes, *data.notes]:  # a converted source's notes say how it was converted
         reporter.note(note)
     source = apply_model_transforms(original, options.training, data.parts, reporter)
     plans, skipped = _plans(source, search, options.training, reporter)
-    workshop = Workshop(source, work / "artifacts", data.calibration)
+    workshop = Workshop(source, work / "artifacts", data.calibration, deadline)
     reporter.stage("running the source model for reference outputs")
     reference_session = _reference_session(original, search.threads)
     reference = _source_outputs(reference_session, original, data.evaluation,
                                 search.cache_dir or machine.cache_root() / "reference")
     baseline = _baseline(original, reference, data.evaluation, data.metric, search.max_drop)
     verify = Verifier(workshop, reference, data.evaluation, data.metric, search.max_drop, search.threads, reporter)
-    verify(plans)
+    verify(plans, first_pass=True)
     plans += _accuracy_aware_search(plans, verify, workshop, search, reporter)
-    reporter.stage(f"timing {len(verify.sessions)} candidates and the baseline in alternating blocks")
-    time_candidates([baseline, *plans], {BASELINE: reference_session, **verify.sessions}, data.evaluation, search)
+    bench = bench_within(search.bench, len(verify.sessions) + 1, deadline, reporter)
+    reporter.stage(f"timing {len(verify.sessions)} candidates and the baseline in alternating blocks "
+                   f"(about {bench_seconds(bench, len(verify.sessions) + 1):.0f} s)")
+    time_candidates([baseline, *plans], {BASELINE: reference_session, **verify.sessions}, data.evaluation,
+                    dataclasses.replace(search, bench=bench),
+                    lambda done, total: report_progress(reporter, "timing", done, total))
     for session in {id(s): s for s in (reference_session, *verify.sessions.values())}.values():
         session.close()
     result = _result(source, data, plans + skipped, choose(plans, search.optimize_for), baseline, options,
@@ -154,6 +172,18 @@ def _road(work: Path, original: Source, options: BuildOptions, reporter: Reporte
     if result.chosen is None:
         reporter.note("no candidate stayed inside the accuracy budget; nothing was packaged")
     return result
+
+
+def _resolve_precisions(search: SearchOptions, data: BuildData) -> tuple[SearchOptions, BuildData]:
+    """``--precisions auto`` (the default) → FP32 plus what this CPU runs natively, with notes on what was left out."""
+    from shipyard.quantize.auto import cpu_flags, expand_precisions
+
+    choice = expand_precisions(_listed(search.precisions), cpu_flags(), not data.dataset.synthetic, search.max_drop)
+    notes = choice.notes + ([f"--precisions auto on this CPU: {', '.join(choice.precisions)}"] if choice.natives else [])
+    if "int8" in choice.precisions:  # calibration's own warnings matter only when something is calibrated
+        notes += [n for n in data.calibration.notes if n.startswith("calibration:")]
+    return (dataclasses.replace(search, precisions=tuple(choice.precisions)),
+            dataclasses.replace(data, notes=data.notes + notes))
 
 
 def _result(source: Source, data: BuildData, candidates: list[Candidate], chosen: Candidate | None,
@@ -193,9 +223,8 @@ def _accuracy_aware_search(plans: list[Candidate], verify: Verifier, workshop: W
     from shipyard.optimize.qat import qat_fallback
     from shipyard.search.rescue import rescue
 
-    started = time.monotonic()
     tried = rescue(plans, workshop, verify, search, reporter)
-    if search.time_budget is not None and time.monotonic() - started >= search.time_budget:
+    if workshop.deadline.spent():
         return tried  # the rescue has said the budget is spent; QAT would overrun it
     return tried + qat_fallback(plans + tried, workshop, verify)
 

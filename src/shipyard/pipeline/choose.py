@@ -2,28 +2,46 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shipyard.bench import BenchConfig, time_sessions
+from shipyard.bench.timing import Progress
 from shipyard.records import Candidate, Timing
 from shipyard.verify import trim_padding
 
 if TYPE_CHECKING:
     from shipyard.backends.base import Session
     from shipyard.dataset import Dataset
+    from shipyard.deadline import Deadline
     from shipyard.pipeline.options import SearchOptions
 
 BASELINE = "baseline"
 
 
+def bench_seconds(bench: BenchConfig, count: int) -> float:
+    """Roughly how long timing ``count`` sessions takes: the latency blocks, then two rounds at batch size."""
+    return count * bench.block_seconds * (bench.rounds + 2 + 1)
+
+
+def bench_within(bench: BenchConfig, count: int, deadline: Deadline, reporter: Any) -> BenchConfig:
+    """Fewer latency rounds (at least 2) when the full count would overrun the time budget."""
+    rounds = bench.rounds
+    while rounds > 2 and bench_seconds(dataclasses.replace(bench, rounds=rounds), count) > deadline.remaining():
+        rounds -= 1
+    if rounds < bench.rounds:
+        reporter.note(f"timing with {rounds} rounds of blocks instead of {bench.rounds} to stay inside the time budget")
+    return dataclasses.replace(bench, rounds=rounds)
+
+
 def time_candidates(candidates: list[Candidate], sessions: dict[str, Session], evaluation: Dataset,
-                    search: SearchOptions) -> None:
+                    search: SearchOptions, progress: Progress | None = None) -> None:
     """Batch-1 latency and batched throughput of every candidate with a session, in alternating blocks."""
     timed = [c for c in candidates if timing_key(c) in sessions]
     one = trim_padding(next(evaluation.batches(1)))
     many = trim_padding(_batch_feed(evaluation, search.throughput_batch))
-    latency = time_sessions(sessions, one, search.bench)
+    latency = time_sessions(sessions, one, search.bench, progress)
     batched = time_sessions(sessions, many, BenchConfig(rounds=2, block_seconds=search.bench.block_seconds,
                                                         max_block=10))
     size = len(next(iter(many.values())))

@@ -26,6 +26,7 @@ from typing import Any
 from shipyard import machine
 from shipyard.bench import BenchConfig
 from shipyard.dataset import ImageOptions
+from shipyard.deadline import DEFAULT_TIME_BUDGET
 from shipyard.errors import UsageError
 from shipyard.sources import InputHint
 
@@ -64,8 +65,8 @@ class SearchOptions:
     optimize_for: str = "latency"
     throughput_batch: int = 16
     bench: BenchConfig = field(default_factory=BenchConfig)
-    time_budget: float | None = None
-    """Seconds the accuracy-aware search may spend; None = no limit."""
+    time_budget: float | None = DEFAULT_TIME_BUDGET
+    """Seconds the whole build may spend (``shipyard.deadline`` says what it stops); None = no limit."""
     tune_seconds: float = 0.0
     """Seconds MetaSchedule may tune a TVM candidate (an extra, tuned one beside the untuned); 0 = no tuning."""
     cache_dir: Path | None = None
@@ -80,6 +81,8 @@ class SearchOptions:
             raise UsageError(f"--optimize-for {self.optimize_for!r}: expected latency or throughput")
         if self.throughput_batch < 1:
             raise UsageError(f"--throughput-batch {self.throughput_batch}: expected a whole number ≥ 1")
+        if self.time_budget is not None and not self.time_budget >= 0:
+            raise UsageError(f"--time-budget {self.time_budget:g}: expected a number of seconds ≥ 0")
         if not self.tune_seconds >= 0:
             raise UsageError(f"--tune-seconds {self.tune_seconds:g}: expected a number of seconds ≥ 0 "
                              "(0 = no tuning)")

@@ -11,7 +11,10 @@ from shipyard.errors import UsageError
 from shipyard.records import Candidate, Recipe
 from shipyard.sources.base import Source
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+"""Precisions a backend may plan; ``--precisions`` also takes ``auto`` (``CHOICES``), resolved per CPU
+by ``shipyard.quantize.auto`` before planning."""
+CHOICES = ("auto", *PRECISIONS)
 
 
 def parse_list(value: str | None, known: tuple[str, ...] | list[str], what: str) -> list[str] | None:

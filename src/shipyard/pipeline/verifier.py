@@ -39,12 +39,25 @@ class Verifier:
     def __post_init__(self) -> None:
         self.sessions: dict[str, Session] = {}
 
-    def __call__(self, candidates: list[Candidate]) -> dict[str, Session]:
-        """Make, load and verify ``candidates``; returns the sessions of those that ran."""
+    def __call__(self, candidates: list[Candidate], first_pass: bool = False) -> dict[str, Session]:
+        """Make, load and verify ``candidates``; returns the sessions of those that ran.
+
+        In the ``first_pass`` (the planned candidates) the time budget skips reduced-precision
+        candidates once it is spent; FP32 ones and the first are always made, so a build has an answer.
+        """
+        from shipyard.pipeline.build import report_progress
+
         opened: dict[str, Session] = {}
+        deadline = self.workshop.deadline
         for index, candidate in enumerate(candidates, start=1):
-            self.reporter.stage(f"[{index}/{len(candidates)}] {candidate.backend}/{candidate.precision}: "
-                                f"{candidate.recipe}")
+            if first_pass and index > 1 and candidate.precision != "fp32" and deadline.spent():
+                candidate.error = (f"not tried: the time budget of {deadline.seconds:g} s was spent before its "
+                                   "turn (raise --time-budget)")
+                self.reporter.candidate(candidate)
+                continue
+            if len(candidates) > 1:
+                report_progress(self.reporter, "making and verifying candidates", index - 1, len(candidates))
+            self.reporter.stage(f"[{index}/{len(candidates)}] {candidate.key}: {candidate.recipe}")
             try:
                 session = self._load(candidate)
                 outputs = run_batched(session, self.evaluation)
@@ -56,6 +69,8 @@ class Verifier:
             except Exception as exc:  # a runtime's own failure on this model is a result, not a crash
                 candidate.error = f"{type(exc).__name__}: {str(exc)[:400]}"
             self.reporter.candidate(candidate)
+        if len(candidates) > 1:
+            report_progress(self.reporter, "making and verifying candidates", len(candidates), len(candidates))
         self.sessions.update(opened)
         return opened
 
@@ -65,7 +80,7 @@ class Verifier:
         candidate.artifact = self.workshop.make(candidate.recipe)
         made = time.perf_counter()  # making it (export, an INT8 search) is not loading it
         memory_before = rss_mb()
-        session = get_backend(candidate.backend).load(candidate.artifact, self.threads)
+        session = get_backend(candidate.backend).load(candidate.artifact, self.threads, **candidate.runtime)
         memory_after = rss_mb()
         grown = max(0.0, memory_after - memory_before) if memory_before else None
         candidate.timing = Timing(0, 0, 0, 0, 0, load_ms=(time.perf_counter() - made) * 1000,

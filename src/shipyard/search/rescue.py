@@ -49,8 +49,7 @@ class Search:
     started: float
 
     def out_of_time(self) -> bool:
-        budget = self.options.time_budget
-        return budget is not None and time.monotonic() - self.started > budget
+        return self.workshop.deadline.spent()  # the build's one clock (shipyard.deadline)
 
     def note(self, text: str) -> None:
         self.reporter.note(text)

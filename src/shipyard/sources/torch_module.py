@@ -69,4 +69,11 @@ def outputs_to_numpy(result: Any, names: list[str]) -> dict[str, np.ndarray]:
         values = list(result)
     else:
         values = [result]
-    return {n: v.detach().cpu().numpy() for n, v in zip(names, values)}
+    return {n: _numpy(v) for n, v in zip(names, values)}
+
+
+def _numpy(tensor: Any) -> np.ndarray:
+    tensor = tensor.detach().cpu()
+    if tensor.dtype.is_floating_point and tensor.dtype.itemsize < 4:  # autocast's bf16 out: numpy has no bf16
+        tensor = tensor.float()
+    return tensor.numpy()

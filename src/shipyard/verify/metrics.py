@@ -43,7 +43,11 @@ def verify_outputs(metric: str, reference: Outputs, candidate: Outputs, labels: 
                                 f"{reference_value:.2f}; budget {max_drop:g}")
     if not all(np.isfinite(candidate[n]).all() for n in names if candidate[n].dtype.kind == "f"):
         passed, reason = False, "outputs contain NaN or infinity"
-    return Verification(metric, value, reference_value, drop, passed, len(reference[first]), errors, reason)
+    from shipyard.verify.agreement import agreement
+
+    more = agreement(reference[first], candidate[first])
+    return Verification(metric, value, reference_value, drop, passed, len(reference[first]), errors, reason,
+                        more.cosine, more.top5, more.confident, more.confident_samples)
 
 
 def metric_value(metric: str, reference: np.ndarray, output: np.ndarray, labels: np.ndarray | None) -> float:

@@ -78,9 +78,10 @@ def preprocess(model: Path, scratch: Path) -> Path:
 
 
 def has_vnni() -> bool:
-    from shipyard import machine
+    """Full 8-bit weights only where VNNI / AMX-INT8 exists (``shipyard.quantize.auto``)."""
+    from shipyard.quantize.auto import cpu_flags, int8_full_range
 
-    return any(machine.cpu().has(label) for label in ("AVX-512 VNNI", "AVX-VNNI", "AMX-INT8"))
+    return int8_full_range(cpu_flags())
 
 
 class _Reader:

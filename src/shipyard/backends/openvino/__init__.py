@@ -24,19 +24,25 @@ class OpenVinoBackend(Runtime):
     module = "openvino"
     converts = {"openvino": "onnx"}
     quantizers = {"nncf": "openvino", "nncf-weights": "openvino", "nncf-accuracy-control": "openvino"}
+    runtime_options = ("inference_precision",)
 
-
-    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
+    def _load_impl(self, artifact: Artifact, threads: int, inference_precision: str = "f32") -> Session:
         from shipyard.backends.openvino.session import OpenVinoSession
 
-        return OpenVinoSession(artifact, threads)
+        return OpenVinoSession(artifact, threads, inference_precision)
 
     def plans(self, source: Source, precision: str) -> list[Candidate]:
+        """FP32 runs f32 (OpenVINO's own default is bf16 on BF16 CPUs); BF16 and native FP16 run the
+        same FP32 IR with another inference precision, so they share its conversion."""
         text = source.text is not None
         if precision == "fp32":
-            return [Candidate(self.name, "fp32", OPENVINO)]
+            return [Candidate(self.name, "fp32", OPENVINO, runtime={"inference_precision": "f32"})]
+        if precision == "bf16":
+            return [Candidate(self.name, "bf16", OPENVINO, runtime={"inference_precision": "bf16"})]
         if precision == "fp16":
-            return [Candidate(self.name, "fp16", ONNX.then("convert", format="openvino", compress_to_fp16=True))]
+            weights = Candidate(self.name, "fp16", ONNX.then("convert", format="openvino", compress_to_fp16=True))
+            return [weights] + ([Candidate(self.name, "fp16", OPENVINO, runtime={"inference_precision": "f16"},
+                                           name="openvino/fp16+f16-compute")] if native_fp16() else [])
         if precision != "int8":
             return []
         plans = [Candidate(self.name, "int8", OPENVINO.then("quantize", method="nncf", transformer=text))]
@@ -57,7 +63,8 @@ class OpenVinoBackend(Runtime):
             )
 
             return quantize_accuracy_control(previous, path, workshop.calibration_data(),
-                                             options.get("metric", "agreement"), float(options.get("max_drop", 1.0)))
+                                             options.get("metric", "agreement"), float(options.get("max_drop", 1.0)),
+                                             workshop.deadline)
         from shipyard.backends.openvino.int8 import quantize_nncf
 
         weights_only = method == "nncf-weights"
@@ -84,6 +91,13 @@ class OpenVinoBackend(Runtime):
         names = set(graph.producer)
         return LayerViews(graph, openvino_intermediates(ir.path, feed, names),
                           openvino_intermediates(candidate.artifact.path, feed, names))
+
+
+def native_fp16() -> bool:
+    """Whether this CPU computes in FP16 (AVX512-FP16 / AMX-FP16); elsewhere f16 would run as f32."""
+    from shipyard.quantize.auto import FP16_FEATURES, cpu_flags
+
+    return any(f in cpu_flags() for f in FP16_FEATURES)
 
 
 BACKEND = OpenVinoBackend()

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from shipyard.dataset import Dataset
+from shipyard.deadline import NO_DEADLINE, Deadline
 from shipyard.errors import ConversionError
 from shipyard.records import Artifact, Candidate, Recipe, Step
 from shipyard.verify.metrics import row_cosine, top1
@@ -47,8 +48,11 @@ def attempt(candidate: Candidate, metric: str, max_drop: float) -> Candidate:
 
 
 def quantize_accuracy_control(ir: Artifact, path: Path, calibration: Dataset, metric: str,
-                              max_drop: float) -> Artifact:
-    """NNCF INT8 of an OpenVINO IR at ``path``, reverting layers until ``metric`` drops ≤ ``max_drop``."""
+                              max_drop: float, deadline: Deadline = NO_DEADLINE) -> Artifact:
+    """NNCF INT8 of an OpenVINO IR at ``path``, reverting layers until ``metric`` drops ≤ ``max_drop``.
+
+    NNCF has no time limit of its own: once ``deadline`` is spent the next validation raises, which
+    ends NNCF's search, and the candidate fails saying so."""
     import logging
 
     import nncf
@@ -64,12 +68,12 @@ def quantize_accuracy_control(ir: Artifact, path: Path, calibration: Dataset, me
     if metric == "accuracy" and held.labels is None:
         metric = "agreement"
     items: list[Item] = list(enumerate(feeds(held, batch=1)))
-    reference = _outputs(core.compile_model(model, "CPU"), items)
+    reference = _outputs(core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), items)  # not bf16
     samples = list(feeds(fit, batch=1))
     try:
         quantized = nncf.quantize_with_accuracy_control(
             model, nncf.Dataset(samples), nncf.Dataset(items, lambda item: item[1]),
-            validation_fn(metric, reference, held.labels), max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
+            validation_fn(metric, reference, held.labels, deadline), max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
             subset_size=len(samples), preset=nncf.QuantizationPreset.PERFORMANCE,
             advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
                 max_num_iterations=MAX_REVERTED, ranking_subset_size=len(items)))
@@ -90,9 +94,11 @@ def split_holdout(data: Dataset, seed: int = 0) -> tuple[Dataset, Dataset]:
     return data.take(np.sort(order[count:])), data.take(np.sort(order[:count]))
 
 
-def validation_fn(metric: str, reference: np.ndarray, labels: np.ndarray | None) -> Callable:
+def validation_fn(metric: str, reference: np.ndarray, labels: np.ndarray | None,
+                  deadline: Deadline = NO_DEADLINE) -> Callable:
     """NNCF's ``validation_fn``: (compiled model, items) → (metric in points, one score per item)."""
     def validate(compiled: Any, items: Iterable[Item]) -> tuple[float, list[float]]:
+        deadline.check("NNCF accuracy control")
         chosen = list(items)
         index = np.array([i for i, _ in chosen])
         output = _outputs(compiled, chosen)

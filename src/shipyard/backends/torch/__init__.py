@@ -20,12 +20,12 @@ class TorchBackend(Runtime):
     formats = ("torch-export",)
     package = "torch"
     module = "torch"
+    runtime_options = ("autocast",)
 
-
-    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
+    def _load_impl(self, artifact: Artifact, threads: int, autocast: str | None = None) -> Session:
         from shipyard.backends.torch.session import load_program
 
-        return load_program(artifact, threads)
+        return load_program(artifact, threads, autocast)
 
     def session_for_module(self, module: Any, signature: Signature, threads: int) -> Session:
         """A session on an in-memory module (the build's baseline and reference)."""
@@ -35,9 +35,11 @@ class TorchBackend(Runtime):
         return TorchSession(module.eval(), signature, threads)
 
     def plans(self, source: Source, precision: str) -> list[Candidate]:
-        if precision != "fp32" or source.kind != "torch":
+        """FP32, and BF16 by ``torch.autocast`` (oneDNN's BF16 kernels) on the same exported program."""
+        if precision not in ("fp32", "bf16") or source.kind != "torch":
             return []
-        return [Candidate(self.name, "fp32", Recipe().then("export", format="torch-export"))]
+        runtime = {"autocast": "bf16"} if precision == "bf16" else {}
+        return [Candidate(self.name, precision, Recipe().then("export", format="torch-export"), runtime=runtime)]
 
 
 BACKEND = TorchBackend()
