@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import assert_passed
+
 from shipyard.bench import BenchConfig
 from shipyard.deadline import Deadline, TimeBudgetSpent
 

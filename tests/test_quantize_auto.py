@@ -6,8 +6,13 @@ import warnings
 
 import pytest
 
-from shipyard.quantize.auto import expand_precisions, features_for, int8_full_range, resolve_auto
 from shipyard.package.cpu_check import cpu_requirements, missing, warn_if_missing
+from shipyard.quantize.auto import (
+    expand_precisions,
+    features_for,
+    int8_full_range,
+    resolve_auto,
+)
 from shipyard.records import Candidate, Recipe, Timing
 
 AVX2 = frozenset({"sse4_2", "avx", "avx2", "fma"})

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import assert_passed
+
 from shipyard.bench import BenchConfig
 from shipyard.quantize.auto import BF16_FEATURES, cpu_flags
 

@@ -12,7 +12,12 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from shipyard.quantize.auto import BF16_FEATURES, FP16_FEATURES, INT8_FEATURES, features_for
+from shipyard.quantize.auto import (
+    BF16_FEATURES,
+    FP16_FEATURES,
+    INT8_FEATURES,
+    features_for,
+)
 from shipyard.records import Candidate
 
 _FAMILY = {"bf16": BF16_FEATURES, "fp16": FP16_FEATURES, "int8": INT8_FEATURES, "mixed": INT8_FEATURES}

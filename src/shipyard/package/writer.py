@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard import __version__, machine
 from shipyard.errors import PackageError, UsageError
-from shipyard.package.manifest import FORMAT_VERSION, MANIFEST, public_signature
 from shipyard.package.cpu_check import cpu_requirements
+from shipyard.package.manifest import FORMAT_VERSION, MANIFEST, public_signature
 from shipyard.records import Artifact, Candidate
 
 if TYPE_CHECKING:

@@ -20,11 +20,17 @@ from shipyard import machine
 from shipyard.backends import get_backend
 from shipyard.backends.base import Session
 from shipyard.dataset import Dataset
+from shipyard.deadline import Deadline
 from shipyard.errors import ShipyardError, SourceError, UsageError
 from shipyard.inputs import hints_from_npz
 from shipyard.optimize import apply_model_transforms
-from shipyard.deadline import Deadline
-from shipyard.pipeline.choose import BASELINE, bench_seconds, bench_within, choose, time_candidates
+from shipyard.pipeline.choose import (
+    BASELINE,
+    bench_seconds,
+    bench_within,
+    choose,
+    time_candidates,
+)
 from shipyard.pipeline.data import BuildData, read_data
 from shipyard.pipeline.options import (
     BuildOptions,

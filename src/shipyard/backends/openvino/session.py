@@ -8,7 +8,6 @@ from shipyard.backends.base import Session
 from shipyard.errors import UsageError
 from shipyard.records import Artifact
 
-
 PRECISION_HINTS = ("f32", "bf16", "f16")
 """OpenVINO's ``INFERENCE_PRECISION_HINT`` values a candidate may ask for."""
 

@@ -15,7 +15,6 @@ from shipyard.errors import UsageError
 from shipyard.records import Artifact, Signature
 from shipyard.sources.torch_module import outputs_to_numpy
 
-
 AUTOCAST = ("bf16",)
 """Lower precisions a torch session can run its module in by ``torch.autocast``."""
 
