@@ -40,6 +40,7 @@ HEADER = ["model", "candidate", "p50 ms", "p99 ms", "vs torch eager", "throughpu
 
 def run(name: str, threads: int, tune_seconds: float) -> list[list[str]]:
     options = BuildOptions.create(**MODELS[name], threads=threads, backends=BACKENDS, tune_seconds=tune_seconds,
+                           precisions=["fp32"], time_budget=None,
                            bench=BenchConfig(rounds=4, block_seconds=0.5), throughput_batch=8)
     start = time.perf_counter()
     result = build(options)

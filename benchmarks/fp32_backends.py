@@ -38,6 +38,7 @@ MODELS = {
 
 def run(name: str, threads: int) -> list[list[str]]:
     options = BuildOptions.create(**MODELS[name], threads=threads, backends=["torch", "torchscript", "onnxruntime", "openvino"],
+                           precisions=["fp32"], time_budget=None,
                            bench=BenchConfig(rounds=4, block_seconds=1.0), throughput_batch=8)
     result = build(options)
     rows = []
