@@ -51,10 +51,20 @@ def test_a_spent_budget_still_makes_fp32_and_skips_what_comes_later(small_cnn):
     from shipyard.pipeline.build import build
     from shipyard.pipeline.options import BuildOptions
 
-    result = build(BuildOptions.create(f"{small_cnn['model']}:make", weights=small_cnn["weights"],
-                                       data=small_cnn["data"], backends=["onnxruntime"], precisions=["fp32", "int8"],
-                                       time_budget=0.0, bench=BenchConfig(rounds=1, block_seconds=0.05)))
+    result = build(
+        BuildOptions.create(
+            f"{small_cnn['model']}:make",
+            weights=small_cnn["weights"],
+            data=small_cnn["data"],
+            backends=["onnxruntime"],
+            precisions=["fp32", "int8"],
+            time_budget=0.0,
+            bench=BenchConfig(rounds=1, block_seconds=0.05),
+        )
+    )
     assert_passed(result, ["onnxruntime/fp32", "onnxruntime/fp32+onnxslim", "onnxruntime/fp32+ort"])
     (int8,) = [c for c in result.candidates if c.precision == "int8"]
-    assert int8.verification is None and int8.error.startswith("not tried: the time budget of 0 s was spent")
+    assert int8.verification is None and int8.error.startswith(
+        "not tried: the time budget of 0 s was spent"
+    )
     assert result.chosen is not None and result.chosen.precision == "fp32"

@@ -25,12 +25,15 @@ AMX_FP16 = AMX | {"avx512_fp16", "amx_fp16"}
 """A Granite Rapids Xeon."""
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (AVX2, ["fp32", "int8"]),
-    (AVX512_BF16, ["fp32", "bf16", "int8"]),
-    (AMX, ["fp32", "bf16", "int8"]),
-    (AMX_FP16, ["fp32", "bf16", "fp16", "int8"]),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (AVX2, ["fp32", "int8"]),
+        (AVX512_BF16, ["fp32", "bf16", "int8"]),
+        (AMX, ["fp32", "bf16", "int8"]),
+        (AMX_FP16, ["fp32", "bf16", "fp16", "int8"]),
+    ],
+)
 def test_auto_follows_the_cpu(flags, expected):
     assert resolve_auto(flags, real_data=True, max_drop=1.0).precisions == expected
 
@@ -49,7 +52,11 @@ def test_a_zero_budget_keeps_fp32_only():
 def test_auto_is_the_default_and_explicit_lists_are_kept():
     assert expand_precisions(None, AVX512_BF16, True, 1.0).precisions == ["fp32", "bf16", "int8"]
     assert expand_precisions(["fp32", "fp16"], AMX, True, 1.0).precisions == ["fp32", "fp16"]
-    assert expand_precisions(["fp16", "auto"], AVX2, True, 1.0).precisions == ["fp16", "fp32", "int8"]
+    assert expand_precisions(["fp16", "auto"], AVX2, True, 1.0).precisions == [
+        "fp16",
+        "fp32",
+        "int8",
+    ]
 
 
 def test_int8_weights_use_8_bits_only_with_vnni_or_amx():
@@ -62,14 +69,19 @@ def test_the_features_a_choice_depends_on():
     assert features_for("bf16", {"inference_precision": "bf16"}, AMX) == ("amx_bf16", "avx512_bf16")
     assert features_for("bf16", {}, AVX512_BF16) == ("avx512_bf16",)
     assert features_for("fp16", {}, AMX_FP16) == ()  # FP16 weights only: nothing special needed
-    assert features_for("fp16", {"inference_precision": "f16"}, AMX_FP16) == ("amx_fp16", "avx512_fp16")
+    assert features_for("fp16", {"inference_precision": "f16"}, AMX_FP16) == (
+        "amx_fp16",
+        "avx512_fp16",
+    )
     assert features_for("int8", {}, AVX2) == ()  # 7-bit weights run anywhere
     assert features_for("int8", {}, AMX) == ("amx_int8", "avx512_vnni")
     assert features_for("fp32", {}, AMX) == ()
 
 
 def _timed(backend: str, precision: str, p50: float, **runtime) -> Candidate:
-    candidate = Candidate(backend, precision, Recipe().then("export", format="onnx"), runtime=runtime)
+    candidate = Candidate(
+        backend, precision, Recipe().then("export", format="onnx"), runtime=runtime
+    )
     candidate.timing = Timing(p50, p50, p50, p50, 10)
     from shipyard.records import Verification
 
@@ -95,10 +107,16 @@ def test_loading_on_a_cpu_without_them_warns_once():
         assert warn_if_missing("/pkg/a", needs, AVX2)
         assert not warn_if_missing("/pkg/a", needs, AVX2)
         assert not warn_if_missing("/pkg/b", needs, AVX512_BF16)
-    assert len(caught) == 1 and "amx_bf16" in str(caught[0].message) and "FP32" in str(caught[0].message)
+    assert (
+        len(caught) == 1
+        and "amx_bf16" in str(caught[0].message)
+        and "FP32" in str(caught[0].message)
+    )
 
 
-def test_shipyard_load_warns_once_when_this_cpu_lacks_what_the_package_needs(digits_package, tmp_path):
+def test_shipyard_load_warns_once_when_this_cpu_lacks_what_the_package_needs(
+    digits_package, tmp_path
+):
     import json
     import shutil
 
@@ -107,8 +125,12 @@ def test_shipyard_load_warns_once_when_this_cpu_lacks_what_the_package_needs(dig
     package = tmp_path / "pkg"
     shutil.copytree(digits_package, package)
     manifest = json.loads((package / "manifest.json").read_text())
-    manifest["cpu_requirements"] = {"precision": "bf16", "any_of": ["no_such_flag"], "built_with": ["no_such_flag"],
-                                    "without": "it runs at the FP32 speed, 9.99 ms instead of 5.00 ms"}
+    manifest["cpu_requirements"] = {
+        "precision": "bf16",
+        "any_of": ["no_such_flag"],
+        "built_with": ["no_such_flag"],
+        "without": "it runs at the FP32 speed, 9.99 ms instead of 5.00 ms",
+    }
     (package / "manifest.json").write_text(json.dumps(manifest))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

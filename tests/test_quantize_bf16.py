@@ -1,4 +1,4 @@
-"""BF16 candidates, built, verified and timed like the rest, and packages that run in BF16 when loaded."""
+"""BF16 candidates: built, verified and timed like the rest; their packages load and run in BF16."""
 
 from __future__ import annotations
 
@@ -19,17 +19,29 @@ def _build(small_cnn, out, backends, precisions):
     from shipyard.pipeline.build import build
     from shipyard.pipeline.options import BuildOptions
 
-    return build(BuildOptions.create(f"{small_cnn['model']}:make", weights=small_cnn["weights"],
-                                     data=small_cnn["data"], backends=backends, precisions=precisions, out=out,
-                                     bench=QUICK, max_drop=5.0))
+    return build(
+        BuildOptions.create(
+            f"{small_cnn['model']}:make",
+            weights=small_cnn["weights"],
+            data=small_cnn["data"],
+            backends=backends,
+            precisions=precisions,
+            out=out,
+            bench=QUICK,
+            max_drop=5.0,
+        )
+    )
 
 
 def _packaged(folder):
     from shipyard.records import Artifact, Signature
 
     manifest = json.loads((folder / "manifest.json").read_text())
-    artifact = Artifact(folder / manifest["model_file"], manifest["artifact_format"],
-                        Signature.from_json(manifest["model_signature"]))
+    artifact = Artifact(
+        folder / manifest["model_file"],
+        manifest["artifact_format"],
+        Signature.from_json(manifest["model_signature"]),
+    )
     return manifest, artifact
 
 
@@ -48,16 +60,23 @@ def test_openvino_bf16_is_verified_timed_packaged_and_loaded_in_bf16(small_cnn, 
     by_key = {c.key: c for c in result.candidates}
     fp32, bf16 = by_key["openvino/fp32"], by_key["openvino/bf16"]
     assert bf16.timing.calls > 0 and fp32.timing.calls > 0
-    assert bf16.runtime == {"inference_precision": "bf16"} and fp32.runtime == {"inference_precision": "f32"}
+    assert bf16.runtime == {"inference_precision": "bf16"} and fp32.runtime == {
+        "inference_precision": "f32"
+    }
     assert bf16.recipe == fp32.recipe  # one IR, two ways to run it
     candidates = json.loads((tmp_path / "pkg" / "candidates.json").read_text())
     assert {"inference_precision": "bf16"} in [c["runtime"] for c in candidates]
     manifest, ir = _packaged(tmp_path / "pkg")
     assert manifest["runtime"] == result.chosen.runtime
     # OpenVINO's own default is bf16 on BF16 CPUs: the FP32 candidate must ask for f32, and gets it.
-    assert get_backend("openvino").load(ir, 1, inference_precision="f32").inference_precision == "f32"
+    assert (
+        get_backend("openvino").load(ir, 1, inference_precision="f32").inference_precision == "f32"
+    )
     if NATIVE_BF16:
-        assert get_backend("openvino").load(ir, 1, inference_precision="bf16").inference_precision == "bf16"
+        assert (
+            get_backend("openvino").load(ir, 1, inference_precision="bf16").inference_precision
+            == "bf16"
+        )
         if result.chosen is bf16:
             assert shipyard.load(tmp_path / "pkg").session.inference_precision == "bf16"
             assert set(manifest["cpu_requirements"]["built_with"]) <= set(BF16_FEATURES)

@@ -13,13 +13,23 @@ def _logits(rows: list[list[float]]) -> np.ndarray:
 
 
 def test_near_ties_flip_without_costing_confident_agreement():
-    reference = _logits([[0.9, 0.02, 0.02, 0.02, 0.02, 0.02],   # confident
-                         [0.41, 0.39, 0.05, 0.05, 0.05, 0.05],  # a near-tie
-                         [0.05, 0.8, 0.05, 0.05, 0.03, 0.02]])  # confident
-    flipped = _logits([[0.9, 0.02, 0.02, 0.02, 0.02, 0.02],
-                       [0.39, 0.41, 0.05, 0.05, 0.05, 0.05],
-                       [0.05, 0.8, 0.05, 0.05, 0.03, 0.02]])
-    check = verify_outputs("agreement", {"logits": reference}, {"logits": flipped}, None, max_drop=1.0)
+    reference = _logits(
+        [
+            [0.9, 0.02, 0.02, 0.02, 0.02, 0.02],  # confident
+            [0.41, 0.39, 0.05, 0.05, 0.05, 0.05],  # a near-tie
+            [0.05, 0.8, 0.05, 0.05, 0.03, 0.02],
+        ]
+    )  # confident
+    flipped = _logits(
+        [
+            [0.9, 0.02, 0.02, 0.02, 0.02, 0.02],
+            [0.39, 0.41, 0.05, 0.05, 0.05, 0.05],
+            [0.05, 0.8, 0.05, 0.05, 0.03, 0.02],
+        ]
+    )
+    check = verify_outputs(
+        "agreement", {"logits": reference}, {"logits": flipped}, None, max_drop=1.0
+    )
     assert not check.passed and abs(check.value - 200 / 3) < 1e-6
     assert check.confident_samples == 2 and check.confident_agreement == 100.0
     assert check.top5_agreement == 100.0 and 99.0 < check.cosine < 100.0

@@ -18,7 +18,7 @@ DEFAULT_TIME_BUDGET = 300.0
 
 
 class TimeBudgetSpent(Exception):
-    """Raised inside long third-party loops (NNCF's accuracy control) to stop them at the deadline."""
+    """Raised inside long third-party loops (NNCF's accuracy control) to stop them in time."""
 
 
 @dataclass
@@ -39,11 +39,17 @@ class Deadline:
     def check(self, what: str) -> None:
         """Raise ``TimeBudgetSpent`` naming ``what`` was stopped, once the budget is spent."""
         if self.spent():
-            raise TimeBudgetSpent(f"{what} stopped: the time budget of {self.seconds:g} s was spent "
-                                  "(raise --time-budget to let it finish)")
+            raise TimeBudgetSpent(
+                f"{what} stopped: the time budget of {self.seconds:g} s was spent "
+                "(raise --time-budget to let it finish)"
+            )
 
     def describe(self) -> str:
-        return "no time budget" if self.seconds is None else f"{self.remaining():.0f} s of {self.seconds:g} s left"
+        return (
+            "no time budget"
+            if self.seconds is None
+            else f"{self.remaining():.0f} s of {self.seconds:g} s left"
+        )
 
 
 NO_DEADLINE = Deadline(None)

@@ -20,31 +20,54 @@ from shipyard.quantize.auto import (
 )
 from shipyard.records import Candidate
 
-_FAMILY = {"bf16": BF16_FEATURES, "fp16": FP16_FEATURES, "int8": INT8_FEATURES, "mixed": INT8_FEATURES}
+_FAMILY = {
+    "bf16": BF16_FEATURES,
+    "fp16": FP16_FEATURES,
+    "int8": INT8_FEATURES,
+    "mixed": INT8_FEATURES,
+}
 _WITHOUT = {
     "bf16": "{runtime} runs BF16 without hardware support ({fallback})",
     "fp16": "OpenVINO runs the model in FP32 instead of FP16",
-    "int8": "INT8 falls back to the slower AVX2 path, and full-range 8-bit weights can saturate there "
-            "(the build on such a CPU would use 7-bit weights)",
+    "int8": (
+        "INT8 falls back to the slower AVX2 path, and full-range 8-bit weights can saturate "
+        "there (the build on such a CPU would use 7-bit weights)"
+    ),
 }
 _warned: set[str] = set()
 
 
-def cpu_requirements(chosen: Candidate, candidates: list[Candidate], flags: frozenset[str]) -> dict[str, Any] | None:
-    """The manifest's ``cpu_requirements`` for ``chosen``, or None when its speed needs no special feature."""
+def cpu_requirements(
+    chosen: Candidate, candidates: list[Candidate], flags: frozenset[str]
+) -> dict[str, Any] | None:
+    """The manifest's ``cpu_requirements`` for ``chosen``; None when it needs no special feature."""
     used = features_for(chosen.precision, chosen.runtime, flags)
     if not used:
         return None
     precision = "int8" if chosen.precision == "mixed" else chosen.precision
-    fallback = "OpenVINO runs it in FP32" if chosen.backend == "openvino" else "emulated, usually slower than FP32"
+    fallback = (
+        "OpenVINO runs it in FP32"
+        if chosen.backend == "openvino"
+        else "emulated, usually slower than FP32"
+    )
     cost = _WITHOUT[precision].format(runtime=chosen.backend, fallback=fallback)
-    fp32 = [c for c in candidates if c.precision == "fp32" and c.passed and c.timing and c.timing.calls]
+    fp32 = [
+        c for c in candidates if c.precision == "fp32" and c.passed and c.timing and c.timing.calls
+    ]
     if fp32 and chosen.timing and chosen.timing.calls:
         fastest = min(fp32, key=lambda c: c.timing.p50_ms)
-        cost += (f"; the fastest FP32 candidate here ({fastest.key}) took {fastest.timing.p50_ms:.2f} ms at batch 1, "
-                 f"{fastest.timing.p50_ms / chosen.timing.p50_ms:.2f}× this package's {chosen.timing.p50_ms:.2f} ms")
-    return {"precision": chosen.precision, "any_of": list(_FAMILY[precision]), "built_with": list(used),
-            "without": cost}
+        cost += (
+            f"; the fastest FP32 candidate here ({fastest.key}) took "
+            f"{fastest.timing.p50_ms:.2f} ms at batch 1, "
+            f"{fastest.timing.p50_ms / chosen.timing.p50_ms:.2f}× this package's "
+            f"{chosen.timing.p50_ms:.2f} ms"
+        )
+    return {
+        "precision": chosen.precision,
+        "any_of": list(_FAMILY[precision]),
+        "built_with": list(used),
+        "without": cost,
+    }
 
 
 def missing(requirements: dict[str, Any] | None, flags: frozenset[str]) -> bool:
@@ -52,13 +75,19 @@ def missing(requirements: dict[str, Any] | None, flags: frozenset[str]) -> bool:
     return bool(requirements) and not any(f in flags for f in requirements.get("any_of", []))
 
 
-def warn_if_missing(package: str, requirements: dict[str, Any] | None, flags: frozenset[str]) -> bool:
-    """Warn (once per package and process) when this CPU lacks what the package's precision needs."""
+def warn_if_missing(
+    package: str, requirements: dict[str, Any] | None, flags: frozenset[str]
+) -> bool:
+    """Warn (once per package and process) when this CPU lacks what the precision needs."""
     if not missing(requirements, flags) or package in _warned:
         return False
     _warned.add(package)
-    warnings.warn(f"package {package}: its {requirements['precision']} variant was chosen on a CPU with "
-                  f"{' / '.join(requirements['built_with'])}; this CPU has none of {', '.join(requirements['any_of'])}, "
-                  f"so {requirements['without']}. Rebuild the package on this machine for its fastest variant.",
-                  RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"package {package}: its {requirements['precision']} variant was chosen on a CPU with "
+        f"{' / '.join(requirements['built_with'])}; this CPU has none of "
+        f"{', '.join(requirements['any_of'])}, so {requirements['without']}. "
+        "Rebuild the package on this machine for its fastest variant.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
     return True

@@ -56,31 +56,41 @@ def native_precisions(flags: set[str] | frozenset[str]) -> list[Native]:
 
 
 def int8_full_range(flags: set[str] | frozenset[str]) -> bool:
-    """Whether INT8 weights may use all 8 bits: VNNI or AMX-INT8 multiply u8×s8 without saturating."""
+    """Whether INT8 weights may use all 8 bits: VNNI / AMX-INT8 do not saturate."""
     return any(f in flags for f in INT8_FEATURES)
 
 
 def resolve_auto(flags: set[str] | frozenset[str], real_data: bool, max_drop: float) -> AutoChoice:
     """``auto`` for this CPU (``flags``), this data and this budget."""
     if max_drop <= 0:
-        return AutoChoice(["fp32"], notes=["--precisions auto: a budget of 0 points leaves room for no "
-                                           "reduced precision; FP32 only"])
+        return AutoChoice(
+            ["fp32"],
+            notes=[
+                "--precisions auto: a budget of 0 points leaves room for no "
+                "reduced precision; FP32 only"
+            ],
+        )
     natives = native_precisions(flags)
     choice = AutoChoice(["fp32"])
     for native in natives:
         if native.precision == "int8" and not real_data:
-            choice.notes.append("--precisions auto: no INT8 without real calibration data (pass --data)")
+            choice.notes.append(
+                "--precisions auto: no INT8 without real calibration data (pass --data)"
+            )
             continue
         choice.precisions.append(native.precision)
         choice.natives.append(native)
     if not any(n.precision == "bf16" for n in natives):
-        choice.notes.append("--precisions auto: no BF16, this CPU has neither AMX-BF16 nor AVX512-BF16")
+        choice.notes.append(
+            "--precisions auto: no BF16, this CPU has neither AMX-BF16 nor AVX512-BF16"
+        )
     return choice
 
 
-def expand_precisions(precisions: list[str] | None, flags: set[str] | frozenset[str], real_data: bool,
-                      max_drop: float) -> AutoChoice:
-    """``precisions`` with ``auto`` (also the default, None) replaced by its resolution, order kept."""
+def expand_precisions(
+    precisions: list[str] | None, flags: set[str] | frozenset[str], real_data: bool, max_drop: float
+) -> AutoChoice:
+    """``precisions`` with ``auto`` (also the default, None) resolved, order kept."""
     wanted = precisions or [AUTO]
     if AUTO not in wanted:
         return AutoChoice(list(wanted))
@@ -93,11 +103,15 @@ def expand_precisions(precisions: list[str] | None, flags: set[str] | frozenset[
     return AutoChoice(expanded, auto.natives, auto.notes)
 
 
-def features_for(precision: str, runtime: dict, flags: set[str] | frozenset[str]) -> tuple[str, ...]:
-    """The features of ``flags`` a candidate of ``precision`` run with ``runtime`` options relied on."""
+def features_for(
+    precision: str, runtime: dict, flags: set[str] | frozenset[str]
+) -> tuple[str, ...]:
+    """The features of ``flags`` a ``precision`` candidate run with ``runtime`` relied on."""
     if precision == "bf16":
         return tuple(f for f in BF16_FEATURES if f in flags)
-    if precision == "fp16" and runtime.get("inference_precision") == "f16":  # FP16 weights alone need nothing
+    if (
+        precision == "fp16" and runtime.get("inference_precision") == "f16"
+    ):  # FP16 weights alone need nothing
         return tuple(f for f in FP16_FEATURES if f in flags)
     if precision in ("int8", "mixed"):
         return tuple(f for f in INT8_FEATURES if f in flags)

@@ -32,7 +32,7 @@ class Agreement:
 
 
 def agreement(reference: np.ndarray, output: np.ndarray) -> Agreement:
-    """The numbers above for one output (``reference`` from the source, ``output`` from a candidate)."""
+    """The numbers above for one output: ``reference`` from the source, ``output`` a candidate's."""
     if reference.shape != output.shape or reference.dtype.kind != "f" or not len(reference):
         return Agreement()
     result = Agreement(cosine=float(row_cosine(reference, output).mean() * 100))
@@ -50,7 +50,7 @@ def agreement(reference: np.ndarray, output: np.ndarray) -> Agreement:
 
 
 def confidence_margin(scores: np.ndarray) -> np.ndarray:
-    """Top-1 minus top-2 probability per sample; rows that are not already probabilities get a softmax."""
+    """Top-1 minus top-2 probability per sample (rows not already probabilities get a softmax)."""
     scores = scores.astype(np.float64)
     is_probability = (scores >= 0).all() and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)
     if not is_probability:
