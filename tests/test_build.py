@@ -124,7 +124,8 @@ def test_minilm_text_package_takes_text(tmp_path):
                                     "The soup was too salty.", "Quarterly results beat expectations.",
                                     "My bicycle has a flat tyre."] * 4))
     out = tmp_path / "pkg"
-    build(BuildOptions.create(f"hf:{model_folder()}", data=sentences, backends=["onnxruntime"], out=out, bench=QUICK))
+    build(BuildOptions.create(f"hf:{model_folder()}", data=sentences, backends=["onnxruntime"], precisions=["fp32"],
+                              out=out, bench=QUICK))  # FP32: the 0.999 below is the text path's, not INT8's
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"] == [{"name": "text", "datatype": "BYTES", "dtype": "bytes", "shape": [-1], "dims": ["batch"]}]
     unseen = ["Lighthouses guide sailors through fog.", "The compiler rejected the program.",

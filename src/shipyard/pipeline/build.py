@@ -167,10 +167,10 @@ def _road(work: Path, original: Source, options: BuildOptions, reporter: Reporte
     plans += _accuracy_aware_search(plans, verify, workshop, search, reporter)
     bench = bench_within(search.bench, len(verify.sessions) + 1, deadline, reporter)
     reporter.stage(f"timing {len(verify.sessions)} candidates and the baseline in alternating blocks "
-                   f"(about {bench_seconds(bench, len(verify.sessions) + 1):.0f} s)")
+                   f"(batch 1 about {bench_seconds(bench, len(verify.sessions) + 1):.0f} s, then batched)")
     time_candidates([baseline, *plans], {BASELINE: reference_session, **verify.sessions}, data.evaluation,
                     dataclasses.replace(search, bench=bench),
-                    lambda done, total: report_progress(reporter, "timing", done, total))
+                    lambda what, done, total: report_progress(reporter, what, done, total))
     for session in {id(s): s for s in (reference_session, *verify.sessions.values())}.values():
         session.close()
     result = _result(source, data, plans + skipped, choose(plans, search.optimize_for), baseline, options,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from shipyard.bench import BenchConfig, time_sessions
 from shipyard.bench.timing import Progress
@@ -18,11 +18,13 @@ if TYPE_CHECKING:
     from shipyard.pipeline.options import SearchOptions
 
 BASELINE = "baseline"
+StageProgress = Callable[[str, int, int], None]
+"""(stage, steps done, steps in all), the build reporter's ``progress``."""
 
 
 def bench_seconds(bench: BenchConfig, count: int) -> float:
-    """Roughly how long timing ``count`` sessions takes: the latency blocks, then two rounds at batch size."""
-    return count * bench.block_seconds * (bench.rounds + 2 + 1)
+    """Roughly how long the batch-1 blocks of ``count`` sessions take (warm-up included)."""
+    return count * bench.block_seconds * (bench.rounds + 1)
 
 
 def bench_within(bench: BenchConfig, count: int, deadline: Deadline, reporter: Any) -> BenchConfig:
@@ -36,14 +38,15 @@ def bench_within(bench: BenchConfig, count: int, deadline: Deadline, reporter: A
 
 
 def time_candidates(candidates: list[Candidate], sessions: dict[str, Session], evaluation: Dataset,
-                    search: SearchOptions, progress: Progress | None = None) -> None:
+                    search: SearchOptions, progress: StageProgress | None = None) -> None:
     """Batch-1 latency and batched throughput of every candidate with a session, in alternating blocks."""
     timed = [c for c in candidates if timing_key(c) in sessions]
     one = trim_padding(next(evaluation.batches(1)))
     many = trim_padding(_batch_feed(evaluation, search.throughput_batch))
-    latency = time_sessions(sessions, one, search.bench, progress)
+    latency = time_sessions(sessions, one, search.bench, _named(progress, "timing at batch 1"))
     batched = time_sessions(sessions, many, BenchConfig(rounds=2, block_seconds=search.bench.block_seconds,
-                                                        max_block=10))
+                                                        max_block=10),
+                            _named(progress, f"timing at batch {search.throughput_batch}"))
     size = len(next(iter(many.values())))
     for candidate in timed:
         stats, stats_many = latency[timing_key(candidate)], batched[timing_key(candidate)]
@@ -53,6 +56,10 @@ def time_candidates(candidates: list[Candidate], sessions: dict[str, Session], e
             throughput=size / (stats_many.p50_ms / 1000), throughput_batch=size,
             warmup_calls=stats.warmup_calls, blocks=stats.blocks, dropped_per_block=stats.dropped_per_block,
             threads=search.threads, throughput_calls=stats_many.calls)
+
+
+def _named(progress: StageProgress | None, what: str) -> Progress | None:
+    return None if progress is None else (lambda done, total: progress(what, done, total))
 
 
 def timing_key(candidate: Candidate) -> str:
