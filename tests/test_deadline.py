@@ -68,3 +68,12 @@ def test_a_spent_budget_still_makes_fp32_and_skips_what_comes_later(small_cnn):
         "not tried: the time budget of 0 s was spent"
     )
     assert result.chosen is not None and result.chosen.precision == "fp32"
+
+
+def test_throughput_timing_shrinks_once_the_budget_is_spent():
+    from shipyard.pipeline.choose import batched_bench
+
+    bench = BenchConfig(rounds=4, block_seconds=0.6)
+    assert batched_bench(bench, Deadline(None)).rounds == 2
+    spent = batched_bench(bench, Deadline(0.0))
+    assert spent.rounds == 1 and spent.max_block == 3

@@ -26,6 +26,7 @@ from shipyard.inputs import hints_from_npz
 from shipyard.optimize import apply_model_transforms
 from shipyard.pipeline.choose import (
     BASELINE,
+    batched_bench,
     bench_seconds,
     bench_within,
     choose,
@@ -170,7 +171,8 @@ def _road(work: Path, original: Source, options: BuildOptions, reporter: Reporte
                    f"(batch 1 about {bench_seconds(bench, len(verify.sessions) + 1):.0f} s, then batched)")
     time_candidates([baseline, *plans], {BASELINE: reference_session, **verify.sessions}, data.evaluation,
                     dataclasses.replace(search, bench=bench),
-                    lambda what, done, total: report_progress(reporter, what, done, total))
+                    lambda what, done, total: report_progress(reporter, what, done, total),
+                    batched_bench(search.bench, deadline))
     for session in {id(s): s for s in (reference_session, *verify.sessions.values())}.values():
         session.close()
     result = _result(source, data, plans + skipped, choose(plans, search.optimize_for), baseline, options,

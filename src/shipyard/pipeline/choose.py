@@ -37,16 +37,24 @@ def bench_within(bench: BenchConfig, count: int, deadline: Deadline, reporter: A
     return dataclasses.replace(bench, rounds=rounds)
 
 
+def batched_bench(bench: BenchConfig, deadline: Deadline) -> BenchConfig:
+    """Throughput timing: two rounds of up to 10 calls, one round of 3 once the time budget is spent."""
+    if deadline.spent():
+        return BenchConfig(rounds=1, block_seconds=bench.block_seconds, min_block=3, max_block=3, drop=1,
+                           warmup_calls=1)
+    return BenchConfig(rounds=2, block_seconds=bench.block_seconds, max_block=10)
+
+
 def time_candidates(candidates: list[Candidate], sessions: dict[str, Session], evaluation: Dataset,
-                    search: SearchOptions, progress: StageProgress | None = None) -> None:
+                    search: SearchOptions, progress: StageProgress | None = None,
+                    batched_config: BenchConfig | None = None) -> None:
     """Batch-1 latency and batched throughput of every candidate with a session, in alternating blocks."""
     timed = [c for c in candidates if timing_key(c) in sessions]
     one = trim_padding(next(evaluation.batches(1)))
     many = trim_padding(_batch_feed(evaluation, search.throughput_batch))
     latency = time_sessions(sessions, one, search.bench, _named(progress, "timing at batch 1"))
-    batched = time_sessions(sessions, many, BenchConfig(rounds=2, block_seconds=search.bench.block_seconds,
-                                                        max_block=10),
-                            _named(progress, f"timing at batch {search.throughput_batch}"))
+    batched_config = batched_config or BenchConfig(rounds=2, block_seconds=search.bench.block_seconds, max_block=10)
+    batched = time_sessions(sessions, many, batched_config, _named(progress, f"timing at batch {search.throughput_batch}"))
     size = len(next(iter(many.values())))
     for candidate in timed:
         stats, stats_many = latency[timing_key(candidate)], batched[timing_key(candidate)]
