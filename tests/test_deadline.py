@@ -77,3 +77,15 @@ def test_throughput_timing_shrinks_once_the_budget_is_spent():
     assert batched_bench(bench, Deadline(None)).rounds == 2
     spent = batched_bench(bench, Deadline(0.0))
     assert spent.rounds == 1 and spent.max_block == 3
+
+
+def test_candidates_are_made_a_precision_at_a_time():
+    from shipyard.pipeline.build import making_order
+    from shipyard.records import Candidate, Recipe
+
+    plans = [Candidate(b, p, Recipe()) for b, p in [("torch", "fp32"), ("onnxruntime", "fp32"),
+                                                    ("openvino", "fp32"), ("openvino", "bf16"),
+                                                    ("onnxruntime", "int8"), ("openvino", "int8")]]
+    made = [(c.backend, c.precision) for c in making_order(plans)]
+    assert made == [("torch", "fp32"), ("openvino", "bf16"), ("onnxruntime", "int8"),
+                    ("onnxruntime", "fp32"), ("openvino", "int8"), ("openvino", "fp32")]

@@ -164,7 +164,7 @@ def _road(work: Path, original: Source, options: BuildOptions, reporter: Reporte
                                 search.cache_dir or machine.cache_root() / "reference")
     baseline = _baseline(original, reference, data.evaluation, data.metric, search.max_drop)
     verify = Verifier(workshop, reference, data.evaluation, data.metric, search.max_drop, search.threads, reporter)
-    verify(plans, first_pass=True)
+    verify(making_order(plans), first_pass=True)
     plans += _accuracy_aware_search(plans, verify, workshop, search, reporter)
     bench = bench_within(search.bench, len(verify.sessions) + 1, deadline, reporter)
     reporter.stage(f"timing {len(verify.sessions)} candidates and the baseline in alternating blocks "
@@ -180,6 +180,16 @@ def _road(work: Path, original: Source, options: BuildOptions, reporter: Reporte
     if result.chosen is None:
         reporter.note("no candidate stayed inside the accuracy budget; nothing was packaged")
     return result
+
+
+def making_order(plans: list[Candidate]) -> list[Candidate]:
+    """The plans taken a precision at a time (fp32, bf16, int8, fp32, …), so that when the time
+    budget runs out every precision has had its first candidates; the result keeps the plan order."""
+    by_precision: dict[str, list[Candidate]] = {}
+    for plan in plans:
+        by_precision.setdefault(plan.precision, []).append(plan)
+    queues = list(by_precision.values())
+    return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
 
 
 def _resolve_precisions(search: SearchOptions, data: BuildData) -> tuple[SearchOptions, BuildData]:
