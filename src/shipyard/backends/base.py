@@ -101,6 +101,8 @@ class Runtime:
     """``quantize(method=…)`` methods this backend owns → the artifact format each starts from."""
     runtime_options: tuple[str, ...] = ()
     """Keyword options ``load`` takes from a candidate's ``runtime`` (recorded in the package)."""
+    not_planned: dict[str, str] = {}
+    """Precision → why this backend plans no candidate for it (the build says so in a note)."""
 
     def available(self) -> tuple[bool, str]:
         """Cheap, never raises: whether the runtime's module is installed (backends may check more)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shipyard import machine
-from shipyard.backends import get_backend
+from shipyard.backends import CPU_BACKENDS, get_backend
 from shipyard.backends.base import Session
 from shipyard.dataset import Dataset
 from shipyard.deadline import Deadline
@@ -216,6 +216,11 @@ def _plans(source: Source, search: SearchOptions, training: TrainingOptions,
            reporter: Reporter) -> tuple[list[Candidate], list[Candidate]]:
     backends = _listed(search.backends)
     plans, skipped = plan_candidates(source, backends, _listed(search.precisions))
+    for name in backends or list(CPU_BACKENDS):
+        for precision in search.precisions or ():
+            why = get_backend(name).not_planned.get(precision)
+            if why:
+                reporter.note(f"no {precision} candidate on {name}: {why}")
     if search.tune_seconds:
         tuned = with_tuned(plans, search.tune_seconds, search.threads)
         if len(tuned) == len(plans):

@@ -21,6 +21,8 @@ class OnnxRuntimeBackend(Runtime):
     package = "onnxruntime"
     module = "onnxruntime"
     quantizers = {"static-qdq": "onnx", "dynamic": "onnx", "fp16": "onnx"}
+    not_planned = {"bf16": "ONNX Runtime's CPU provider has no BF16 MatMul/Gemm kernels (NOT_IMPLEMENTED "
+                           "in 1.32) and ONNX Conv takes no bfloat16, so BF16 would run as FP32"}
 
 
     def _load_impl(self, artifact: Artifact, threads: int) -> Session:
