@@ -1,4 +1,5 @@
-"""Edge INT8: ncnn FP32 vs ncnn INT8 (calibrated by Shipyard), beside MNN and ONNX Runtime, in one run.
+"""Edge INT8: ncnn FP32 vs ncnn INT8 (calibrated by Shipyard), beside MNN and ONNX Runtime, in one
+run.
 
 Models: example:digits (real, labelled: accuracy), the tests' small CNN (unseen, labelled), and
 torchvision MobileNetV3-Small with random convolution weights whose BatchNorm statistics are set
@@ -40,19 +41,26 @@ def photo_crops(count: int, seed: int = 0):
     from skimage import data
     from skimage.transform import resize
 
-    photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.hubble_deep_field()]
+    photos = [
+        data.astronaut(),
+        data.chelsea(),
+        data.coffee(),
+        data.rocket(),
+        data.hubble_deep_field(),
+    ]
     rng = np.random.default_rng(seed)
     crops = []
     for i in range(count):
         photo = photos[i % len(photos)]
         top, left = rng.integers(0, 200, 2)
-        crop = resize(photo[top:top + 300, left:left + 300], (SIZE, SIZE))
+        crop = resize(photo[top : top + 300, left : left + 300], (SIZE, SIZE))
         crops.append(((crop - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)).transpose(2, 0, 1))
     return np.stack(crops).astype(np.float32)
 
 
 def mobilenet_files(folder: Path) -> tuple[Path, Path, Path]:
-    """MobileNetV3-Small: seeded random weights, BatchNorm statistics from photo crops, held-out crops as data."""
+    """MobileNetV3-Small: seeded random weights, BatchNorm statistics from photo crops, held-out
+    crops as data."""
     import numpy as np
     import torch
     import torchvision
@@ -77,31 +85,67 @@ def main() -> None:
 
     threads = torch.get_num_threads()
     rows: list[list[str]] = []
-    common = dict(backends=["ncnn", "mnn", "onnxruntime"], precisions=["fp32", "int8"], bench=BENCH,
-                  max_drop=1.0, threads=threads, throughput_batch=2, time_budget=600.0)  # the whole build, not just the rescue
+    common = dict(
+        backends=["ncnn", "mnn", "onnxruntime"],
+        precisions=["fp32", "int8"],
+        bench=BENCH,
+        max_drop=1.0,
+        threads=threads,
+        throughput_batch=2,
+        time_budget=600.0,
+    )  # the whole build, not just the rescue
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-edge-") as scratch:
         run_model("digits", BuildOptions.create("example:digits", **common), rows)
         publish(threads, rows)
         model, weights, data = small_cnn(Path(scratch))
-        run_model("small CNN (unseen)", BuildOptions.create(f"{model}:make", weights=weights, data=data, **common), rows)
+        run_model(
+            "small CNN (unseen)",
+            BuildOptions.create(f"{model}:make", weights=weights, data=data, **common),
+            rows,
+        )
         publish(threads, rows)
         model, weights, data = mobilenet_files(Path(scratch))
-        run_model(f"MobileNetV3-Small {SIZE}px (random conv weights, BN stats from photos)",
-                  BuildOptions.create(f"{model}:make", weights=weights, data=data, metric="cosine", **common), rows)
+        run_model(
+            f"MobileNetV3-Small {SIZE}px (random conv weights, BN stats from photos)",
+            BuildOptions.create(
+                f"{model}:make", weights=weights, data=data, metric="cosine", **common
+            ),
+            rows,
+        )
     publish(threads, rows)
 
 
 def publish(threads: int, rows: list[list[str]]) -> None:
-    header = ["model", "candidate", "precision", "metric", "drop", "p50 ms (batch 1)", "vs torch eager", "passed"]
-    write_section("edge_int8", "\n\n".join([
-        "## Edge INT8: ncnn, MNN and ONNX Runtime (`benchmarks/edge_int8.py`)",
-        machine_line(threads) + " Load average when written: {:.1f} / {:.1f} / {:.1f} (1/5/15 min).".format(*os.getloadavg()),
-        "Metric: accuracy % on held-out labels for digits and the small CNN; mean cosine × 100 against the source "
-        "for MobileNetV3-Small (random convolution weights, BatchNorm statistics set on scikit-image photo crops, "
-        "evaluated on other crops). Budget `--max-drop 1`; ★ = what the build chose. ncnn INT8 is calibrated by "
-        "Shipyard (entropy); MNN INT8 stores INT8 weights and computes in float on x86.",
-        markdown_table(header, rows),
-    ]))
+    header = [
+        "model",
+        "candidate",
+        "precision",
+        "metric",
+        "drop",
+        "p50 ms (batch 1)",
+        "vs torch eager",
+        "passed",
+    ]
+    write_section(
+        "edge_int8",
+        "\n\n".join(
+            [
+                "## Edge INT8: ncnn, MNN and ONNX Runtime (`benchmarks/edge_int8.py`)",
+                machine_line(threads)
+                + " Load average when written: {:.1f} / {:.1f} / {:.1f} (1/5/15 min).".format(
+                    *os.getloadavg()
+                ),
+                "Metric: accuracy % on held-out labels for digits and the small CNN; mean cosine × "
+                "100 against the source "
+                "for MobileNetV3-Small (random convolution weights, BatchNorm statistics set on "
+                "scikit-image photo crops, "
+                "evaluated on other crops). Budget `--max-drop 1`; ★ = what the build chose. ncnn "
+                "INT8 is calibrated by "
+                "Shipyard (entropy); MNN INT8 stores INT8 weights and computes in float on x86.",
+                markdown_table(header, rows),
+            ]
+        ),
+    )
 
 
 if __name__ == "__main__":

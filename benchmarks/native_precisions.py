@@ -35,7 +35,8 @@ def weights_file() -> Path:
 
 
 def photo_crops(count: int, seed: int = 0):
-    """``count`` ImageNet-normalised 224×224 crops (random position, scale, mirror) of the sample photos."""
+    """``count`` ImageNet-normalised 224×224 crops (random position, scale, mirror) of the sample
+    photos."""
     import numpy as np
     import skimage.data as photos
     import skimage.transform as transform
@@ -136,13 +137,17 @@ def report(result, seconds: float, options) -> str:
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     return "\n\n".join(
         [
-            "## BF16, FP32 and INT8 on a real CNN: `--precisions auto` (`benchmarks/native_precisions.py`)",
+            "## BF16, FP32 and INT8 on a real CNN: `--precisions auto` "
+            "(`benchmarks/native_precisions.py`)",
             machine_line(options.search.threads)
             + f" Load average when written: {load} (1/5/15 min).",
-            f"torchvision MobileNetV2, real ImageNet weights, {result.calibration_size} calibration / "
-            f"{result.evaluation_size} evaluation crops of the scikit-image / scikit-learn sample photos; "
+            f"torchvision MobileNetV2, real ImageNet weights, {result.calibration_size} "
+            "calibration / "
+            f"{result.evaluation_size} evaluation crops of the scikit-image / scikit-learn sample "
+            "photos; "
             f"`shipyard build` with the default `--precisions auto` (here: {_tried(result)}), "
-            f"`--max-drop 1` on top-1 agreement; built in {seconds:.0f} s. Confident: the {confident} crops where the "
+            f"`--max-drop 1` on top-1 agreement; built in {seconds:.0f} s. Confident: the "
+            f"{confident} crops where the "
             "source's top-1 probability beats its top-2 by more than 0.3. ★ = the build's choice.",
             markdown_table(
                 [

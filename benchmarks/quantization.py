@@ -1,4 +1,5 @@
-"""FP32 vs INT8 (and FP16 on digits) on ONNX Runtime and OpenVINO, accuracy/fidelity beside latency, in one run.
+"""FP32 vs INT8 (and FP16 on digits) on ONNX Runtime and OpenVINO, accuracy/fidelity beside
+latency, in one run.
 
 Models: example:digits (real, labelled), example:minilm (real all-MiniLM-L6-v2, fidelity = mean
 cosine × 100 to the source), torchvision ResNet-50 and MobileNetV3-Large with *random* weights
@@ -50,16 +51,28 @@ def run_model(label: str, options: BuildOptions, rows: list[list[str]]) -> objec
         v, t = candidate.verification, candidate.timing
         speed = result.speedup(candidate) if candidate is not result.baseline else 1.0
         mark = "★ " if candidate is result.chosen else ""
-        rows.append([label, mark + candidate.key, candidate.precision,
-                     f"{v.value:.2f}" if v else "–", f"{v.drop:+.2f}" if v else "–",
-                     f"{t.p50_ms:.3f}" if t and t.calls else "–", f"{speed:.2f}×" if speed else "–",
-                     "yes" if candidate.passed else ("no: " + candidate.why_failed[:60])])
-    print(f"{label}: built in {seconds:.0f} s, chosen {result.chosen.key if result.chosen else None}", flush=True)
+        rows.append(
+            [
+                label,
+                mark + candidate.key,
+                candidate.precision,
+                f"{v.value:.2f}" if v else "–",
+                f"{v.drop:+.2f}" if v else "–",
+                f"{t.p50_ms:.3f}" if t and t.calls else "–",
+                f"{speed:.2f}×" if speed else "–",
+                "yes" if candidate.passed else ("no: " + candidate.why_failed[:60]),
+            ]
+        )
+    print(
+        f"{label}: built in {seconds:.0f} s, chosen {result.chosen.key if result.chosen else None}",
+        flush=True,
+    )
     return result
 
 
 def small_cnn(folder: Path) -> tuple[Path, Path, Path]:
-    """The tests' small CNN (tests/conftest.py), trained the same way: a model the tool never saw."""
+    """The tests' small CNN (tests/conftest.py), trained the same way: a model the tool never
+    saw."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from conftest import write_small_cnn
 
@@ -78,12 +91,17 @@ def minilm_end_to_end(package: Path) -> str:
     model = SentenceTransformer(str(model_folder()), device="cpu")
     predictor = shipyard.load(package)
     feed = {"text": np.array([text.encode()], dtype=object)}
-    stats = time_blocks({"st": lambda: model.encode([text]), "pkg": lambda: predictor.run(feed)}, BENCH)
+    stats = time_blocks(
+        {"st": lambda: model.encode([text]), "pkg": lambda: predictor.run(feed)}, BENCH
+    )
     ratio = stats["st"].p50_ms / stats["pkg"].p50_ms
-    return (f"MiniLM end to end at batch 1 (text in, embedding out): sentence-transformers encode "
-            f"(tokenizer + torch eager) p50 {stats['st'].p50_ms:.2f} ms, the package "
-            f"({predictor.backend}, {predictor.manifest['precision']}) p50 {stats['pkg'].p50_ms:.2f} ms → "
-            f"**{ratio:.2f}×**.")
+    return (
+        f"MiniLM end to end at batch 1 (text in, embedding out): sentence-transformers encode "
+        f"(tokenizer + torch eager) p50 {stats['st'].p50_ms:.2f} ms, the package "
+        f"({predictor.backend}, {predictor.manifest['precision']}) p50 {stats['pkg'].p50_ms:.2f} "
+        "ms → "
+        f"**{ratio:.2f}×**."
+    )
 
 
 def main() -> None:
@@ -91,30 +109,63 @@ def main() -> None:
 
     threads = torch.get_num_threads()
     rows: list[list[str]] = []
-    # FP16 only on digits: on this CPU it is a size win, not a speed win, and every extra candidate of a
+    # FP16 only on digits: on this CPU it is a size win, not a speed win, and every extra candidate
+    # of a
     # big model costs minutes of build time. Throughput batches stay small for the same reason.
-    common = dict(backends=["onnxruntime", "openvino"], precisions=["fp32", "int8"], bench=BENCH,
-                  max_drop=1.0, threads=threads, throughput_batch=2, time_budget=900.0)  # the whole build, not just the rescue
+    common = dict(
+        backends=["onnxruntime", "openvino"],
+        precisions=["fp32", "int8"],
+        bench=BENCH,
+        max_drop=1.0,
+        threads=threads,
+        throughput_batch=2,
+        time_budget=900.0,
+    )  # the whole build, not just the rescue
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-q-") as scratch:
         factory = Path(scratch) / "vision.py"
         factory.write_text(FACTORY)
-        run_model("digits", BuildOptions.create("example:digits", **{**common, "precisions": ["fp32", "fp16", "int8"]}), rows)
+        run_model(
+            "digits",
+            BuildOptions.create(
+                "example:digits", **{**common, "precisions": ["fp32", "fp16", "int8"]}
+            ),
+            rows,
+        )
         publish(threads, rows, "")
         model, weights, data = small_cnn(Path(scratch))
-        run_model("small CNN (tests' conftest, unseen; INT8 only)",
-                  BuildOptions.create(f"{model}:make", weights=weights, data=data, **{**common, "precisions": ["int8"]}), rows)
+        run_model(
+            "small CNN (tests' conftest, unseen; INT8 only)",
+            BuildOptions.create(
+                f"{model}:make", weights=weights, data=data, **{**common, "precisions": ["int8"]}
+            ),
+            rows,
+        )
         publish(threads, rows, "")
         from shipyard.sources import InputHint
 
         hints = [InputHint("image", "float32", (3, 224, 224))]
         for name in ("mobilenet_v3", "resnet50"):
-            run_model(f"{name} (random weights)", BuildOptions.create(f"{factory}:{name}", input_hints=hints, metric="cosine",
-                                                               max_eval=32, calibration_size=32, **common), rows)
+            run_model(
+                f"{name} (random weights)",
+                BuildOptions.create(
+                    f"{factory}:{name}",
+                    input_hints=hints,
+                    metric="cosine",
+                    max_eval=32,
+                    calibration_size=32,
+                    **common,
+                ),
+                rows,
+            )
             publish(threads, rows, "")
         package = Path(scratch) / "minilm"
         from shipyard.sources.examples.minilm import SENTENCES
 
-        run_model("minilm", BuildOptions.create("example:minilm", data=SENTENCES, out=package, **common), rows)
+        run_model(
+            "minilm",
+            BuildOptions.create("example:minilm", data=SENTENCES, out=package, **common),
+            rows,
+        )
         publish(threads, rows, "")
         end_to_end = minilm_end_to_end(package)
     publish(threads, rows, end_to_end)
@@ -123,21 +174,44 @@ def main() -> None:
 
 def publish(threads: int, rows: list[list[str]], end_to_end: str) -> None:
     """Write the section so far (each model's rows land as soon as it is built)."""
-    header = ["model", "candidate", "precision", "metric", "drop", "p50 ms (batch 1)", "vs torch eager", "passed"]
-    write_section("quantization", "\n\n".join([
-        "## Quantisation: FP32 vs FP16 vs INT8 (`benchmarks/quantization.py`)",
-        machine_line(threads) + " Load average when written: {:.1f} / {:.1f} / {:.1f} (1/5/15 min); torch eager "
-        "(OpenMP) suffers most when other jobs share the cores, so read its ratios with that in mind.".format(*os.getloadavg()),
-        "Metric: accuracy % for digits (held-out labels); mean cosine × 100 against the source model for "
-        "MiniLM and for the torchvision models, which carry **random weights** (seeded, no downloads) and run on "
-        "synthetic inputs — fidelity, not task accuracy. Budget `--max-drop 1`; ★ = what the build chose. "
-        "Every number comes from `shipyard build` in this run (alternating blocks, medians).",
-        markdown_table(header, rows),
-        end_to_end,
-        "This run asks for `--precisions fp32,fp16,int8` explicitly; the default, `auto`, tries FP32 plus what "
-        "the CPU runs natively (INT8 only with real calibration data; see the `native-precisions` section). "
-        "FP16 on this CPU (no native FP16 arithmetic) is shown as measured: it is a size win, rarely a speed win here.",
-    ]))
+    header = [
+        "model",
+        "candidate",
+        "precision",
+        "metric",
+        "drop",
+        "p50 ms (batch 1)",
+        "vs torch eager",
+        "passed",
+    ]
+    write_section(
+        "quantization",
+        "\n\n".join(
+            [
+                "## Quantisation: FP32 vs FP16 vs INT8 (`benchmarks/quantization.py`)",
+                machine_line(threads)
+                + " Load average when written: {:.1f} / {:.1f} / {:.1f} (1/5/15 min); torch eager "
+                "(OpenMP) suffers most when other jobs share the cores, so read its ratios with "
+                "that in mind.".format(*os.getloadavg()),
+                "Metric: accuracy % for digits (held-out labels); mean cosine × 100 against the "
+                "source model for "
+                "MiniLM and for the torchvision models, which carry **random weights** (seeded, no "
+                "downloads) and run on "
+                "synthetic inputs — fidelity, not task accuracy. Budget `--max-drop 1`; ★ = what "
+                "the build chose. "
+                "Every number comes from `shipyard build` in this run (alternating blocks, "
+                "medians).",
+                markdown_table(header, rows),
+                end_to_end,
+                "This run asks for `--precisions fp32,fp16,int8` explicitly; the default, `auto`, "
+                "tries FP32 plus what "
+                "the CPU runs natively (INT8 only with real calibration data; see the "
+                "`native-precisions` section). "
+                "FP16 on this CPU (no native FP16 arithmetic) is shown as measured: it is a size "
+                "win, rarely a speed win here.",
+            ]
+        ),
+    )
 
 
 if __name__ == "__main__":

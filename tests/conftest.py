@@ -1,4 +1,5 @@
-"""Shared fixtures and markers: ``backend("name")`` skips when a runtime is missing, ``gpu`` without a GPU."""
+"""Shared fixtures and markers: ``backend("name")`` skips when a runtime is missing, ``gpu``
+without a GPU."""
 
 from __future__ import annotations
 
@@ -11,9 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-_BACKEND_MODULES = {"torch": "torch", "torchscript": "torch", "onnxruntime": "onnxruntime",
-                    "openvino": "openvino", "nncf": "nncf", "ncnn": "ncnn", "mnn": "MNN", "tvm": "tvm",
-                    "tensorrt": "tensorrt", "ray": "ray", "tritonclient": "tritonclient"}
+_BACKEND_MODULES = {
+    "torch": "torch",
+    "torchscript": "torch",
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+    "nncf": "nncf",
+    "ncnn": "ncnn",
+    "mnn": "MNN",
+    "tvm": "tvm",
+    "tensorrt": "tensorrt",
+    "ray": "ray",
+    "tritonclient": "tritonclient",
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -29,17 +40,21 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True, scope="session")
 def _cache_dir(tmp_path_factory):
-    """A fresh cache (reference outputs, quantised artifacts) for every test session, so results never
-    depend on an earlier run; only the built-in examples' trained weights, keyed by their recipe, are
+    """A fresh cache (reference outputs, quantised artifacts) for every test session, so results
+    never
+    depend on an earlier run; only the built-in examples' trained weights, keyed by their recipe,
+    are
     shared between runs."""
     shared = Path(os.environ.get("SHIPYARD_CACHE", Path.home() / ".cache" / "shipyard"))
     os.environ.setdefault("SHIPYARD_EXAMPLES_CACHE", str(shared / "examples"))
-    os.environ.setdefault("SHIPYARD_TRITON_ENV", str(shared / "triton-env"))  # made by scripts/triton_env.sh
+    os.environ.setdefault(
+        "SHIPYARD_TRITON_ENV", str(shared / "triton-env")
+    )  # made by scripts/triton_env.sh
     os.environ["SHIPYARD_CACHE"] = str(tmp_path_factory.mktemp("shipyard-cache"))
     yield
 
 
-SMALL_CNN = textwrap.dedent('''
+SMALL_CNN = textwrap.dedent("""
     import torch
     from torch import nn
 
@@ -63,7 +78,7 @@ SMALL_CNN = textwrap.dedent('''
 
     def not_a_module():
         return 42
-''')
+""")
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +102,9 @@ def write_small_cnn(folder: Path) -> dict[str, Path]:
     namespace: dict = {}
     exec(compile(SMALL_CNN, str(model_file), "exec"), namespace)
     images, labels = quadrant_data(1200, seed=1)
-    torch.manual_seed(0)  # before the initialisation too, so the weights do not depend on which tests ran first
+    torch.manual_seed(
+        0
+    )  # before the initialisation too, so the weights do not depend on which tests ran first
     model = namespace["make"]()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     x, y = torch.from_numpy(images[:800]), torch.from_numpy(labels[:800])
@@ -110,13 +127,14 @@ def quadrant_data(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     labels = rng.integers(0, 4, size=count)
     for image, label in zip(images, labels):
         row, col = divmod(int(label), 2)
-        image[:, row * 8:(row + 1) * 8, col * 8:(col + 1) * 8] += 0.8
+        image[:, row * 8 : (row + 1) * 8, col * 8 : (col + 1) * 8] += 0.8
     return images, labels.astype(np.int64)
 
 
 @pytest.fixture(scope="module")
 def no_artifact_cache():
-    """Quantise for real in every run of a module: a warm artifact cache must not hide a regression."""
+    """Quantise for real in every run of a module: a warm artifact cache must not hide a
+    regression."""
     os.environ["SHIPYARD_NO_CACHE"] = "1"
     yield
     os.environ.pop("SHIPYARD_NO_CACHE", None)
@@ -129,7 +147,8 @@ def hostile_weights(small_cnn):
 
 
 def write_hostile_weights(small_cnn: dict[str, Path], factor: float) -> Path:
-    """The small CNN with BN channel 0 scaled ×``factor`` and the next conv's input 0 scaled ÷``factor``.
+    """The small CNN with BN channel 0 scaled ×``factor`` and the next conv's input 0 scaled
+    ÷``factor``.
 
     The function is unchanged (ReLU commutes with a positive scale), but per-tensor INT8
     activations between the two convolutions lose every channel but the huge one.
@@ -158,10 +177,17 @@ def assert_passed(result, expected) -> None:
 @pytest.fixture(scope="session")
 def digits_package(tmp_path_factory) -> Path:
     """A package of example:digits built once per test session (ONNX Runtime, FP32)."""
-    from shipyard.pipeline.build import BuildOptions, build
     from shipyard.bench import BenchConfig
+    from shipyard.pipeline.build import BuildOptions, build
 
     out = tmp_path_factory.mktemp("pkgs") / "digits"
-    build(BuildOptions.create("example:digits", out=out, backends=["onnxruntime"], precisions=["fp32"],
-                       bench=BenchConfig(rounds=1, block_seconds=0.05)))
+    build(
+        BuildOptions.create(
+            "example:digits",
+            out=out,
+            backends=["onnxruntime"],
+            precisions=["fp32"],
+            bench=BenchConfig(rounds=1, block_seconds=0.05),
+        )
+    )
     return out

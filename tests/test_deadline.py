@@ -83,9 +83,23 @@ def test_candidates_are_made_a_precision_at_a_time():
     from shipyard.pipeline.build import making_order
     from shipyard.records import Candidate, Recipe
 
-    plans = [Candidate(b, p, Recipe()) for b, p in [("torch", "fp32"), ("onnxruntime", "fp32"),
-                                                    ("openvino", "fp32"), ("openvino", "bf16"),
-                                                    ("onnxruntime", "int8"), ("openvino", "int8")]]
+    plans = [
+        Candidate(b, p, Recipe())
+        for b, p in [
+            ("torch", "fp32"),
+            ("onnxruntime", "fp32"),
+            ("openvino", "fp32"),
+            ("openvino", "bf16"),
+            ("onnxruntime", "int8"),
+            ("openvino", "int8"),
+        ]
+    ]
     made = [(c.backend, c.precision) for c in making_order(plans)]
-    assert made == [("torch", "fp32"), ("openvino", "bf16"), ("onnxruntime", "int8"),
-                    ("onnxruntime", "fp32"), ("openvino", "int8"), ("openvino", "fp32")]
+    assert made == [
+        ("torch", "fp32"),
+        ("openvino", "bf16"),
+        ("onnxruntime", "int8"),
+        ("onnxruntime", "fp32"),
+        ("openvino", "int8"),
+        ("openvino", "fp32"),
+    ]

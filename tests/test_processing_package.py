@@ -26,7 +26,7 @@ CLASSIFIER = textwrap.dedent("""
         layers = []
         for c_in, c_out in ((3, 16), (16, 32), (32, 32)):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out),
-            nn.ReLU()]
+                       nn.ReLU()]
         model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 12))
         with torch.no_grad():
             model[-1].weight.mul_(20)   # spread the logits so top-5 is not a near tie

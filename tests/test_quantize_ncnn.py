@@ -26,10 +26,9 @@ DEPTHWISE = textwrap.dedent("""
     def make():
         return nn.Sequential(
             nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU(),      # depthwise: per-group
-            scales
-            nn.Conv2d(16, 24, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24,
-            6))
+            nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU(),  # depthwise: per-group scales
+            nn.Conv2d(16, 24, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(24, 6))
 """)
 
 

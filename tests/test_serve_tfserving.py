@@ -28,8 +28,8 @@ CLASSIFIER = textwrap.dedent("""
 
     def make():
         torch.manual_seed(5)
-        model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 16,
-        3, stride=2),
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
+                              nn.Conv2d(8, 16, 3, stride=2),
                               nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 6))
         with torch.no_grad():
             model[-1].weight.mul_(20)   # spread the logits so the top 3 is not a near tie

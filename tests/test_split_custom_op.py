@@ -91,12 +91,11 @@ def test_a_fresh_process_registers_the_op_from_the_artifact(model, split_artifac
         from shipyard.backends import get_backend
         from shipyard.records import Artifact, Signature
         signature = Signature.from_json(json.loads(sys.argv[1]))
-        session = get_backend("split").load(Artifact(Path({str(artifact.path)!r}), "split",
-        signature), 1)
+        artifact = Artifact(Path({str(artifact.path)!r}), "split", signature)
+        session = get_backend("split").load(artifact, 1)
         assert "custom_op_model" not in sys.modules
-        np.save({str(tmp_path / "y.npy")!r}, session.run({{"image": np.load({
-        str(tmp_path / "x.npy")!r
-    })}})["output"])
+        x = np.load({str(tmp_path / "x.npy")!r})
+        np.save({str(tmp_path / "y.npy")!r}, session.run({{"image": x}})["output"])
     """)
     subprocess.run(
         [sys.executable, "-c", script, json.dumps(SIGNATURE.to_json())], check=True, timeout=120

@@ -18,13 +18,20 @@ class Predictor:
     the model; every other package passes its feed straight to the runtime after validation.
     """
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], threads: int | None = None,
-                 trust_code: bool = False) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        manifest: dict[str, Any],
+        threads: int | None = None,
+        trust_code: bool = False,
+    ) -> None:
         from shipyard.backends import get_backend
         from shipyard.package.manifest import public_signature
         from shipyard.package.trust import require_consent
 
-        require_consent(folder, manifest, trust_code)  # before any runtime opens a file of the package
+        require_consent(
+            folder, manifest, trust_code
+        )  # before any runtime opens a file of the package
         self.folder = folder
         self.manifest = manifest
         self.name: str = manifest["name"]
@@ -32,14 +39,19 @@ class Predictor:
         self.backend: str = manifest["backend"]
         model_signature = Signature.from_json(manifest.get("model_signature") or manifest)
         self.signature = public_signature(model_signature, manifest.get("text"))
-        artifact = Artifact(folder / manifest["model_file"], manifest["artifact_format"], model_signature)
-        self.session = get_backend(self.backend).load(artifact, threads or int(manifest.get("threads", 1)),
-                                                      **(manifest.get("runtime") or {}))
+        artifact = Artifact(
+            folder / manifest["model_file"], manifest["artifact_format"], model_signature
+        )
+        self.session = get_backend(self.backend).load(
+            artifact, threads or int(manifest.get("threads", 1)), **(manifest.get("runtime") or {})
+        )
         _check_cpu(folder, manifest)
         self._tokenizer = self._make_tokenizer(manifest.get("text"))
         from shipyard.processing.runtime import load_processing
 
-        self._processing = load_processing(folder, manifest, model_signature, threads or int(manifest.get("threads", 1)))
+        self._processing = load_processing(
+            folder, manifest, model_signature, threads or int(manifest.get("threads", 1))
+        )
         if self._processing is not None:  # image bytes in, labels / boxes / unit embeddings out
             self.signature = self._processing.signature
 
@@ -49,8 +61,11 @@ class Predictor:
         from shipyard.sources.base import TextFrontend
         from shipyard.text import Tokenizer
 
-        return Tokenizer(TextFrontend(self.folder / text["tokenizer"], int(text["max_length"]),
-                                      tuple(text["input_names"])))
+        return Tokenizer(
+            TextFrontend(
+                self.folder / text["tokenizer"], int(text["max_length"]), tuple(text["input_names"])
+            )
+        )
 
     @property
     def max_batch_size(self) -> int:
@@ -65,7 +80,8 @@ class Predictor:
         return self.session.run(self._tokenizer(self._texts(inputs)))
 
     def check(self, inputs: dict[str, np.ndarray]) -> None:
-        """What can be checked without running the model: texts decode, image headers fit the pixel budget."""
+        """What can be checked without running the model: texts decode, image headers fit the pixel
+        budget."""
         if self._processing is not None:
             self._processing.check(inputs)
         elif self._tokenizer is not None:
@@ -75,8 +91,12 @@ class Predictor:
         from shipyard.text import BYTES_PER_TOKEN, TEXT_INPUT, decode_texts
 
         if set(inputs) != {TEXT_INPUT}:
-            raise DataError(f"inputs {sorted(inputs)} do not match the model: expected ['{TEXT_INPUT}'] (BYTES)")
-        texts = decode_texts(inputs[TEXT_INPUT], self._tokenizer.frontend.max_length * BYTES_PER_TOKEN)
+            raise DataError(
+                f"inputs {sorted(inputs)} do not match the model: expected ['{TEXT_INPUT}'] (BYTES)"
+            )
+        texts = decode_texts(
+            inputs[TEXT_INPUT], self._tokenizer.frontend.max_length * BYTES_PER_TOKEN
+        )
         if not texts:
             raise DataError(f"input {TEXT_INPUT!r} is empty; expected at least one text")
         return texts

@@ -8,7 +8,8 @@ recipe starts with ``export(format=onnx)`` reuses the one exported ONNX file.
     optimize(optimizer=onnxslim|ort)               offline ONNX graph optimisation
     convert(format=…), quantize(method=…)          by the backend that owns the format or method
                                                    (``shipyard.backends.steps``)
-    qat, split                                     registered by ``shipyard.optimize.qat`` / ``shipyard.split.plan``
+    qat, split                                     registered by ``shipyard.optimize.qat`` /
+    ``shipyard.split.plan``
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from shipyard.dataset import Dataset
 from shipyard.deadline import NO_DEADLINE, Deadline
@@ -27,29 +28,40 @@ from shipyard.sources.base import Source
 
 StepFunction = Callable[..., Artifact]
 STEPS: dict[str, StepFunction] = {}
-STEP_MODULES: dict[str, str] = {"convert": "shipyard.backends.steps", "quantize": "shipyard.backends.steps",
-                                 "qat": "shipyard.optimize.qat"}
+STEP_MODULES: dict[str, str] = {
+    "convert": "shipyard.backends.steps",
+    "quantize": "shipyard.backends.steps",
+    "qat": "shipyard.optimize.qat",
+}
 """Step name → module that registers it with ``@step`` when imported (kept out of start-up)."""
 
 
 def step(name: str) -> Callable[[StepFunction], StepFunction]:
     """Register a recipe step under ``name``."""
+
     def register(function: StepFunction) -> StepFunction:
         STEPS[name] = function
         return function
+
     return register
 
 
 class Workshop:
     """Makes artifacts for one source in ``work_dir``, reusing every prefix already made."""
 
-    def __init__(self, source: Source, work_dir: Path, calibration: Dataset | None = None,
-                 deadline: Deadline = NO_DEADLINE) -> None:
+    def __init__(
+        self,
+        source: Source,
+        work_dir: Path,
+        calibration: Dataset | None = None,
+        deadline: Deadline = NO_DEADLINE,
+    ) -> None:
         self.source = source
         self.work_dir = work_dir
         self.calibration = calibration
         self.deadline = deadline
-        """The build's time budget; long steps (NNCF accuracy control, QAT) stop or shorten by it."""
+        """The build's time budget; long steps (NNCF accuracy control, QAT) stop or shorten by
+        it."""
         self.notes: dict[str, list[str]] = {}
         self._made: dict[str, Artifact] = {}
         self._current_key = ""
@@ -58,7 +70,7 @@ class Workshop:
     def make(self, recipe: Recipe) -> Artifact:
         artifact: Artifact | None = None
         applied = self.source.steps  # model-level steps the source module already carries
-        done = len(applied) if recipe.steps[:len(applied)] == applied else 0
+        done = len(applied) if recipe.steps[: len(applied)] == applied else 0
         for count in range(done + 1, len(recipe.steps) + 1):
             prefix = Recipe(recipe.steps[:count])
             key = str(prefix)
@@ -70,7 +82,8 @@ class Workshop:
         return artifact
 
     def calibration_data(self) -> Dataset:
-        """The calibration set, for steps that cannot run without one (noted in the build's notes)."""
+        """The calibration set, for steps that cannot run without one (noted in the build's
+        notes)."""
         data = self.calibration
         if data is None or len(data) == 0:
             raise ConversionError("static INT8 quantisation needs calibration data; pass --data")
@@ -84,7 +97,9 @@ class Workshop:
 
     def new_path(self, suffix: str) -> Path:
         """A fresh path in the work dir for the step being run, named after its recipe prefix."""
-        digest = hashlib.sha256(f"{self.source.content_hash}:{self._current_key}".encode()).hexdigest()[:12]
+        digest = hashlib.sha256(
+            f"{self.source.content_hash}:{self._current_key}".encode()
+        ).hexdigest()[:12]
         folder = self.work_dir / digest
         if folder.exists():
             shutil.rmtree(folder)
@@ -95,7 +110,9 @@ class Workshop:
         if recipe_step.name not in STEPS and recipe_step.name in STEP_MODULES:
             importlib.import_module(STEP_MODULES[recipe_step.name])
         if recipe_step.name not in STEPS:
-            raise ConversionError(f"unknown recipe step {recipe_step.name!r}; known: {', '.join(sorted(STEPS))}")
+            raise ConversionError(
+                f"unknown recipe step {recipe_step.name!r}; known: {', '.join(sorted(STEPS))}"
+            )
         self._current_key = key
         return STEPS[recipe_step.name](self, previous, **recipe_step.options)
 
@@ -109,7 +126,9 @@ def _export(workshop: Workshop, previous: Artifact | None, format: str, **option
         from shipyard.convert.onnx_export import export_onnx
 
         exported = export_onnx(source, workshop.new_path(".onnx"))
-        workshop.notes.setdefault("export", []).append(f"ONNX via the {exported.exporter} exporter, opset {exported.opset}")
+        workshop.notes.setdefault("export", []).append(
+            f"ONNX via the {exported.exporter} exporter, opset {exported.opset}"
+        )
         return exported.artifact
     if format == "torchscript":
         from shipyard.convert.torchscript import export_torchscript
@@ -119,7 +138,9 @@ def _export(workshop: Workshop, previous: Artifact | None, format: str, **option
         from shipyard.convert.torch_program import export_program
 
         return export_program(source, workshop.new_path(".pt2"))
-    raise ConversionError(f"unknown export format {format!r}; expected onnx, torchscript or torch-export")
+    raise ConversionError(
+        f"unknown export format {format!r}; expected onnx, torchscript or torch-export"
+    )
 
 
 @step("optimize")

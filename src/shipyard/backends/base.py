@@ -14,8 +14,10 @@ and the capabilities the rest of the road asks it about instead of branching on 
 which candidates it plans for a precision (``plans``), which ``convert`` targets and ``quantize``
 methods it owns (``converts`` / ``quantizers``, done by ``convert`` / ``quantize``), whether it runs
 quantisation-aware-training output (``qat_recipe``), its own accuracy-aware
-attempt (``own_rescue``), a tuned twin of a candidate (``tuned``), and how its layers are compared one
-by one (``layer_views``). Everything heavy is imported inside the folder's other modules, only when used.
+attempt (``own_rescue``), a tuned twin of a candidate (``tuned``), and how its layers are compared
+one
+by one (``layer_views``). Everything heavy is imported inside the folder's other modules, only when
+used.
 
 Example::
 
@@ -105,16 +107,21 @@ class Runtime:
     """Precision → why this backend plans no candidate for it (the build says so in a note)."""
 
     def available(self) -> tuple[bool, str]:
-        """Cheap, never raises: whether the runtime's module is installed (backends may check more)."""
+        """Cheap, never raises: whether the runtime's module is installed (backends may check
+        more)."""
         return require_module(self.module, self.package)
 
     def load(self, artifact: Artifact, threads: int, **runtime: Any) -> Session:
-        """A session on ``artifact``, run as ``runtime`` says; says how to install the runtime when it is missing."""
+        """A session on ``artifact``, run as ``runtime`` says; says how to install the runtime when
+        it is missing."""
         ensure_available(self)
         unknown = sorted(set(runtime) - set(self.runtime_options))
         if unknown:
-            raise UsageError(f"backend {self.name!r} takes no runtime option {', '.join(unknown)}; it takes "
-                             f"{', '.join(self.runtime_options) or 'none'} (was the package written by a newer Shipyard?)")
+            raise UsageError(
+                f"backend {self.name!r} takes no runtime option {', '.join(unknown)}; it takes "
+                f"{', '.join(self.runtime_options) or 'none'} (was the package written by a newer "
+                "Shipyard?)"
+            )
         return self._load_impl(artifact, threads, **runtime)
 
     def _load_impl(self, artifact: Artifact, threads: int) -> Session:
@@ -125,26 +132,39 @@ class Runtime:
         return []
 
     def tuned(self, plan: Candidate, tune_seconds: float, threads: int) -> Candidate | None:
-        """A tuned twin of ``plan`` (``--tune-seconds``), for backends that tune; None for the rest."""
+        """A tuned twin of ``plan`` (``--tune-seconds``), for backends that tune; None for the
+        rest."""
         return None
 
-    def convert(self, workshop: Workshop, previous: Artifact, format: str, **options: Any) -> Artifact:
+    def convert(
+        self, workshop: Workshop, previous: Artifact, format: str, **options: Any
+    ) -> Artifact:
         raise ConversionError(f"backend {self.name!r} converts to nothing")
 
-    def quantize(self, workshop: Workshop, previous: Artifact, path: Path, method: str,
-                 options: dict[str, Any]) -> Artifact:
+    def quantize(
+        self,
+        workshop: Workshop,
+        previous: Artifact,
+        path: Path,
+        method: str,
+        options: dict[str, Any],
+    ) -> Artifact:
         raise ConversionError(f"backend {self.name!r} has no quantisation method {method!r}")
 
     def qat_recipe(self, recipe: Recipe) -> Recipe | None:
         """The recipe that runs ``recipe``'s Q/DQ ONNX output here, or None when it cannot."""
         return None
 
-    def own_rescue(self, candidate: Candidate, calibration: Any, max_drop: float) -> Candidate | None:
+    def own_rescue(
+        self, candidate: Candidate, calibration: Any, max_drop: float
+    ) -> Candidate | None:
         """The backend's own accuracy-aware variant of a failed INT8 candidate, tried before the
         layer-wise search (OpenVINO: NNCF accuracy control); None when it has none."""
         return None
 
-    def layer_views(self, candidate: Candidate, workshop: Workshop, feed: dict[str, np.ndarray]) -> LayerViews:
+    def layer_views(
+        self, candidate: Candidate, workshop: Workshop, feed: dict[str, np.ndarray]
+    ) -> LayerViews:
         """The candidate's graph with each tensor's values from its FP32 prefix and from itself."""
         raise ConversionError(f"backend {self.name!r} cannot compare its layers one by one")
 
@@ -155,7 +175,8 @@ class Runtime:
 
 @dataclass
 class LayerViews:
-    """What the layer-by-layer comparison needs from a backend: the graph and both sets of tensors."""
+    """What the layer-by-layer comparison needs from a backend: the graph and both sets of
+    tensors."""
 
     graph: Any
     reference: dict[str, np.ndarray]
@@ -168,28 +189,36 @@ def check_feed(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str,
     missing = [n for n in expected if n not in inputs]
     unknown = [n for n in inputs if n not in expected]
     if missing or unknown:
-        raise DataError(f"inputs {sorted(inputs)} do not match the model: expected {expected}"
-                        + (f"; missing {missing}" if missing else "")
-                        + (f"; unknown {unknown}" if unknown else ""))
+        raise DataError(
+            f"inputs {sorted(inputs)} do not match the model: expected {expected}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unknown {unknown}" if unknown else "")
+        )
     return {spec.name: _check_tensor(spec, inputs[spec.name]) for spec in signature.inputs}
 
 
 def _check_tensor(spec, value: np.ndarray) -> np.ndarray:
     array = np.asarray(value)
     if len(array.shape) != len(spec.shape):
-        raise DataError(f"input {spec.name!r} has shape {list(array.shape)}; expected "
-                        f"{len(spec.shape)} dimensions like {spec.kserve_shape} (-1 = any size)")
+        raise DataError(
+            f"input {spec.name!r} has shape {list(array.shape)}; expected "
+            f"{len(spec.shape)} dimensions like {spec.kserve_shape} (-1 = any size)"
+        )
     for axis, (got, want) in enumerate(zip(array.shape, spec.shape)):
         if isinstance(want, int) and got != want:
-            raise DataError(f"input {spec.name!r} has size {got} on axis {axis}; expected {want} "
-                            f"(shape {spec.kserve_shape})")
+            raise DataError(
+                f"input {spec.name!r} has size {got} on axis {axis}; expected {want} "
+                f"(shape {spec.kserve_shape})"
+            )
     want_dtype = numpy_dtype(spec.dtype)
     if array.dtype == want_dtype:
         return array
     if spec.dtype == "bytes" or array.dtype.kind not in "biuf":
         raise DataError(f"input {spec.name!r} has dtype {array.dtype}; expected {spec.dtype}")
     if array.dtype.kind == "f" and want_dtype.kind in "iu":
-        raise DataError(f"input {spec.name!r} has float dtype {array.dtype}; expected integers ({spec.dtype})")
+        raise DataError(
+            f"input {spec.name!r} has float dtype {array.dtype}; expected integers ({spec.dtype})"
+        )
     return array.astype(want_dtype)
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -55,8 +55,11 @@ Progress = Callable[[int, int], None]
 """Called with (rounds done, rounds in all) before each round and at the end."""
 
 
-def time_blocks(calls: dict[str, Callable[[], object]], config: BenchConfig = BenchConfig(),
-                progress: Progress | None = None) -> dict[str, LatencyStats]:
+def time_blocks(
+    calls: dict[str, Callable[[], object]],
+    config: BenchConfig = BenchConfig(),
+    progress: Progress | None = None,
+) -> dict[str, LatencyStats]:
     """Time each callable in alternating blocks; returns latency statistics per key."""
     block_sizes = {key: _block_size(call, config) for key, call in calls.items()}
     samples: dict[str, list[float]] = {key: [] for key in calls}
@@ -80,13 +83,23 @@ def _block_size(call: Callable[[], object], config: BenchConfig) -> int:
     for _ in range(config.warmup_calls):
         call()
     per_call = (time.perf_counter() - start) / config.warmup_calls
-    return int(np.clip(config.block_seconds / max(per_call, 1e-6), config.min_block, config.max_block))
+    return int(
+        np.clip(config.block_seconds / max(per_call, 1e-6), config.min_block, config.max_block)
+    )
 
 
-def time_sessions(sessions: dict[str, Session], feed: dict[str, np.ndarray],
-                  config: BenchConfig = BenchConfig(), progress: Progress | None = None) -> dict[str, LatencyStats]:
+def time_sessions(
+    sessions: dict[str, Session],
+    feed: dict[str, np.ndarray],
+    config: BenchConfig = BenchConfig(),
+    progress: Progress | None = None,
+) -> dict[str, LatencyStats]:
     """Time every session on the same feed, in alternating blocks."""
-    return time_blocks({key: (lambda s=session: s.run(feed)) for key, session in sessions.items()}, config, progress)
+    return time_blocks(
+        {key: (lambda s=session: s.run(feed)) for key, session in sessions.items()},
+        config,
+        progress,
+    )
 
 
 def rss_mb() -> float:

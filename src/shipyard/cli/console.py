@@ -43,7 +43,10 @@ class ConsoleReporter:
         if done < total and now - shown < self.PROGRESS_EVERY:
             return
         self._stages[what] = (started, now)
-        console.print(f"[dim]{now - self._start:6.1f}s[/dim] [cyan]{what}: {_progress_text(now - started, done, total)}[/cyan]")
+        console.print(
+            f"[dim]{now - self._start:6.1f}s[/dim] [cyan]{what}: "
+            f"{_progress_text(now - started, done, total)}[/cyan]"
+        )
 
     def stage(self, text: str) -> None:
         console.print(f"[dim]{self._clock() - self._start:6.1f}s[/dim] {text}")
@@ -51,7 +54,10 @@ class ConsoleReporter:
     def candidate(self, candidate: Candidate) -> None:
         check = candidate.verification
         if candidate.passed and check:
-            console.print(f"         [green]✓[/green] {check.metric} {check.value:.2f} (drop {check.drop:+.2f})")
+            console.print(
+                f"         [green]✓[/green] {check.metric} {check.value:.2f} (drop "
+                f"{check.drop:+.2f})"
+            )
         else:
             console.print(f"         [red]✗[/red] {_short(candidate.why_failed, 140)}")
 
@@ -60,13 +66,31 @@ class ConsoleReporter:
 
 
 def candidate_table(result: BuildResult) -> Table:
-    table = Table(title=f"{result.source.name}: candidates ({result.metric}, batch-1 latency, "
-                        f"{result.threads} threads)", title_justify="left", caption=_honesty_caption(result),
-                  caption_justify="left")
-    for column in ("candidate", "passed", result.metric, "drop", *_HONESTY, "p50 ms", "p99 ms", "speed-up",
-                   "thru/s", "MB", "why not"):
-        table.add_column(column, justify="left" if column in ("candidate", "why not") else "right",
-                         overflow="fold")
+    table = Table(
+        title=f"{result.source.name}: candidates ({result.metric}, batch-1 latency, "
+        f"{result.threads} threads)",
+        title_justify="left",
+        caption=_honesty_caption(result),
+        caption_justify="left",
+    )
+    for column in (
+        "candidate",
+        "passed",
+        result.metric,
+        "drop",
+        *_HONESTY,
+        "p50 ms",
+        "p99 ms",
+        "speed-up",
+        "thru/s",
+        "MB",
+        "why not",
+    ):
+        table.add_column(
+            column,
+            justify="left" if column in ("candidate", "why not") else "right",
+            overflow="fold",
+        )
     if result.baseline:
         table.add_row(*_cells(result, result.baseline), style="italic")
     for candidate in result.candidates:
@@ -79,40 +103,59 @@ def _cells(result: BuildResult, c: Candidate) -> list[str]:
     timed = t is not None and t.calls > 0
     speed = result.speedup(c) if timed else None
     mark = "★ " if c is result.chosen else ""
-    return [mark + c.key, "yes" if c.passed else "no", f"{v.value:.2f}" if v else "–",
-            f"{v.drop:+.2f}" if v else "–", *_honesty_cells(v), f"{t.p50_ms:.3f}" if timed else "–", f"{t.p99_ms:.3f}" if timed else "–",
-            f"{speed:.2f}×" if speed else "–", f"{t.throughput:.0f}" if timed else "–",
-            f"{t.size_mb:.1f}" if t and t.size_mb else "–", _short(c.why_failed)]
+    return [
+        mark + c.key,
+        "yes" if c.passed else "no",
+        f"{v.value:.2f}" if v else "–",
+        f"{v.drop:+.2f}" if v else "–",
+        *_honesty_cells(v),
+        f"{t.p50_ms:.3f}" if timed else "–",
+        f"{t.p99_ms:.3f}" if timed else "–",
+        f"{speed:.2f}×" if speed else "–",
+        f"{t.throughput:.0f}" if timed else "–",
+        f"{t.size_mb:.1f}" if t and t.size_mb else "–",
+        _short(c.why_failed),
+    ]
 
 
 def _progress_text(elapsed: float, done: int, total: int) -> str:
-    """``3/8 done in 42 s, about 70 s left`` (time left from the pace so far; unknown totals give none)."""
+    """``3/8 done in 42 s, about 70 s left`` (time left from the pace so far; unknown totals give
+    none)."""
     if not total:
         return f"{done} done in {elapsed:.0f} s"
     if done >= total:
         return f"{total}/{total} done in {elapsed:.0f} s"
     bar = "█" * round(20 * done / total) + "░" * (20 - round(20 * done / total))
-    return f"{bar} {done}/{total} in {elapsed:.0f} s, about {elapsed / done * (total - done):.0f} s left"
+    left = elapsed / done * (total - done)
+    return f"{bar} {done}/{total} in {elapsed:.0f} s, about {left:.0f} s left"
 
 
 _HONESTY = ("top-5", "confident", "cosine")
 
 
 def _honesty_cells(v) -> list[str]:
-    """Top-5 agreement, agreement on confident samples and cosine (×100) beside the budget's metric."""
+    """Top-5 agreement, agreement on confident samples and cosine (×100) beside the budget's
+    metric."""
     values = (v.top5_agreement, v.confident_agreement, v.cosine) if v else (None, None, None)
     return [f"{x:.2f}" if x is not None else "–" for x in values]
 
 
 def _honesty_caption(result: BuildResult) -> str | None:
-    checked = next((c.verification for c in [result.baseline, *result.candidates] if c and c.verification), None)
+    checked = next(
+        (c.verification for c in [result.baseline, *result.candidates] if c and c.verification),
+        None,
+    )
     if checked is None or checked.top5_agreement is None and checked.confident_agreement is None:
         return None
     from shipyard.verify.agreement import CONFIDENT_MARGIN
 
-    return (f"top-5: % whose source top-1 is in the candidate's top 5; confident: top-1 agreement on the "
-            f"{checked.confident_samples} of {checked.samples} samples where the source's top-1 probability beats its "
-            f"top-2 by > {CONFIDENT_MARGIN:g}; cosine × 100. The budget counts {result.metric} only.")
+    return (
+        "top-5: % whose source top-1 is in the candidate's top 5; confident: top-1 agreement on "
+        "the "
+        f"{checked.confident_samples} of {checked.samples} samples where the source's top-1 "
+        "probability beats its "
+        f"top-2 by > {CONFIDENT_MARGIN:g}; cosine × 100. The budget counts {result.metric} only."
+    )
 
 
 def _short(text: str, limit: int = 90) -> str:
@@ -129,10 +172,16 @@ def print_result(result: BuildResult) -> None:
     out.print(candidate_table(result))
     chosen = result.chosen
     if chosen is None:
-        out.print("[red]No candidate stayed inside the accuracy budget; nothing was packaged.[/red]")
+        out.print(
+            "[red]No candidate stayed inside the accuracy budget; nothing was packaged.[/red]"
+        )
         return
     speed = result.speedup(chosen)
-    baseline = f" — {speed:.2f}× the speed of the {result.baseline.key}" if speed and result.baseline else ""
+    baseline = (
+        f" — {speed:.2f}× the speed of the {result.baseline.key}"
+        if speed and result.baseline
+        else ""
+    )
     out.print(f"chosen: [bold]{chosen.key}[/bold] ({chosen.recipe}){baseline}")
     if result.package:
         out.print(f"package: {result.package}  (report: {result.package / 'report.html'})")

@@ -1,4 +1,5 @@
-"""Writing a package: the chosen candidate's files, ``manifest.json``, ``candidates.json``, ``report.html``.
+"""Writing a package: the chosen candidate's files, ``manifest.json``, ``candidates.json``,
+``report.html``.
 
 The package is written into a sibling temporary folder and moved into place only when complete,
 so a failed build never leaves a half-written ``--out`` and never destroys the package that was
@@ -15,18 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard import __version__, machine
-from shipyard.errors import PackageError, UsageError
+from shipyard.errors import PackageError
 from shipyard.package.cpu_check import cpu_requirements
-from shipyard.package.manifest import FORMAT_VERSION, MANIFEST, public_signature
+from shipyard.package.manifest import FORMAT_VERSION, public_signature
 from shipyard.records import Artifact, Candidate
 
 if TYPE_CHECKING:
     from shipyard.pipeline.build import BuildResult
 
 
-
 def check_out_dir(out: Path, force: bool, inputs: list[Path] | tuple[Path, ...] = ()) -> None:
-    """Refuse, before any work, an ``--out`` that is not empty unless ``force`` and an old package."""
+    """Refuse, before any work, an ``--out`` that is not empty unless ``force`` and an old
+    package."""
     from shipyard.package.outdir import check_out_dir as check
 
     check(out, force, inputs)
@@ -48,7 +49,9 @@ def write_package(result: BuildResult, out: Path) -> Path:
 
         config = result.options.output.preprocess or result.source.processing_config
         add_to_manifest(manifest, attach_processing(config, artifact.signature, staging))
-        (staging / "candidates.json").write_text(json.dumps([c.to_json() for c in result.candidates], indent=2))
+        (staging / "candidates.json").write_text(
+            json.dumps([c.to_json() for c in result.candidates], indent=2)
+        )
         from shipyard.package.report import write_report
         from shipyard.package.trust import seal
 
@@ -73,7 +76,9 @@ def _copy_artifact(artifact: Artifact, folder: Path) -> list[str]:
     folder.mkdir(parents=True)
     copied = []
     for file in artifact.files:
-        target = folder / (file.name if file.parent == artifact.path.parent else file.relative_to(artifact.path))
+        target = folder / (
+            file.name if file.parent == artifact.path.parent else file.relative_to(artifact.path)
+        )
         shutil.copy2(file, target)
         copied.append(target.name)
     return copied
@@ -84,12 +89,20 @@ def _copy_tokenizer(result: BuildResult, staging: Path) -> dict[str, Any] | None
     if frontend is None:
         return None
     shutil.copy2(frontend.tokenizer_file, staging / "tokenizer.json")
-    return {"tokenizer": "tokenizer.json", "max_length": frontend.max_length,
-            "input_names": list(frontend.input_names)}
+    return {
+        "tokenizer": "tokenizer.json",
+        "max_length": frontend.max_length,
+        "input_names": list(frontend.input_names),
+    }
 
 
-def manifest_for(result: BuildResult, chosen: Candidate, artifact: Artifact,
-                 files: list[str], text: dict[str, Any] | None) -> dict[str, Any]:
+def manifest_for(
+    result: BuildResult,
+    chosen: Candidate,
+    artifact: Artifact,
+    files: list[str],
+    text: dict[str, Any] | None,
+) -> dict[str, Any]:
     from shipyard.doctor import runtime_versions
 
     signature = public_signature(artifact.signature, text)
@@ -104,8 +117,9 @@ def manifest_for(result: BuildResult, chosen: Candidate, artifact: Artifact,
         "cpu_requirements": cpu_requirements(chosen, result.candidates, machine.cpu().flags),
         "artifact_format": artifact.format,
         "model_file": f"model/{artifact.path.name}",
-        "files": [f"model/{f}" for f in files] + (["tokenizer.json"] if text else [])
-                 + ["candidates.json", "report.html"],
+        "files": [f"model/{f}" for f in files]
+        + (["tokenizer.json"] if text else [])
+        + ["candidates.json", "report.html"],
         "inputs": [s.to_json() for s in signature.inputs],
         "outputs": [s.to_json() for s in signature.outputs],
         "model_signature": artifact.signature.to_json(),
@@ -114,11 +128,20 @@ def manifest_for(result: BuildResult, chosen: Candidate, artifact: Artifact,
         "metrics": _metrics(result, chosen),
         "candidates": [c.to_json() for c in result.candidates],
         "baseline": result.baseline.to_json() if result.baseline else None,
-        "source": {"model": result.options.source.model, "kind": result.source.kind, "content_hash": result.source.content_hash,
-                   "task": result.source.task},
-        "data": {"description": result.data_description, "synthetic": result.synthetic_data,
-                 "calibration_samples": result.calibration_size, "evaluation_samples": result.evaluation_size,
-                 "metric": result.metric, "max_drop": result.options.search.max_drop},
+        "source": {
+            "model": result.options.source.model,
+            "kind": result.source.kind,
+            "content_hash": result.source.content_hash,
+            "task": result.source.task,
+        },
+        "data": {
+            "description": result.data_description,
+            "synthetic": result.synthetic_data,
+            "calibration_samples": result.calibration_size,
+            "evaluation_samples": result.evaluation_size,
+            "metric": result.metric,
+            "max_drop": result.options.search.max_drop,
+        },
         "machine": machine.describe(),
         "versions": runtime_versions(sorted({c.backend for c in result.candidates})),
         "notes": result.notes,
@@ -165,7 +188,8 @@ def _swap_into_place(staging: Path, out: Path) -> None:
 
 
 def make_readable(folder: Path) -> None:
-    """Folders 0755, files 0644: a package is served by another account than the one that built it."""
+    """Folders 0755, files 0644: a package is served by another account than the one that built
+    it."""
     folder.chmod(0o755)
     for path in folder.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)

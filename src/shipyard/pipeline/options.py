@@ -51,7 +51,9 @@ class DataOptions:
 
     def check(self) -> None:
         if not 0 < self.eval_fraction < 1:
-            raise UsageError(f"--eval-fraction {self.eval_fraction}: expected a number between 0 and 1")
+            raise UsageError(
+                f"--eval-fraction {self.eval_fraction}: expected a number between 0 and 1"
+            )
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,11 @@ class SearchOptions:
     throughput_batch: int = 16
     bench: BenchConfig = field(default_factory=BenchConfig)
     time_budget: float | None = DEFAULT_TIME_BUDGET
-    """Seconds the whole build may spend (``shipyard.deadline`` says what it stops); None = no limit."""
+    """Seconds the whole build may spend (``shipyard.deadline`` says what it stops); None = no
+    limit."""
     tune_seconds: float = 0.0
-    """Seconds MetaSchedule may tune a TVM candidate (an extra, tuned one beside the untuned); 0 = no tuning."""
+    """Seconds MetaSchedule may tune a TVM candidate (an extra, tuned one beside the untuned); 0 =
+    no tuning."""
     cache_dir: Path | None = None
     """Where reference outputs are cached (default: ``machine.cache_root() / "reference"``)."""
 
@@ -78,14 +82,22 @@ class SearchOptions:
         if self.threads < 1:
             raise UsageError(f"--threads {self.threads}: expected a whole number ≥ 1")
         if self.optimize_for not in ("latency", "throughput"):
-            raise UsageError(f"--optimize-for {self.optimize_for!r}: expected latency or throughput")
+            raise UsageError(
+                f"--optimize-for {self.optimize_for!r}: expected latency or throughput"
+            )
         if self.throughput_batch < 1:
-            raise UsageError(f"--throughput-batch {self.throughput_batch}: expected a whole number ≥ 1")
+            raise UsageError(
+                f"--throughput-batch {self.throughput_batch}: expected a whole number ≥ 1"
+            )
         if self.time_budget is not None and not self.time_budget >= 0:
-            raise UsageError(f"--time-budget {self.time_budget:g}: expected a number of seconds ≥ 0")
+            raise UsageError(
+                f"--time-budget {self.time_budget:g}: expected a number of seconds ≥ 0"
+            )
         if not self.tune_seconds >= 0:
-            raise UsageError(f"--tune-seconds {self.tune_seconds:g}: expected a number of seconds ≥ 0 "
-                             "(0 = no tuning)")
+            raise UsageError(
+                f"--tune-seconds {self.tune_seconds:g}: expected a number of seconds ≥ 0 "
+                "(0 = no tuning)"
+            )
 
 
 @dataclass(frozen=True)
@@ -127,8 +139,10 @@ class BuildOptions:
                 raise TypeError(f"BuildOptions.create() got an unknown setting {key!r}")
             for owner in owners:  # ``seed`` seeds both the data split and training
                 groups[owner][key] = _normalised(key, value)
-        return cls(SourceOptions(model, **groups.pop("source")),
-                   **{name: _RECORDS[name](**values) for name, values in groups.items()})
+        return cls(
+            SourceOptions(model, **groups.pop("source")),
+            **{name: _RECORDS[name](**values) for name, values in groups.items()},
+        )
 
     def check(self) -> None:
         self.data.check()
@@ -136,14 +150,22 @@ class BuildOptions:
 
     def replace(self, **settings: Any) -> BuildOptions:
         """A copy with flat settings changed, routed like ``create``."""
-        current = {key: getattr(getattr(self, name), key) for name, record in _RECORDS.items()
-                   for key in _fields(record)}
+        current = {
+            key: getattr(getattr(self, name), key)
+            for name, record in _RECORDS.items()
+            for key in _fields(record)
+        }
         current.pop("model")
         return BuildOptions.create(self.source.model, **{**current, **settings})
 
 
-_RECORDS = {"source": SourceOptions, "data": DataOptions, "search": SearchOptions, "training": TrainingOptions,
-            "output": OutputOptions}
+_RECORDS = {
+    "source": SourceOptions,
+    "data": DataOptions,
+    "search": SearchOptions,
+    "training": TrainingOptions,
+    "output": OutputOptions,
+}
 _PATHS = ("weights", "data", "out", "cache_dir", "preprocess")
 _TUPLES = ("input_hints", "output_names", "backends", "precisions", "protect")
 

@@ -12,31 +12,39 @@ from shipyard.records import Candidate, Recipe
 from shipyard.sources.base import Source
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-"""Precisions a backend may plan; ``--precisions`` also takes ``auto`` (``CHOICES``), resolved per CPU
+"""Precisions a backend may plan; ``--precisions`` also takes ``auto`` (``CHOICES``), resolved per
+CPU
 by ``shipyard.quantize.auto`` before planning."""
 CHOICES = ("auto", *PRECISIONS)
 
 
-def parse_list(value: str | None, known: tuple[str, ...] | list[str], what: str) -> list[str] | None:
+def parse_list(
+    value: str | None, known: tuple[str, ...] | list[str], what: str
+) -> list[str] | None:
     """``"a,b"`` → ``["a", "b"]``, each checked against ``known``; None stays None."""
     if value is None:
         return None
     items = [v.strip() for v in value.split(",") if v.strip()]
     unknown = [v for v in items if v not in known]
     if unknown or not items:
-        raise UsageError(f"--{what} {value!r}: unknown {', '.join(unknown) or 'empty list'}; "
-                         f"expected a comma-separated list of {', '.join(known)}")
+        raise UsageError(
+            f"--{what} {value!r}: unknown {', '.join(unknown) or 'empty list'}; "
+            f"expected a comma-separated list of {', '.join(known)}"
+        )
     return items
 
 
-def plan_candidates(source: Source, backends: list[str] | None,
-                    precisions: list[str] | None) -> tuple[list[Candidate], list[Candidate]]:
+def plan_candidates(
+    source: Source, backends: list[str] | None, precisions: list[str] | None
+) -> tuple[list[Candidate], list[Candidate]]:
     """(plans to try, candidates skipped because their backend is unavailable)."""
     plans: list[Candidate] = []
     skipped: list[Candidate] = []
     for precision in precisions or ["fp32"]:
         if precision not in PRECISIONS:
-            raise UsageError(f"precision {precision!r} is not supported; expected one of {', '.join(PRECISIONS)}")
+            raise UsageError(
+                f"precision {precision!r} is not supported; expected one of {', '.join(PRECISIONS)}"
+            )
         for name in backends or list(CPU_BACKENDS):
             backend = get_backend(name)
             ok, why = backend.available()

@@ -1,4 +1,5 @@
-"""The verify stage: make each candidate's artifact, load it as ``shipyard.load`` would, check its outputs.
+"""The verify stage: make each candidate's artifact, load it as ``shipyard.load`` would, check its
+outputs.
 
 A candidate that fails to convert, load or run is a result (``candidate.error``), not a crash of the
 build: other candidates go on. A bug of Shipyard's own shows as such an error too, which is why
@@ -43,7 +44,8 @@ class Verifier:
         """Make, load and verify ``candidates``; returns the sessions of those that ran.
 
         In the ``first_pass`` (the planned candidates) the time budget skips reduced-precision
-        candidates once it is spent; FP32 ones and the first are always made, so a build has an answer.
+        candidates once it is spent; FP32 ones and the first are always made, so a build has an
+        answer.
         """
         from shipyard.pipeline.build import report_progress
 
@@ -51,26 +53,35 @@ class Verifier:
         deadline = self.workshop.deadline
         for index, candidate in enumerate(candidates, start=1):
             if first_pass and index > 1 and candidate.precision != "fp32" and deadline.spent():
-                candidate.error = (f"not tried: the time budget of {deadline.seconds:g} s was spent before its "
-                                   "turn (raise --time-budget)")
+                candidate.error = (
+                    f"not tried: the time budget of {deadline.seconds:g} s was spent before its "
+                    "turn (raise --time-budget)"
+                )
                 self.reporter.candidate(candidate)
                 continue
             if len(candidates) > 1:
-                report_progress(self.reporter, "making and verifying candidates", index - 1, len(candidates))
+                report_progress(
+                    self.reporter, "making and verifying candidates", index - 1, len(candidates)
+                )
             self.reporter.stage(f"[{index}/{len(candidates)}] {candidate.key}: {candidate.recipe}")
             try:
                 session = self._load(candidate)
                 outputs = run_batched(session, self.evaluation)
-                candidate.verification = verify_outputs(self.metric, self.reference, outputs,
-                                                        self.evaluation.labels, self.max_drop)
+                candidate.verification = verify_outputs(
+                    self.metric, self.reference, outputs, self.evaluation.labels, self.max_drop
+                )
                 opened[candidate.key] = session
             except ShipyardError as exc:
                 candidate.error = str(exc)
-            except Exception as exc:  # a runtime's own failure on this model is a result, not a crash
+            except (
+                Exception
+            ) as exc:  # a runtime's own failure on this model is a result, not a crash
                 candidate.error = f"{type(exc).__name__}: {str(exc)[:400]}"
             self.reporter.candidate(candidate)
         if len(candidates) > 1:
-            report_progress(self.reporter, "making and verifying candidates", len(candidates), len(candidates))
+            report_progress(
+                self.reporter, "making and verifying candidates", len(candidates), len(candidates)
+            )
         self.sessions.update(opened)
         return opened
 
@@ -80,10 +91,21 @@ class Verifier:
         candidate.artifact = self.workshop.make(candidate.recipe)
         made = time.perf_counter()  # making it (export, an INT8 search) is not loading it
         memory_before = rss_mb()
-        session = get_backend(candidate.backend).load(candidate.artifact, self.threads, **candidate.runtime)
+        session = get_backend(candidate.backend).load(
+            candidate.artifact, self.threads, **candidate.runtime
+        )
         memory_after = rss_mb()
         grown = max(0.0, memory_after - memory_before) if memory_before else None
-        candidate.timing = Timing(0, 0, 0, 0, 0, load_ms=(time.perf_counter() - made) * 1000,
-                                  peak_rss_mb=grown, size_mb=candidate.artifact.size_bytes() / 2**20,
-                                  build_ms=(made - start) * 1000, threads=self.threads)
+        candidate.timing = Timing(
+            0,
+            0,
+            0,
+            0,
+            0,
+            load_ms=(time.perf_counter() - made) * 1000,
+            peak_rss_mb=grown,
+            size_mb=candidate.artifact.size_bytes() / 2**20,
+            build_ms=(made - start) * 1000,
+            threads=self.threads,
+        )
         return session

@@ -84,7 +84,7 @@ def load_config(path: Path) -> ProcessingConfig:
         raise UsageError(
             f"--preprocess {path}: cannot read it as JSON ({exc}); expected a JSON object "
             f'like {{"image": {{"resize": 256, "crop": 224}}, "postprocess": {{"kind": '
-            '"classify"}}}}'
+            f'"classify"}}}}'
         ) from exc
     if not isinstance(data, dict):
         raise UsageError(f"--preprocess {path}: expected a JSON object, got {type(data).__name__}")

@@ -9,14 +9,16 @@ that passes, when the time budget is spent, or when the family cannot pass (ever
 layer would be FP32 again, or the attempts run out).
 
 An OpenVINO NNCF candidate of a tensor model first gets one ``nncf.quantize_with_accuracy_control``
-attempt (``shipyard.backends.openvino.accuracy_control``); the layer-wise search runs only if that misses too.
+attempt (``shipyard.backends.openvino.accuracy_control``); the layer-wise search runs only if that
+misses too.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,8 +26,8 @@ from shipyard.backends import get_backend
 from shipyard.backends.base import fp32_onnx_recipe
 from shipyard.errors import ShipyardError
 from shipyard.quantize.layerwise import Graph, LayerError, rank_layers
-from shipyard.search.layer_names import layer_costs, module_paths
 from shipyard.records import Candidate, Recipe, Step
+from shipyard.search.layer_names import layer_costs, module_paths
 
 if TYPE_CHECKING:
     from shipyard.backends.base import Session
@@ -35,7 +37,15 @@ if TYPE_CHECKING:
 
 RESCUABLE = ("static-qdq", "dynamic", "nncf", "ncnn-int8")
 MAX_ATTEMPTS = 5
-QUANTIZED_OPS = {"Conv", "MatMul", "Gemm", "ConvTranspose", "Convolution", "ConvolutionDepthWise", "InnerProduct"}
+QUANTIZED_OPS = {
+    "Conv",
+    "MatMul",
+    "Gemm",
+    "ConvTranspose",
+    "Convolution",
+    "ConvolutionDepthWise",
+    "InnerProduct",
+}
 """ONNX ops and ncnn layer types that INT8 quantises."""
 Verify = Callable[[list[Candidate]], "dict[str, Session]"]
 
@@ -56,18 +66,30 @@ class Search:
         self.workshop.notes.setdefault("mixed precision", []).append(text)
 
 
-def rescue(plans: list[Candidate], workshop: Workshop, verify: Verify, options: SearchOptions,
-           reporter: Reporter) -> list[Candidate]:
-    """Mixed-precision candidates for every INT8 candidate that missed the budget, each verified by ``verify``."""
+def rescue(
+    plans: list[Candidate],
+    workshop: Workshop,
+    verify: Verify,
+    options: SearchOptions,
+    reporter: Reporter,
+) -> list[Candidate]:
+    """Mixed-precision candidates for every INT8 candidate that missed the budget, each verified by
+    ``verify``."""
     search = Search(workshop, verify, options, reporter, time.monotonic())
     tried: list[Candidate] = []
     for candidate in [c for c in plans if _rescuable(c)]:
-        if any(c.passed and c.backend == candidate.backend and c.precision == "int8" for c in plans):
+        if any(
+            c.passed and c.backend == candidate.backend and c.precision == "int8" for c in plans
+        ):
             continue  # another INT8 variant on this backend already holds the budget
         if search.out_of_time():
-            search.note(f"time budget of {options.time_budget:g} s spent; {candidate.key} was not rescued")
+            search.note(
+                f"time budget of {options.time_budget:g} s spent; {candidate.key} was not rescued"
+            )
             break
-        own = get_backend(candidate.backend).own_rescue(candidate, workshop.calibration, options.max_drop)
+        own = get_backend(candidate.backend).own_rescue(
+            candidate, workshop.calibration, options.max_drop
+        )
         if own is not None:
             tried.append(_own_rescue(candidate, own, search))
             if tried[-1].passed:
@@ -75,8 +97,13 @@ def rescue(plans: list[Candidate], workshop: Workshop, verify: Verify, options: 
         reporter.stage(f"{candidate.key} missed the budget: finding the layers responsible")
         try:
             diagnosis = responsible_layers(candidate, workshop)
-        except Exception as exc:  # a runtime failing to expose a model's tensors is a result, not a crash
-            search.note(f"{candidate.key}: cannot compare layer by layer ({type(exc).__name__}: {str(exc)[:200]})")
+        except (
+            Exception
+        ) as exc:  # a runtime failing to expose a model's tensors is a result, not a crash
+            search.note(
+                f"{candidate.key}: cannot compare layer by layer ({type(exc).__name__}: "
+                f"{str(exc)[:200]})"
+            )
             continue
         if not candidate.layer_costs:
             paths = _module_paths(candidate, workshop)
@@ -87,19 +114,31 @@ def rescue(plans: list[Candidate], workshop: Workshop, verify: Verify, options: 
 
 def _own_rescue(candidate: Candidate, attempt: Candidate, search: Search) -> Candidate:
     """The backend's own accuracy-aware attempt, verified on the evaluation set like the rest."""
-    search.reporter.stage(f"{attempt.key}: reverting layers until the drop is within {search.options.max_drop:g}")
+    search.reporter.stage(
+        f"{attempt.key}: reverting layers until the drop is within {search.options.max_drop:g}"
+    )
     search.verify([attempt])
-    outcome = (f"passes ({attempt.verification.metric} drop {attempt.verification.drop:.2f})" if attempt.passed
-               else f"misses too ({attempt.why_failed})")
+    outcome = (
+        f"passes ({attempt.verification.metric} drop {attempt.verification.drop:.2f})"
+        if attempt.passed
+        else f"misses too ({attempt.why_failed})"
+    )
     search.note(f"{candidate.key} missed the budget; {attempt.key} {outcome}")
     return attempt
 
 
 def _rescuable(candidate: Candidate) -> bool:
     last = candidate.recipe.steps[-1] if candidate.recipe.steps else None
-    return (candidate.precision == "int8" and not candidate.error and candidate.verification is not None
-            and not candidate.verification.passed and last is not None and last.name == "quantize"
-            and last.options.get("method") in RESCUABLE and candidate.artifact is not None)
+    return (
+        candidate.precision == "int8"
+        and not candidate.error
+        and candidate.verification is not None
+        and not candidate.verification.passed
+        and last is not None
+        and last.name == "quantize"
+        and last.options.get("method") in RESCUABLE
+        and candidate.artifact is not None
+    )
 
 
 def _attempts(candidate: Candidate, diagnosis: Diagnosis, search: Search) -> list[Candidate]:
@@ -117,18 +156,27 @@ def _attempts(candidate: Candidate, diagnosis: Diagnosis, search: Search) -> lis
         if quantized and quantized <= kept:
             break
         if search.out_of_time():
-            search.note(f"time budget of {search.options.time_budget:g} s spent while rescuing {candidate.key}")
+            search.note(
+                f"time budget of {search.options.time_budget:g} s spent while rescuing "
+                f"{candidate.key}"
+            )
             return tried
         attempt = _mixed(candidate, sorted(kept))
         search.reporter.stage(f"{attempt.key}: trying with {len(kept)} layers in FP32")
         search.verify([attempt])
         tried.append(attempt)
         if attempt.passed:
-            search.note(f"{candidate.key} missed the budget; keeping {len(kept)} layers in FP32 passes "
-                        f"({attempt.verification.metric} drop {attempt.verification.drop:.2f}): {', '.join(sorted(kept))}")
+            search.note(
+                f"{candidate.key} missed the budget; keeping {len(kept)} layers in FP32 passes "
+                f"({attempt.verification.metric} drop {attempt.verification.drop:.2f}): "
+                f"{', '.join(sorted(kept))}"
+            )
             return tried
-    search.note(f"{candidate.key}: INT8 on this family cannot pass the budget "
-                f"({len(tried)} mixed-precision attempts, up to {len(kept)} layers in FP32); stopped trying it")
+    search.note(
+        f"{candidate.key}: INT8 on this family cannot pass the budget "
+        f"({len(tried)} mixed-precision attempts, up to {len(kept)} layers in FP32); stopped "
+        "trying it"
+    )
     return tried
 
 
@@ -164,7 +212,9 @@ def _quantizable_above(graph: Graph, node: str, depth: int = 6) -> set[str]:
 
 def _mixed(candidate: Candidate, kept: list[str]) -> Candidate:
     last = candidate.recipe.steps[-1]
-    recipe = Recipe(candidate.recipe.steps[:-1] + (Step("quantize", {**last.options, "keep_fp32": kept}),))
+    recipe = Recipe(
+        candidate.recipe.steps[:-1] + (Step("quantize", {**last.options, "keep_fp32": kept}),)
+    )
     name = f"{candidate.backend}/mixed+{last.options['method']}({len(kept)} layers fp32)"
     return Candidate(candidate.backend, "mixed", recipe, name=name, derived_from=candidate.key)
 
@@ -192,13 +242,20 @@ class Diagnosis:
 
 
 def responsible_layers(candidate: Candidate, workshop: Workshop, samples: int = 16) -> Diagnosis:
-    """The layers of ``candidate`` worst first, compared with its FP32 prefix on calibration samples."""
-    views = get_backend(candidate.backend).layer_views(candidate, workshop, sample_feed(workshop.calibration, samples))
+    """The layers of ``candidate`` worst first, compared with its FP32 prefix on calibration
+    samples."""
+    views = get_backend(candidate.backend).layer_views(
+        candidate, workshop, sample_feed(workshop.calibration, samples)
+    )
     return _diagnosis(candidate, views.graph, views.reference, views.quantized)
 
 
-def _diagnosis(candidate: Candidate, graph: Graph, reference: dict[str, np.ndarray],
-               quantized: dict[str, np.ndarray]) -> Diagnosis:
+def _diagnosis(
+    candidate: Candidate,
+    graph: Graph,
+    reference: dict[str, np.ndarray],
+    quantized: dict[str, np.ndarray],
+) -> Diagnosis:
     ranked = rank_layers(graph, reference, quantized)
     outputs = {r.tensor: r for r in ranked if r.tensor in candidate.artifact.signature.output_names}
     return Diagnosis(graph, [r for r in ranked if r.introduced > 1e-3], outputs)

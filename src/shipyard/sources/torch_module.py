@@ -26,11 +26,14 @@ class InputHint:
         return np.random.default_rng(0).standard_normal(shape).astype(self.dtype)
 
 
-def describe_module(module: Any, hints: list[InputHint], output_names: list[str] | None = None,
-                    dynamic_dims: dict[str, dict[int, str]] | None = None) -> Signature:
+def describe_module(
+    module: Any,
+    hints: list[InputHint],
+    output_names: list[str] | None = None,
+    dynamic_dims: dict[str, dict[int, str]] | None = None,
+) -> Signature:
     """Run ``module`` once on example inputs and return its signature (batch axis dynamic)."""
     import torch
-
 
     args = [torch.from_numpy(h.example()) for h in hints]
     try:
@@ -38,7 +41,9 @@ def describe_module(module: Any, hints: list[InputHint], output_names: list[str]
             result = module.eval()(*args)
     except Exception as exc:
         shapes = {h.name: [2, *h.sample_shape] for h in hints}
-        raise SourceError(f"the model failed on example inputs {shapes}: {type(exc).__name__}: {exc}") from exc
+        raise SourceError(
+            f"the model failed on example inputs {shapes}: {type(exc).__name__}: {exc}"
+        ) from exc
     names = output_names or _default_output_names(result)
     outputs = outputs_to_numpy(result, names)
     dynamic_dims = dynamic_dims or {}
@@ -74,6 +79,8 @@ def outputs_to_numpy(result: Any, names: list[str]) -> dict[str, np.ndarray]:
 
 def _numpy(tensor: Any) -> np.ndarray:
     tensor = tensor.detach().cpu()
-    if tensor.dtype.is_floating_point and tensor.dtype.itemsize < 4:  # autocast's bf16 out: numpy has no bf16
+    if (
+        tensor.dtype.is_floating_point and tensor.dtype.itemsize < 4
+    ):  # autocast's bf16 out: numpy has no bf16
         tensor = tensor.float()
     return tensor.numpy()

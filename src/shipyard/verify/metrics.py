@@ -1,8 +1,8 @@
 """Per-output errors and the task metric a build's ``--max-drop`` budget is counted in.
 
-    accuracy   % of samples whose top-1 class equals the label (needs labels)
-    agreement  % of samples whose top-1 class equals the source model's
-    cosine     mean cosine similarity with the source model's output × 100
+accuracy   % of samples whose top-1 class equals the label (needs labels)
+agreement  % of samples whose top-1 class equals the source model's
+cosine     mean cosine similarity with the source model's output × 100
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ def choose_metric(requested: str | None, task: str, has_labels: bool) -> str:
     return "agreement" if task == "classification" else "cosine"
 
 
-def verify_outputs(metric: str, reference: Outputs, candidate: Outputs, labels: np.ndarray | None,
-                   max_drop: float) -> Verification:
+def verify_outputs(
+    metric: str, reference: Outputs, candidate: Outputs, labels: np.ndarray | None, max_drop: float
+) -> Verification:
     """Compare a candidate's outputs with the source's on the same samples."""
     names = list(reference)
     errors = [output_error(n, reference[n], candidate[n]) for n in names]
@@ -39,18 +40,38 @@ def verify_outputs(metric: str, reference: Outputs, candidate: Outputs, labels: 
     value = metric_value(metric, reference[first], candidate[first], labels)
     drop = reference_value - value
     passed = bool(np.isfinite(value)) and drop <= max_drop + 1e-9
-    reason = "" if passed else (f"{metric} {value:.2f} is {drop:.2f} points below the source's "
-                                f"{reference_value:.2f}; budget {max_drop:g}")
+    reason = (
+        ""
+        if passed
+        else (
+            f"{metric} {value:.2f} is {drop:.2f} points below the source's "
+            f"{reference_value:.2f}; budget {max_drop:g}"
+        )
+    )
     if not all(np.isfinite(candidate[n]).all() for n in names if candidate[n].dtype.kind == "f"):
         passed, reason = False, "outputs contain NaN or infinity"
     from shipyard.verify.agreement import agreement
 
     more = agreement(reference[first], candidate[first])
-    return Verification(metric, value, reference_value, drop, passed, len(reference[first]), errors, reason,
-                        more.cosine, more.top5, more.confident, more.confident_samples)
+    return Verification(
+        metric,
+        value,
+        reference_value,
+        drop,
+        passed,
+        len(reference[first]),
+        errors,
+        reason,
+        more.cosine,
+        more.top5,
+        more.confident,
+        more.confident_samples,
+    )
 
 
-def metric_value(metric: str, reference: np.ndarray, output: np.ndarray, labels: np.ndarray | None) -> float:
+def metric_value(
+    metric: str, reference: np.ndarray, output: np.ndarray, labels: np.ndarray | None
+) -> float:
     if metric == "accuracy":
         return float((top1(output) == labels).mean() * 100)
     if metric == "agreement":
@@ -82,6 +103,12 @@ def output_error(name: str, reference: np.ndarray, output: np.ndarray) -> Output
     agreement = None
     if ref.ndim == 2 and ref.shape[1] > 1:
         agreement = float((top1(ref) == top1(output)).mean() * 100)
-    return OutputError(name, float(diff.max(initial=0)), float(diff.mean()) if diff.size else 0.0,
-                       float(rel.max(initial=0)), float(cosine.mean()), float(cosine.min(initial=1.0)),
-                       agreement)
+    return OutputError(
+        name,
+        float(diff.max(initial=0)),
+        float(diff.mean()) if diff.size else 0.0,
+        float(rel.max(initial=0)),
+        float(cosine.mean()),
+        float(cosine.min(initial=1.0)),
+        agreement,
+    )

@@ -1,4 +1,5 @@
-"""ONNX Runtime on the CPU: FP32 (plain, onnxslim- and ORT-optimised), FP16, static and dynamic INT8."""
+"""ONNX Runtime on the CPU: FP32 (plain, onnxslim- and ORT-optimised), FP16, static and dynamic
+INT8."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ class OnnxRuntimeBackend(Runtime):
     package = "onnxruntime"
     module = "onnxruntime"
     quantizers = {"static-qdq": "onnx", "dynamic": "onnx", "fp16": "onnx"}
-    not_planned = {"bf16": "ONNX Runtime's CPU provider has no BF16 MatMul/Gemm kernels (NOT_IMPLEMENTED "
-                           "in 1.32) and ONNX Conv takes no bfloat16, so BF16 would run as FP32"}
-
+    not_planned = {
+        "bf16": "ONNX Runtime's CPU provider has no BF16 MatMul/Gemm kernels (NOT_IMPLEMENTED "
+        "in 1.32) and ONNX Conv takes no bfloat16, so BF16 would run as FP32"
+    }
 
     def _load_impl(self, artifact: Artifact, threads: int) -> Session:
         from shipyard.backends.onnxruntime.session import OnnxRuntimeSession
@@ -32,20 +34,39 @@ class OnnxRuntimeBackend(Runtime):
 
     def plans(self, source: Source, precision: str) -> list[Candidate]:
         if precision == "fp32":
-            return [Candidate(self.name, "fp32", ONNX),
-                    Candidate(self.name, "fp32", ONNX.then("optimize", optimizer="onnxslim")),
-                    Candidate(self.name, "fp32", ONNX.then("optimize", optimizer="ort"))]
+            return [
+                Candidate(self.name, "fp32", ONNX),
+                Candidate(self.name, "fp32", ONNX.then("optimize", optimizer="onnxslim")),
+                Candidate(self.name, "fp32", ONNX.then("optimize", optimizer="ort")),
+            ]
         if precision == "fp16":
             return [Candidate(self.name, "fp16", ONNX.then("quantize", method="fp16"))]
         if precision == "int8" and source.text is not None:
-            return [Candidate(self.name, "int8", ONNX.then("quantize", method="dynamic", per_channel=True))]
+            return [
+                Candidate(
+                    self.name, "int8", ONNX.then("quantize", method="dynamic", per_channel=True)
+                )
+            ]
         if precision == "int8":
-            return [Candidate(self.name, "int8", ONNX.then("quantize", method="static-qdq", calibration="minmax",
-                                                         per_channel=True))]
+            return [
+                Candidate(
+                    self.name,
+                    "int8",
+                    ONNX.then(
+                        "quantize", method="static-qdq", calibration="minmax", per_channel=True
+                    ),
+                )
+            ]
         return []
 
-    def quantize(self, workshop: Workshop, previous: Artifact, path: Path, method: str,
-                 options: dict[str, Any]) -> Artifact:
+    def quantize(
+        self,
+        workshop: Workshop,
+        previous: Artifact,
+        path: Path,
+        method: str,
+        options: dict[str, Any],
+    ) -> Artifact:
         keep = list(options.get("keep_fp32", []))
         if method == "fp16":
             from shipyard.backends.onnxruntime.fp16 import convert_fp16
@@ -57,14 +78,24 @@ class OnnxRuntimeBackend(Runtime):
         )
 
         if method == "dynamic":
-            return quantize_dynamic_int8(previous, path, bool(options.get("per_channel", True)), keep)
-        return quantize_static_qdq(previous, path, workshop.calibration_data(), options.get("calibration", "minmax"),
-                                   bool(options.get("per_channel", True)), keep)
+            return quantize_dynamic_int8(
+                previous, path, bool(options.get("per_channel", True)), keep
+            )
+        return quantize_static_qdq(
+            previous,
+            path,
+            workshop.calibration_data(),
+            options.get("calibration", "minmax"),
+            bool(options.get("per_channel", True)),
+            keep,
+        )
 
     def qat_recipe(self, recipe: Recipe) -> Recipe | None:
         return recipe
 
-    def layer_views(self, candidate: Candidate, workshop: Workshop, feed: dict[str, np.ndarray]) -> LayerViews:
+    def layer_views(
+        self, candidate: Candidate, workshop: Workshop, feed: dict[str, np.ndarray]
+    ) -> LayerViews:
         import tempfile
 
         from shipyard.backends.onnxruntime.int8 import preprocess
@@ -73,7 +104,8 @@ class OnnxRuntimeBackend(Runtime):
         onnx = workshop.make(fp32_onnx_recipe(candidate.recipe))
         with tempfile.TemporaryDirectory(prefix="shipyard-layers-") as scratch:
             prepared = preprocess(onnx.path, Path(scratch))
-            # QDQ keeps node names but may fuse (Conv+Relu): read the structure from the quantised model
+            # QDQ keeps node names but may fuse (Conv+Relu): read the structure from the quantised
+            # model
             static = candidate.recipe.steps[-1].options.get("method") == "static-qdq"
             graph = Graph.of(candidate.artifact.path if static else prepared)
             reference = onnx_intermediates(prepared, feed)

@@ -18,8 +18,14 @@ from shipyard.records import Artifact
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 
 
-def quantize_static_qdq(onnx: Artifact, path: Path, calibration: Dataset, method: str = "minmax",
-                        per_channel: bool = True, keep_fp32: list[str] | None = None) -> Artifact:
+def quantize_static_qdq(
+    onnx: Artifact,
+    path: Path,
+    calibration: Dataset,
+    method: str = "minmax",
+    per_channel: bool = True,
+    keep_fp32: list[str] | None = None,
+) -> Artifact:
     """Static QDQ INT8 of ``onnx`` at ``path``, activation ranges from ``calibration``."""
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -29,35 +35,64 @@ def quantize_static_qdq(onnx: Artifact, path: Path, calibration: Dataset, method
     )
 
     if method not in CALIBRATIONS:
-        raise ConversionError(f"unknown calibration {method!r}; expected one of {', '.join(CALIBRATIONS)}")
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+        raise ConversionError(
+            f"unknown calibration {method!r}; expected one of {', '.join(CALIBRATIONS)}"
+        )
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     with tempfile.TemporaryDirectory(prefix="shipyard-ortq-") as scratch:
         prepared = preprocess(onnx.path, Path(scratch))
         try:
-            quantize_static(str(prepared), str(path), _Reader(calibration), quant_format=QuantFormat.QDQ,
-                            per_channel=per_channel, reduce_range=not has_vnni(),
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=list(keep_fp32 or []), calibrate_method=methods[method],
-                            extra_options={"CalibTensorRangeSymmetric": False, "CalibMaxIntermediateOutputs": 64})
+            quantize_static(
+                str(prepared),
+                str(path),
+                _Reader(calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                reduce_range=not has_vnni(),
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(keep_fp32 or []),
+                calibrate_method=methods[method],
+                extra_options={
+                    "CalibTensorRangeSymmetric": False,
+                    "CalibMaxIntermediateOutputs": 64,
+                },
+            )
         except Exception as exc:
-            raise ConversionError(f"ONNX Runtime static quantisation failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
+            raise ConversionError(
+                f"ONNX Runtime static quantisation failed: {type(exc).__name__}: {str(exc)[:300]}"
+            ) from exc
     return Artifact(path, "onnx", onnx.signature)
 
 
-def quantize_dynamic_int8(onnx: Artifact, path: Path, per_channel: bool = True,
-                          keep_fp32: list[str] | None = None) -> Artifact:
-    """Dynamic INT8: weights quantised ahead of time, activations per call (MatMul with constant B only)."""
+def quantize_dynamic_int8(
+    onnx: Artifact, path: Path, per_channel: bool = True, keep_fp32: list[str] | None = None
+) -> Artifact:
+    """Dynamic INT8: weights quantised ahead of time, activations per call (MatMul with constant B
+    only)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory(prefix="shipyard-ortq-") as scratch:
         prepared = preprocess(onnx.path, Path(scratch))
         try:
-            quantize_dynamic(str(prepared), str(path), per_channel=per_channel, reduce_range=not has_vnni(),
-                             weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
-                             nodes_to_exclude=list(keep_fp32 or []), extra_options={"MatMulConstBOnly": True})
+            quantize_dynamic(
+                str(prepared),
+                str(path),
+                per_channel=per_channel,
+                reduce_range=not has_vnni(),
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul", "Gemm"],
+                nodes_to_exclude=list(keep_fp32 or []),
+                extra_options={"MatMulConstBOnly": True},
+            )
         except Exception as exc:
-            raise ConversionError(f"ONNX Runtime dynamic quantisation failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
+            raise ConversionError(
+                f"ONNX Runtime dynamic quantisation failed: {type(exc).__name__}: {str(exc)[:300]}"
+            ) from exc
     return Artifact(path, "onnx", onnx.signature)
 
 

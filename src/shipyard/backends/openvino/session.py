@@ -18,13 +18,17 @@ class OpenVinoSession(Session):
         import openvino as ov
 
         if precision_hint not in PRECISION_HINTS:
-            raise UsageError(f"OpenVINO inference precision {precision_hint!r}; expected one of {', '.join(PRECISION_HINTS)}")
+            raise UsageError(
+                f"OpenVINO inference precision {precision_hint!r}; expected one of "
+                f"{', '.join(PRECISION_HINTS)}"
+            )
 
         core = ov.Core()
         config = {
             "INFERENCE_NUM_THREADS": threads,
             "PERFORMANCE_HINT": "LATENCY",
-            # FP32 artifacts stay FP32: OpenVINO would otherwise pick bf16/fp16 on CPUs that have it.
+            # FP32 artifacts stay FP32: OpenVINO would otherwise pick bf16/fp16 on CPUs that have
+            # it.
             "INFERENCE_PRECISION_HINT": precision_hint,
         }
         self._compiled = core.compile_model(core.read_model(str(artifact.path)), "CPU", config)

@@ -35,11 +35,19 @@ class TorchBackend(Runtime):
         return TorchSession(module.eval(), signature, threads)
 
     def plans(self, source: Source, precision: str) -> list[Candidate]:
-        """FP32, and BF16 by ``torch.autocast`` (oneDNN's BF16 kernels) on the same exported program."""
+        """FP32, and BF16 by ``torch.autocast`` (oneDNN's BF16 kernels) on the same exported
+        program."""
         if precision not in ("fp32", "bf16") or source.kind != "torch":
             return []
         runtime = {"autocast": "bf16"} if precision == "bf16" else {}
-        return [Candidate(self.name, precision, Recipe().then("export", format="torch-export"), runtime=runtime)]
+        return [
+            Candidate(
+                self.name,
+                precision,
+                Recipe().then("export", format="torch-export"),
+                runtime=runtime,
+            )
+        ]
 
 
 BACKEND = TorchBackend()

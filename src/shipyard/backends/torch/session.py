@@ -22,12 +22,16 @@ AUTOCAST = ("bf16",)
 class TorchSession(Session):
     """Runs a callable torch module on numpy feeds, in inference mode (under autocast if asked)."""
 
-    def __init__(self, module: Any, signature: Signature, threads: int, autocast: str | None = None) -> None:
+    def __init__(
+        self, module: Any, signature: Signature, threads: int, autocast: str | None = None
+    ) -> None:
         super().__init__(signature)
         import torch
 
         if autocast is not None and autocast not in AUTOCAST:
-            raise UsageError(f"torch autocast {autocast!r}; expected one of {', '.join(AUTOCAST)} or none")
+            raise UsageError(
+                f"torch autocast {autocast!r}; expected one of {', '.join(AUTOCAST)} or none"
+            )
         torch.set_num_threads(threads)
         self._torch = torch
         self._module = module
@@ -35,8 +39,13 @@ class TorchSession(Session):
 
     def _run_impl(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
-        args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.signature.input_names]
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast == "bf16"):
+        args = [
+            torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self.signature.input_names
+        ]
+        with (
+            torch.inference_mode(),
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast == "bf16"),
+        ):
             result = self._module(*args)
         return outputs_to_numpy(result, self.signature.output_names)
 
