@@ -97,6 +97,8 @@ class Runtime:
     """What ``pip install`` brings the runtime (``shipyard doctor`` shows it)."""
     module: str = ""
     """The Python module the runtime imports as; ``available()`` checks it is installed."""
+    without_native_precision: str = "emulated, usually slower than FP32"
+    """What the runtime does with a BF16/FP16 package on a CPU without native support for it."""
     converts: dict[str, str] = {}
     """``convert(format=…)`` targets this backend makes → the artifact format each starts from."""
     quantizers: dict[str, str] = {}

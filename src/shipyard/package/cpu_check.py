@@ -45,11 +45,9 @@ def cpu_requirements(
     if not used:
         return None
     precision = "int8" if chosen.precision == "mixed" else chosen.precision
-    fallback = (
-        "OpenVINO runs it in FP32"
-        if chosen.backend == "openvino"
-        else "emulated, usually slower than FP32"
-    )
+    from shipyard.backends import get_backend
+
+    fallback = get_backend(chosen.backend).without_native_precision
     cost = _WITHOUT[precision].format(runtime=chosen.backend, fallback=fallback)
     fp32 = [
         c for c in candidates if c.precision == "fp32" and c.passed and c.timing and c.timing.calls

@@ -23,6 +23,7 @@ class OpenVinoBackend(Runtime):
     formats = ("openvino", "onnx")
     package = "openvino"
     module = "openvino"
+    without_native_precision = "OpenVINO runs it in FP32"
     converts = {"openvino": "onnx"}
     quantizers = {
         "nncf": "openvino",

@@ -158,11 +158,8 @@ def _baseline_text(result: BuildResult) -> str:
     baseline = result.baseline
     if baseline is None:
         return DASH
-    what = (
-        "the source model as given, run by PyTorch eagerly"
-        if baseline.backend == "torch"
-        else "the source ONNX model as given, run by ONNX Runtime"
-    )
+    how = baseline.name.split(": ", 1)[-1]  # torch eager, source on onnxruntime, source in Paddle…
+    what = f"the source model as given ({how})"
     value = baseline.verification.value if baseline.verification else None
     p50 = baseline.timing.p50_ms if baseline.timing and baseline.timing.calls else None
     return (
