@@ -73,6 +73,7 @@ def _package_with(backend: str, small_cnn, folder):
             weights=small_cnn["weights"],
             data=small_cnn["data"],
             backends=[backend],
+            precisions=["fp32"],  # compared with the source to 1e-4
             out=folder,
             threads=1,
             bench=BenchConfig(rounds=1, block_seconds=0.05),

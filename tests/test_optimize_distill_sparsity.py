@@ -34,6 +34,7 @@ def _options(tmp_path, **extra):
     return BuildOptions.create(
         "example:digits",
         backends=["onnxruntime"],
+        precisions=["fp32"],  # the sparse weights are read from the FP32 graph
         out=tmp_path / "pkg",
         max_drop=3.0,
         bench=BenchConfig(rounds=1, block_seconds=0.05),
