@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     debug.add_argument("--data", type=Path, help=".npz, .txt or image folder to calibrate and compare on")
     debug.add_argument("--weights", type=Path, help="safetensors or state-dict file for a file.py:function model")
     debug.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), openvino or ncnn")
-    debug.add_argument("--method", help="static-qdq | dynamic (onnxruntime), nncf (openvino), ncnn-int8 (ncnn); default by model")
+    debug.add_argument("--method", help="static-qdq | nncf-qdq | dynamic (onnxruntime), nncf (openvino), ncnn-int8 (ncnn); default by model")
     debug.add_argument("--calibration", default="minmax", choices=["minmax", "entropy", "percentile"],
                        help="activation ranges (ncnn: minmax or entropy)")
     debug.add_argument("--samples", type=positive_int, default=16, help="samples compared layer by layer")

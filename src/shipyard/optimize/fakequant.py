@@ -1,7 +1,7 @@
 """Fake-quantised conv and linear layers for quantisation-aware training, exportable as ONNX Q/DQ.
 
 Activations entering each layer: per-tensor affine UINT8 with a *learnt* scale (LSQ-style, the
-gradient reaches the scale through a straight-through rounding), initialised from min/max.
+gradient reaches the scale through a straight-through rounding), initialised from the mean per-sample min/max.
 Weights: per-output-channel symmetric INT8, scale from the current weights.
 
 In training mode the rounding is written in plain torch ops so gradients flow; in eval mode the
@@ -34,14 +34,17 @@ class ActivationQuantizer(nn.Module):
         super().__init__()
         self.log_scale = nn.Parameter(torch.zeros(()))
         self.register_buffer("zero_point", torch.zeros((), dtype=torch.int32))
-        self.register_buffer("low", torch.tensor(float("inf")))
-        self.register_buffer("high", torch.tensor(float("-inf")))
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+        self.register_buffer("seen", torch.zeros(()))
         self.observing = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.observing:
-            self.low.copy_(torch.minimum(self.low, x.detach().min()))
-            self.high.copy_(torch.maximum(self.high, x.detach().max()))
+        if self.observing:  # sums of per-sample extremes: the range is their mean (NNCF's estimator)
+            flat = x.detach().reshape(len(x), -1) if x.dim() > 1 else x.detach().reshape(1, -1)
+            self.low.add_(flat.amin(dim=1).sum())
+            self.high.add_(flat.amax(dim=1).sum())
+            self.seen.add_(len(flat))
             return x
         scale = self.log_scale.exp()
         if self.training:
@@ -51,8 +54,13 @@ class ActivationQuantizer(nn.Module):
         return torch.fake_quantize_per_tensor_affine(x, float(scale.detach()), int(self.zero_point), *ACT_RANGE)
 
     def settle(self) -> None:
-        """Scale and zero point from the observed min/max (the range always holds 0)."""
-        low, high = min(float(self.low), 0.0), max(float(self.high), 0.0)
+        """Scale and zero point from the mean per-sample min and max (the range always holds 0).
+
+        The mean, not the extremes over all samples: one outlier sample would otherwise widen the
+        range for every other sample, and on a pretrained CNN that costs more than clipping it.
+        """
+        seen = max(float(self.seen), 1.0)
+        low, high = min(float(self.low) / seen, 0.0), max(float(self.high) / seen, 0.0)
         scale = max((high - low) / (ACT_RANGE[1] - ACT_RANGE[0]), 1e-8)
         with torch.no_grad():
             self.log_scale.fill_(float(torch.tensor(scale).log()))

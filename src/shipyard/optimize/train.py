@@ -57,6 +57,13 @@ class TrainResult:
     seconds: float
     stopped: str
     history: list[float] = field(default_factory=list)
+    initial_score: float | None = None
+    """The untrained model's validation score (``fit(keep_start=True)``)."""
+
+    @property
+    def kept_start(self) -> bool:
+        """True when no epoch beat the untrained model, so its weights were kept."""
+        return self.initial_score is not None and self.best_score <= self.initial_score
 
 
 Progress = Callable[[str], None]
@@ -65,8 +72,12 @@ AfterStep = Callable[[Any], None]
 
 def fit(model: Any, data: Dataset, config: TrainConfig | None = None, teacher: Any = None,
         progress: Progress | None = None, after_step: AfterStep | None = None,
-        extra_parameters: list[dict] | None = None) -> TrainResult:
-    """Train ``model`` in place on ``data``; the best epoch's weights are kept. Returns the record."""
+        extra_parameters: list[dict] | None = None, keep_start: bool = False) -> TrainResult:
+    """Train ``model`` in place on ``data``; the best epoch's weights are kept. Returns the record.
+
+    ``keep_start``: the untrained model is scored too and kept when no epoch beats it, so the
+    training cannot end worse than it began on the validation slice (QAT from PTQ ranges).
+    """
     import torch
 
     config = config or TrainConfig()
@@ -81,6 +92,10 @@ def fit(model: Any, data: Dataset, config: TrainConfig | None = None, teacher: A
     steps = config.epochs * max(1, -(-len(train) // config.batch_size))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     best, best_state, history, start, stopped = -np.inf, None, [], time.perf_counter(), "epochs"
+    initial = None
+    if keep_start:
+        initial = best = _score(model, val, teacher_val, config)
+        best_state = copy.deepcopy(model.state_dict())
     for epoch in range(config.epochs):
         timed_out = _epoch(model, train, teacher_train, optimizer, schedule, config, after_step, start)
         score = _score(model, val, teacher_val, config)
@@ -98,7 +113,7 @@ def fit(model: Any, data: Dataset, config: TrainConfig | None = None, teacher: A
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return TrainResult(len(history), float(best), time.perf_counter() - start, stopped, history)
+    return TrainResult(len(history), float(best), time.perf_counter() - start, stopped, history, initial)
 
 
 def _check(data: Dataset, teacher: Any, config: TrainConfig) -> None:

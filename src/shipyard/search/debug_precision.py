@@ -66,7 +66,8 @@ def debug_precision(model: str, data: Path | None, weights: Path | None = None, 
 
 
 def _candidate(plans: list[Candidate], methods: tuple[str, ...], method: str | None, calibration: str) -> Candidate:
-    plan = plans[0]
+    wanted = method or "static-qdq"  # ORT's own quantiser by default: --calibration picks its method
+    plan = next((p for p in plans if p.recipe.steps[-1].options.get("method") == wanted), plans[0])
     backend = plan.backend
     if method is not None and method not in methods:
         raise UsageError(f"--method {method!r} does not run on {backend}; expected one of {', '.join(methods)}")

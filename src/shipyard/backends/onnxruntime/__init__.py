@@ -20,7 +20,7 @@ class OnnxRuntimeBackend(Runtime):
     formats = ("onnx",)
     package = "onnxruntime"
     module = "onnxruntime"
-    quantizers = {"static-qdq": "onnx", "dynamic": "onnx", "fp16": "onnx"}
+    quantizers = {"static-qdq": "onnx", "nncf-qdq": "onnx", "dynamic": "onnx", "fp16": "onnx"}
 
 
     def _load_impl(self, artifact: Artifact, threads: int) -> Session:
@@ -38,8 +38,9 @@ class OnnxRuntimeBackend(Runtime):
         if precision == "int8" and source.text is not None:
             return [Candidate(self.name, "int8", ONNX.then("quantize", method="dynamic", per_channel=True))]
         if precision == "int8":
-            return [Candidate(self.name, "int8", ONNX.then("quantize", method="static-qdq", calibration="minmax",
-                                                         per_channel=True))]
+            nncf = [Candidate(self.name, "int8", ONNX.then("quantize", method="nncf-qdq"))] if _has_nncf() else []
+            return nncf + [Candidate(self.name, "int8", ONNX.then("quantize", method="static-qdq",
+                                                                  calibration="minmax", per_channel=True))]
         return []
 
     def quantize(self, workshop: Workshop, previous: Artifact, path: Path, method: str,
@@ -49,6 +50,11 @@ class OnnxRuntimeBackend(Runtime):
             from shipyard.backends.onnxruntime.fp16 import convert_fp16
 
             return convert_fp16(previous, path)
+        if method == "nncf-qdq":
+            from shipyard.backends.onnxruntime.nncf_int8 import quantize_nncf_qdq
+
+            return quantize_nncf_qdq(previous, path, workshop.calibration_data(), bool(options.get("transformer", False)),
+                                     keep)
         from shipyard.backends.onnxruntime.int8 import (
             quantize_dynamic_int8,
             quantize_static_qdq,
@@ -72,10 +78,16 @@ class OnnxRuntimeBackend(Runtime):
         with tempfile.TemporaryDirectory(prefix="shipyard-layers-") as scratch:
             prepared = preprocess(onnx.path, Path(scratch))
             # QDQ keeps node names but may fuse (Conv+Relu): read the structure from the quantised model
-            static = candidate.recipe.steps[-1].options.get("method") == "static-qdq"
+            static = candidate.recipe.steps[-1].options.get("method") in ("static-qdq", "nncf-qdq")
             graph = Graph.of(candidate.artifact.path if static else prepared)
             reference = onnx_intermediates(prepared, feed)
         return LayerViews(graph, reference, onnx_intermediates(candidate.artifact.path, feed))
+
+
+def _has_nncf() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("nncf") is not None
 
 
 BACKEND = OnnxRuntimeBackend()
