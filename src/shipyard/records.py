@@ -36,14 +36,19 @@ _DTYPE_BY_KSERVE = {v: k for k, v in _KSERVE_BY_DTYPE.items()}
 def kserve_datatype(dtype: str) -> str:
     """The KServe v2 datatype name (``FP32``, ``INT64``, ``BYTES``…) of a numpy dtype name."""
     if dtype not in _KSERVE_BY_DTYPE:
-        raise ValueError(f"dtype {dtype!r} has no KServe datatype; expected one of {sorted(_KSERVE_BY_DTYPE)}")
+        raise ValueError(
+            f"dtype {dtype!r} has no KServe datatype; expected one of {sorted(_KSERVE_BY_DTYPE)}"
+        )
     return _KSERVE_BY_DTYPE[dtype]
 
 
 def dtype_of_kserve(datatype: str) -> str:
     """The numpy dtype name of a KServe v2 datatype name."""
     if datatype not in _DTYPE_BY_KSERVE:
-        raise ValueError(f"datatype {datatype!r} is not a KServe datatype; expected one of {sorted(_DTYPE_BY_KSERVE)}")
+        raise ValueError(
+            f"datatype {datatype!r} is not a KServe datatype; expected one of "
+            f"{sorted(_DTYPE_BY_KSERVE)}"
+        )
     return _DTYPE_BY_KSERVE[datatype]
 
 
@@ -74,8 +79,13 @@ class TensorSpec:
         return bool(self.shape) and not isinstance(self.shape[0], int)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "dtype": self.dtype,
-                "shape": self.kserve_shape, "dims": list(self.shape)}
+        return {
+            "name": self.name,
+            "datatype": self.datatype,
+            "dtype": self.dtype,
+            "shape": self.kserve_shape,
+            "dims": list(self.shape),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TensorSpec:
@@ -100,13 +110,17 @@ class Signature:
         return [s.name for s in self.outputs]
 
     def to_json(self) -> dict[str, Any]:
-        return {"inputs": [s.to_json() for s in self.inputs],
-                "outputs": [s.to_json() for s in self.outputs]}
+        return {
+            "inputs": [s.to_json() for s in self.inputs],
+            "outputs": [s.to_json() for s in self.outputs],
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Signature:
-        return cls(tuple(TensorSpec.from_json(s) for s in data["inputs"]),
-                   tuple(TensorSpec.from_json(s) for s in data["outputs"]))
+        return cls(
+            tuple(TensorSpec.from_json(s) for s in data["inputs"]),
+            tuple(TensorSpec.from_json(s) for s in data["outputs"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -124,7 +138,9 @@ class Artifact:
             return sorted(p for p in self.path.rglob("*") if p.is_file())
         if self.format in ("openvino", "ncnn"):
             return [self.path, self.path.with_suffix(".bin")]
-        if self.format == "tvm" and self.path.with_suffix(".json").is_file():  # a tuned library's batch-1 note
+        if (
+            self.format == "tvm" and self.path.with_suffix(".json").is_file()
+        ):  # a tuned library's batch-1 note
             return [self.path, self.path.with_suffix(".json")]
         if self.format == "onnx":
             import onnx
@@ -203,11 +219,13 @@ class Verification:
     outputs: list[OutputError] = field(default_factory=list)
     reason: str = ""
     cosine: float | None = None
-    """Mean cosine similarity of the first output with the source's (beside whatever ``metric`` is)."""
+    """Mean cosine similarity of the first output with the source's (beside whatever ``metric``
+    is)."""
     top5_agreement: float | None = None
     """Classifiers: % of samples whose source top-1 class is in the candidate's top 5."""
     confident_agreement: float | None = None
-    """Classifiers: top-1 agreement on the samples the source is confident about (``confident_samples``)."""
+    """Classifiers: top-1 agreement on the samples the source is confident about
+    (``confident_samples``)."""
     confident_samples: int = 0
 
 
@@ -280,7 +298,9 @@ class Candidate:
         if self.name:
             return self.name
         steps = self.recipe.steps
-        made = next((i for i, s in enumerate(steps) if s.name in ("export", "qat")), 0)  # after model-level steps
+        made = next(
+            (i for i, s in enumerate(steps) if s.name in ("export", "qat")), 0
+        )  # after model-level steps
         extras = [_step_label(s) for s in steps[made:] if s.name not in ("convert", "export")]
         return f"{self.backend}/{self.precision}" + "".join(f"+{e}" for e in extras)
 

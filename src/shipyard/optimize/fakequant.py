@@ -1,7 +1,8 @@
 """Fake-quantised conv and linear layers for quantisation-aware training, exportable as ONNX Q/DQ.
 
 Activations entering each layer: per-tensor affine UINT8 with a *learnt* scale (LSQ-style, the
-gradient reaches the scale through a straight-through rounding), initialised from min/max.
+gradient reaches the scale through a straight-through rounding), initialised from the mean
+per-sample min/max.
 Weights: per-output-channel symmetric INT8, scale from the current weights.
 
 In training mode the rounding is written in plain torch ops so gradients flow; in eval mode the
@@ -20,7 +21,8 @@ from torch.nn import functional as F
 
 ACT_RANGE = (0, 255)
 WEIGHT_RANGE = (-128, 127)
-"""Symmetric: scales put the largest weight at ±127, so -128 is never used (ONNX needs this pair)."""
+"""Symmetric: scales put the largest weight at ±127, so -128 is never used (ONNX needs this
+pair)."""
 
 
 def _round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -34,25 +36,37 @@ class ActivationQuantizer(nn.Module):
         super().__init__()
         self.log_scale = nn.Parameter(torch.zeros(()))
         self.register_buffer("zero_point", torch.zeros((), dtype=torch.int32))
-        self.register_buffer("low", torch.tensor(float("inf")))
-        self.register_buffer("high", torch.tensor(float("-inf")))
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+        self.register_buffer("seen", torch.zeros(()))
         self.observing = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.observing:
-            self.low.copy_(torch.minimum(self.low, x.detach().min()))
-            self.high.copy_(torch.maximum(self.high, x.detach().max()))
+        if (
+            self.observing
+        ):  # sums of per-sample extremes: the range is their mean (NNCF's estimator)
+            flat = x.detach().reshape(len(x), -1) if x.dim() > 1 else x.detach().reshape(1, -1)
+            self.low.add_(flat.amin(dim=1).sum())
+            self.high.add_(flat.amax(dim=1).sum())
+            self.seen.add_(len(flat))
             return x
         scale = self.log_scale.exp()
         if self.training:
             zp = self.zero_point.float()
             q = torch.clamp(_round_ste(x / scale) + zp, *ACT_RANGE)
             return (q - zp) * scale
-        return torch.fake_quantize_per_tensor_affine(x, float(scale.detach()), int(self.zero_point), *ACT_RANGE)
+        return torch.fake_quantize_per_tensor_affine(
+            x, float(scale.detach()), int(self.zero_point), *ACT_RANGE
+        )
 
     def settle(self) -> None:
-        """Scale and zero point from the observed min/max (the range always holds 0)."""
-        low, high = min(float(self.low), 0.0), max(float(self.high), 0.0)
+        """Scale and zero point from the mean per-sample min and max (the range always holds 0).
+
+        The mean, not the extremes over all samples: one outlier sample would otherwise widen the
+        range for every other sample, and on a pretrained CNN that costs more than clipping it.
+        """
+        seen = max(float(self.seen), 1.0)
+        low, high = min(float(self.low) / seen, 0.0), max(float(self.high) / seen, 0.0)
         scale = max((high - low) / (ACT_RANGE[1] - ACT_RANGE[0]), 1e-8)
         with torch.no_grad():
             self.log_scale.fill_(float(torch.tensor(scale).log()))
@@ -73,8 +87,12 @@ class WeightQuantizer(nn.Module):
         if self.training:
             self.refresh(weight)
             shape = (-1,) + (1,) * (weight.dim() - 1)
-            return torch.clamp(_round_ste(weight / self.scale.reshape(shape)), *WEIGHT_RANGE) * self.scale.reshape(shape)
-        return torch.fake_quantize_per_channel_affine(weight, self.scale, self.zero_point, 0, *WEIGHT_RANGE)
+            return torch.clamp(
+                _round_ste(weight / self.scale.reshape(shape)), *WEIGHT_RANGE
+            ) * self.scale.reshape(shape)
+        return torch.fake_quantize_per_channel_affine(
+            weight, self.scale, self.zero_point, 0, *WEIGHT_RANGE
+        )
 
     def refresh(self, weight: torch.Tensor) -> None:
         with torch.no_grad():
@@ -108,8 +126,15 @@ class QuantConv2d(_QuantLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.conv
-        return F.conv2d(self.input_quant(x), self.weight_quant(c.weight), c.bias,
-                        c.stride, c.padding, c.dilation, c.groups)
+        return F.conv2d(
+            self.input_quant(x),
+            self.weight_quant(c.weight),
+            c.bias,
+            c.stride,
+            c.padding,
+            c.dilation,
+            c.groups,
+        )
 
 
 class QuantLinear(_QuantLayer):
@@ -124,23 +149,38 @@ class QuantLinear(_QuantLayer):
         return self.linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.input_quant(x), self.weight_quant(self.linear.weight), self.linear.bias)
+        return F.linear(
+            self.input_quant(x), self.weight_quant(self.linear.weight), self.linear.bias
+        )
 
 
 def insert_quantizers(module: nn.Module) -> list[ActivationQuantizer]:
-    """Wrap every zero-padded Conv2d and every Linear of ``module`` in place; the quantizers made."""
-    replace = [(name, layer) for name, layer in module.named_modules()
-               if isinstance(layer, nn.Linear) or (isinstance(layer, nn.Conv2d) and layer.padding_mode == "zeros"
-                                                     and not isinstance(layer.padding, str))]
+    """Wrap every zero-padded Conv2d and every Linear of ``module`` in place; the quantizers
+    made."""
+    replace = [
+        (name, layer)
+        for name, layer in module.named_modules()
+        if isinstance(layer, nn.Linear)
+        or (
+            isinstance(layer, nn.Conv2d)
+            and layer.padding_mode == "zeros"
+            and not isinstance(layer.padding, str)
+        )
+    ]
     for name, layer in replace:
         parent_name, _, leaf = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module
-        setattr(parent, leaf, QuantConv2d(layer) if isinstance(layer, nn.Conv2d) else QuantLinear(layer))
+        setattr(
+            parent, leaf, QuantConv2d(layer) if isinstance(layer, nn.Conv2d) else QuantLinear(layer)
+        )
     return [m for m in module.modules() if isinstance(m, ActivationQuantizer)]
 
 
-def calibrate(module: nn.Module, quantizers: list[ActivationQuantizer], feeds: list[list[Any]]) -> None:
-    """Observe activation ranges on ``feeds`` (lists of input tensors), then fix scales from them."""
+def calibrate(
+    module: nn.Module, quantizers: list[ActivationQuantizer], feeds: list[list[Any]]
+) -> None:
+    """Observe activation ranges on ``feeds`` (lists of input tensors), then fix scales from
+    them."""
     for q in quantizers:
         q.observing = True
     module.eval()

@@ -1,12 +1,15 @@
-"""The one small training loop every training step shares (pruning recovery, distillation, 2:4, QAT).
+"""The one small training loop every training step shares (pruning recovery, distillation, 2:4,
+QAT).
 
 AdamW with a cosine schedule, a fixed seed, early stop on a held-back slice of the data, a
 wall-clock limit, progress through a callback. The loss is cross-entropy on labels when there
 are labels, distillation from a teacher when there is one, or both mixed::
 
-    loss = alpha · CE(student, labels) + (1 - alpha) · T² · KL(softmax(teacher/T) ‖ softmax(student/T))
+    loss = alpha · CE(student, labels) + (1 - alpha) · T² · KL(softmax(teacher/T) ‖
+    softmax(student/T))
 
-Outputs that are not logits (``kind="regression"``) are matched to the teacher by mean squared error.
+Outputs that are not logits (``kind="regression"``) are matched to the teacher by mean squared
+error.
 
 Example::
 
@@ -18,8 +21,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +49,8 @@ class TrainConfig:
     """Weight of the label loss when there are both labels and a teacher."""
     val_fraction: float = 0.2
     kind: str = "classification"
-    """``classification`` (first output is logits) or ``regression`` (match the teacher's outputs)."""
+    """``classification`` (first output is logits) or ``regression`` (match the teacher's
+    outputs)."""
 
 
 @dataclass
@@ -57,23 +62,43 @@ class TrainResult:
     seconds: float
     stopped: str
     history: list[float] = field(default_factory=list)
+    initial_score: float | None = None
+    """The untrained model's validation score (``fit(keep_start=True)``)."""
+
+    @property
+    def kept_start(self) -> bool:
+        """True when no epoch beat the untrained model, so its weights were kept."""
+        return self.initial_score is not None and self.best_score <= self.initial_score
 
 
 Progress = Callable[[str], None]
 AfterStep = Callable[[Any], None]
 
 
-def fit(model: Any, data: Dataset, config: TrainConfig | None = None, teacher: Any = None,
-        progress: Progress | None = None, after_step: AfterStep | None = None,
-        extra_parameters: list[dict] | None = None) -> TrainResult:
-    """Train ``model`` in place on ``data``; the best epoch's weights are kept. Returns the record."""
+def fit(
+    model: Any,
+    data: Dataset,
+    config: TrainConfig | None = None,
+    teacher: Any = None,
+    progress: Progress | None = None,
+    after_step: AfterStep | None = None,
+    extra_parameters: list[dict] | None = None,
+    keep_start: bool = False,
+) -> TrainResult:
+    """Train ``model`` in place on ``data``; the best epoch's weights are kept. Returns the record.
+
+    ``keep_start``: the untrained model is scored too and kept when no epoch beats it, so the
+    training cannot end worse than it began on the validation slice (QAT from PTQ ranges).
+    """
     import torch
 
     config = config or TrainConfig()
     _check(data, teacher, config)
     torch.manual_seed(config.seed)
     train, val = _split(data, config)
-    teacher_train, teacher_val = (_predict(teacher, train), _predict(teacher, val)) if teacher is not None else (None, None)
+    teacher_train, teacher_val = (
+        (_predict(teacher, train), _predict(teacher, val)) if teacher is not None else (None, None)
+    )
     extra_ids = {id(p) for group in extra_parameters or [] for p in group["params"]}
     own = [p for p in model.parameters() if p.requires_grad and id(p) not in extra_ids]
     groups = [{"params": own}, *(extra_parameters or [])]
@@ -81,8 +106,14 @@ def fit(model: Any, data: Dataset, config: TrainConfig | None = None, teacher: A
     steps = config.epochs * max(1, -(-len(train) // config.batch_size))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     best, best_state, history, start, stopped = -np.inf, None, [], time.perf_counter(), "epochs"
+    initial = None
+    if keep_start:
+        initial = best = _score(model, val, teacher_val, config)
+        best_state = copy.deepcopy(model.state_dict())
     for epoch in range(config.epochs):
-        timed_out = _epoch(model, train, teacher_train, optimizer, schedule, config, after_step, start)
+        timed_out = _epoch(
+            model, train, teacher_train, optimizer, schedule, config, after_step, start
+        )
         score = _score(model, val, teacher_val, config)
         history.append(score)
         if progress:
@@ -98,7 +129,9 @@ def fit(model: Any, data: Dataset, config: TrainConfig | None = None, teacher: A
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return TrainResult(len(history), float(best), time.perf_counter() - start, stopped, history)
+    return TrainResult(
+        len(history), float(best), time.perf_counter() - start, stopped, history, initial
+    )
 
 
 def _check(data: Dataset, teacher: Any, config: TrainConfig) -> None:
@@ -139,21 +172,31 @@ def _predict(model: Any, data: Dataset, batch: int = 256) -> Any:
         return torch.cat([first_output(model(*tensors(f))).float() for f in data.batches(batch)])
 
 
-def _epoch(model: Any, train: Dataset, teacher_out: Any, optimizer: Any, schedule: Any,
-           config: TrainConfig, after_step: AfterStep | None, start: float) -> bool:
+def _epoch(
+    model: Any,
+    train: Dataset,
+    teacher_out: Any,
+    optimizer: Any,
+    schedule: Any,
+    config: TrainConfig,
+    after_step: AfterStep | None,
+    start: float,
+) -> bool:
     """One pass over shuffled ``train``; True when the time limit ran out."""
     import torch
 
     model.train()
     order = torch.randperm(len(train)).numpy()
     for begin in range(0, len(order), config.batch_size):
-        index = order[begin:begin + config.batch_size]
+        index = order[begin : begin + config.batch_size]
         if len(index) < 2:  # batch norm cannot train on one sample
             continue
         batch = train.take(index)
         optimizer.zero_grad()
         output = first_output(model(*tensors(batch.inputs)))
-        loss = _loss(output, batch.labels, None if teacher_out is None else teacher_out[index], config)
+        loss = _loss(
+            output, batch.labels, None if teacher_out is None else teacher_out[index], config
+        )
         loss.backward()
         optimizer.step()
         schedule.step()
@@ -172,11 +215,24 @@ def _loss(output: Any, labels: np.ndarray | None, teacher: Any, config: TrainCon
         return F.mse_loss(output, teacher)
     terms = []
     if labels is not None:
-        terms.append((config.alpha if teacher is not None else 1.0, F.cross_entropy(output, torch.from_numpy(labels))))
+        terms.append(
+            (
+                config.alpha if teacher is not None else 1.0,
+                F.cross_entropy(output, torch.from_numpy(labels)),
+            )
+        )
     if teacher is not None:
         t = config.temperature
-        soft = F.kl_div(F.log_softmax(output / t, -1), F.log_softmax(teacher / t, -1), log_target=True,
-                        reduction="batchmean") * t * t
+        soft = (
+            F.kl_div(
+                F.log_softmax(output / t, -1),
+                F.log_softmax(teacher / t, -1),
+                log_target=True,
+                reduction="batchmean",
+            )
+            * t
+            * t
+        )
         terms.append((1 - config.alpha if labels is not None else 1.0, soft))
     return sum(weight * term for weight, term in terms)
 

@@ -90,7 +90,9 @@ def debug_precision(
 def _candidate(
     plans: list[Candidate], methods: tuple[str, ...], method: str | None, calibration: str
 ) -> Candidate:
-    plan = plans[0]
+    # ORT's own quantiser by default: --calibration picks its method
+    wanted = method or "static-qdq"
+    plan = next((p for p in plans if p.recipe.steps[-1].options.get("method") == wanted), plans[0])
     backend = plan.backend
     if method is not None and method not in methods:
         raise UsageError(

@@ -1,6 +1,11 @@
 """The accuracy-aware search: when an INT8 candidate misses ``--max-drop``, keep the layers that
 cause the error in FP32 until it passes (mixed precision).
 
+ONNX Runtime QDQ candidates are searched by the metric itself (``shipyard.search.sensitivity``:
+layers reverted in the quantised graph, block by block, then layer by layer, then bisected), best
+candidate first; a worse variant on a backend whose better one was dropped is not searched again.
+The other backends use the tensor-error ranking below.
+
 For a failed candidate the layer-by-layer comparison ranks the tensors whose quantisation adds
 the most error. Keeping a tensor in FP32 means leaving its producer and its consumers
 unquantised; the search keeps the worst 1, 2, 4, … tensors' layers in FP32, each attempt a
@@ -35,7 +40,10 @@ if TYPE_CHECKING:
     from shipyard.pipeline.options import SearchOptions
     from shipyard.workshop import Workshop
 
-RESCUABLE = ("static-qdq", "dynamic", "nncf", "ncnn-int8")
+RESCUABLE = ("static-qdq", "nncf-qdq", "dynamic", "nncf", "ncnn-int8")
+QDQ_METHODS = ("static-qdq", "nncf-qdq")
+"""ONNX Runtime QDQ models: layers can be reverted in the quantised graph, so the search ranks by
+the metric."""
 MAX_ATTEMPTS = 5
 QUANTIZED_OPS = {
     "Conv",
@@ -57,6 +65,8 @@ class Search:
     options: SearchOptions
     reporter: Reporter
     started: float
+    dropped: dict[str, float] = field(default_factory=dict)
+    """Backend → metric of the best QDQ family the metric search dropped there."""
 
     def out_of_time(self) -> bool:
         return self.workshop.deadline.spent()  # the build's one clock (shipyard.deadline)
@@ -77,11 +87,13 @@ def rescue(
     ``verify``."""
     search = Search(workshop, verify, options, reporter, time.monotonic())
     tried: list[Candidate] = []
-    for candidate in [c for c in plans if _rescuable(c)]:
+    best_first = sorted((c for c in plans if _rescuable(c)), key=lambda c: -c.verification.value)
+    for candidate in best_first:
         if any(
             c.passed and c.backend == candidate.backend and c.precision == "int8" for c in plans
-        ):
-            continue  # another INT8 variant on this backend already holds the budget
+        ) or any(c.passed and c.backend == candidate.backend for c in tried):
+            # another INT8 (or rescued mixed) variant on this backend already holds the budget
+            continue
         if search.out_of_time():
             search.note(
                 f"time budget of {options.time_budget:g} s spent; {candidate.key} was not rescued"
@@ -94,6 +106,17 @@ def rescue(
             tried.append(_own_rescue(candidate, own, search))
             if tried[-1].passed:
                 continue
+        if metric_search_fits(candidate, workshop):
+            better = search.dropped.get(candidate.backend)
+            if better is not None and better >= candidate.verification.value:
+                search.note(
+                    f"{candidate.key}: not searched — a better INT8 variant on "
+                    f"{candidate.backend} "
+                    f"({better:.2f}) was already dropped as unrescuable"
+                )
+                continue
+            tried += _metric_rescue(candidate, search)
+            continue
         reporter.stage(f"{candidate.key} missed the budget: finding the layers responsible")
         try:
             diagnosis = responsible_layers(candidate, workshop)
@@ -110,6 +133,73 @@ def rescue(
             candidate.layer_costs = layer_costs(diagnosis.layers, paths)
         tried += _attempts(candidate, diagnosis, search)
     return tried
+
+
+def metric_search_fits(candidate: Candidate, workshop: Workshop) -> bool:
+    """ONNX Runtime QDQ candidates with enough calibration data get the metric-ranked search."""
+    from shipyard.backends.openvino.accuracy_control import MIN_SAMPLES
+
+    method = candidate.recipe.steps[-1].options.get("method")
+    data = workshop.calibration
+    return (
+        candidate.backend == "onnxruntime"
+        and method in QDQ_METHODS
+        and data is not None
+        and data.texts is None
+        and len(data) >= MIN_SAMPLES
+    )
+
+
+def _metric_rescue(candidate: Candidate, search: Search) -> list[Candidate]:
+    """Rank layers by what reverting them wins back in the metric, bisect, try the smallest set."""
+    from shipyard.backends.openvino.accuracy_control import split_holdout
+    from shipyard.search import sensitivity
+
+    search.reporter.stage(f"{candidate.key} missed the budget: ranking its layers by the metric")
+    _, holdout = split_holdout(search.workshop.calibration)
+    fp32 = search.workshop.make(fp32_onnx_recipe(candidate.recipe))
+    reference = sensitivity.run_first_output(fp32.path, holdout, search.options.threads)
+    remaining = search.workshop.deadline.remaining()  # the build's one clock (shipyard.deadline)
+    deadline = None if remaining == float("inf") else time.monotonic() + remaining
+    found = sensitivity.search(
+        candidate.artifact.path,
+        reference,
+        holdout,
+        candidate.verification.metric,
+        search.options.max_drop,
+        deadline,
+        search.options.threads,
+    )
+    candidate.layer_costs = found.costs
+    samples = len(holdout)
+    done = f"{found.probes} probes on {samples} held-out calibration samples, {found.seconds:.0f} s"
+    if found.dropped:
+        search.note(f"{candidate.key}: INT8 on this family dropped: {found.dropped} ({done})")
+        search.dropped[candidate.backend] = max(
+            search.dropped.get(candidate.backend, -1e9), candidate.verification.value
+        )
+        return []
+    if not found.keep_fp32:
+        search.note(
+            f"{candidate.key}: {'; '.join(found.notes)} but not on the evaluation set "
+            f"({done}); not rescued"
+        )
+        return []
+    attempt = _mixed(candidate, found.keep_fp32)
+    attempt.layer_costs = found.costs
+    search.reporter.stage(f"{attempt.key}: trying with {len(found.keep_fp32)} layers in FP32")
+    search.verify([attempt])
+    outcome = (
+        f"passes ({attempt.verification.metric} drop {attempt.verification.drop:.2f})"
+        if attempt.passed
+        else f"misses on the evaluation set ({attempt.why_failed})"
+    )
+    search.note(
+        f"{candidate.key} missed the budget; the metric-ranked search keeps "
+        f"{len(found.keep_fp32)} layers "
+        f"in FP32 ({', '.join(found.keep_fp32)}), {outcome} ({done})"
+    )
+    return [attempt]
 
 
 def _own_rescue(candidate: Candidate, attempt: Candidate, search: Search) -> Candidate:
@@ -143,7 +233,11 @@ def _rescuable(candidate: Candidate) -> bool:
 
 def _attempts(candidate: Candidate, diagnosis: Diagnosis, search: Search) -> list[Candidate]:
     ranked = diagnosis.layers
-    activations = candidate.recipe.steps[-1].options.get("method") in ("static-qdq", "nncf")
+    activations = candidate.recipe.steps[-1].options.get("method") in (
+        "static-qdq",
+        "nncf-qdq",
+        "nncf",
+    )
     quantized = {n for n, op in diagnosis.graph.ops.items() if op in QUANTIZED_OPS}
     tried: list[Candidate] = []
     count, kept = 1, set()

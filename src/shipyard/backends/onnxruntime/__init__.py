@@ -21,7 +21,7 @@ class OnnxRuntimeBackend(Runtime):
     formats = ("onnx",)
     package = "onnxruntime"
     module = "onnxruntime"
-    quantizers = {"static-qdq": "onnx", "dynamic": "onnx", "fp16": "onnx"}
+    quantizers = {"static-qdq": "onnx", "nncf-qdq": "onnx", "dynamic": "onnx", "fp16": "onnx"}
     not_planned = {
         "bf16": "ONNX Runtime's CPU provider has no BF16 MatMul/Gemm kernels (NOT_IMPLEMENTED "
         "in 1.32) and ONNX Conv takes no bfloat16, so BF16 would run as FP32"
@@ -48,7 +48,12 @@ class OnnxRuntimeBackend(Runtime):
                 )
             ]
         if precision == "int8":
-            return [
+            nncf = (
+                [Candidate(self.name, "int8", ONNX.then("quantize", method="nncf-qdq"))]
+                if _has_nncf()
+                else []
+            )
+            return nncf + [
                 Candidate(
                     self.name,
                     "int8",
@@ -72,6 +77,16 @@ class OnnxRuntimeBackend(Runtime):
             from shipyard.backends.onnxruntime.fp16 import convert_fp16
 
             return convert_fp16(previous, path)
+        if method == "nncf-qdq":
+            from shipyard.backends.onnxruntime.nncf_int8 import quantize_nncf_qdq
+
+            return quantize_nncf_qdq(
+                previous,
+                path,
+                workshop.calibration_data(),
+                bool(options.get("transformer", False)),
+                keep,
+            )
         from shipyard.backends.onnxruntime.int8 import (
             quantize_dynamic_int8,
             quantize_static_qdq,
@@ -106,10 +121,16 @@ class OnnxRuntimeBackend(Runtime):
             prepared = preprocess(onnx.path, Path(scratch))
             # QDQ keeps node names but may fuse (Conv+Relu): read the structure from the quantised
             # model
-            static = candidate.recipe.steps[-1].options.get("method") == "static-qdq"
+            static = candidate.recipe.steps[-1].options.get("method") in ("static-qdq", "nncf-qdq")
             graph = Graph.of(candidate.artifact.path if static else prepared)
             reference = onnx_intermediates(prepared, feed)
         return LayerViews(graph, reference, onnx_intermediates(candidate.artifact.path, feed))
+
+
+def _has_nncf() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("nncf") is not None
 
 
 BACKEND = OnnxRuntimeBackend()

@@ -49,7 +49,7 @@ def quantize_static_qdq(
             quantize_static(
                 str(prepared),
                 str(path),
-                _Reader(calibration),
+                _Reader(calibration, method),
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
                 reduce_range=not has_vnni(),
@@ -120,15 +120,25 @@ def has_vnni() -> bool:
 
 
 class _Reader:
-    """ONNX Runtime's ``CalibrationDataReader``: one feed of up to 8 samples at a time."""
+    """ONNX Runtime's ``CalibrationDataReader``: one feed of up to 8 samples at a time.
 
-    def __init__(self, dataset: Dataset) -> None:
+    Entropy and Percentile stack every feed's activations into one array, so a smaller last feed
+    crashed them (``ValueError: … inhomogeneous shape``): for those every feed has the same size.
+    """
+
+    def __init__(self, dataset: Dataset, method: str = "minmax") -> None:
         from shipyard.quantize.calibration import feeds
 
-        self._feeds = iter(list(feeds(dataset)))
+        batch = 8 if method == "minmax" else even_batch(len(dataset))
+        self._feeds = iter(list(feeds(dataset, batch)))
 
     def get_next(self):
         return next(self._feeds, None)
 
     def rewind(self) -> None:  # not used by quantize_static, part of the reader protocol
         pass
+
+
+def even_batch(count: int, largest: int = 8) -> int:
+    """The largest feed size up to ``largest`` that divides ``count`` (1 always does)."""
+    return next(size for size in range(min(largest, max(count, 1)), 0, -1) if count % size == 0)

