@@ -18,4 +18,7 @@ python -m pip install -q --no-deps --upgrade --target "${SHIPYARD_CAFFE_ONNX:-$H
 PYTHON=python bash scripts/triton_env.sh || echo "no Triton environment: the tests against a real Triton will skip" >&2
 # headless Chromium for tests/test_report.py's browser check; without it that test skips, saying why
 bash scripts/install_chromium.sh || echo "no headless Chromium: the report's browser test will skip" >&2
+# lint and format (ruff, configured in pyproject.toml): a style error fails CI like a test
+python -m ruff check src tests benchmarks
+python -m ruff format --check src tests benchmarks
 python -m pytest -q "$@"
