@@ -20,6 +20,7 @@ misses too.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,7 +171,12 @@ def _metric_rescue(candidate: Candidate, search: Search) -> list[Candidate]:
         deadline,
         search.options.threads,
     )
-    candidate.layer_costs = found.costs
+    from shipyard.search.layer_names import module_paths
+
+    # named as the user knows them where the export recorded it, costliest first
+    modules = module_paths(fp32.path)
+    named = [dataclasses.replace(c, module=modules.get(c.layer, c.module)) for c in found.costs]
+    candidate.layer_costs = sorted(named, key=lambda c: -(c.metric_cost or 0.0))
     samples = len(holdout)
     done = f"{found.probes} probes on {samples} held-out calibration samples, {found.seconds:.0f} s"
     if found.dropped:
