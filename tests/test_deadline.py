@@ -21,6 +21,23 @@ def test_a_deadline_counts_down_and_stops_work_by_name():
     assert not Deadline(3600).spent() and 3590 < Deadline(3600).remaining() <= 3600
 
 
+def test_optional_work_stops_early_enough_for_timing_and_packaging():
+    from shipyard.pipeline.choose import PACKAGING_SECONDS, timing_reserve
+
+    bench = BenchConfig(rounds=4, block_seconds=0.5)
+    reserve = timing_reserve(bench, 12)
+    assert reserve == 2 * 12 * 0.5 * 3 + PACKAGING_SECONDS  # 2 rounds + warm-up, twice, + package
+    whole = Deadline(3600)
+    search = whole.keeping(reserve)
+    assert search.started == whole.started
+    assert whole.remaining() - search.remaining() == pytest.approx(reserve, abs=0.1)
+    nearly_over = Deadline(reserve + 1.0).keeping(reserve)
+    assert not nearly_over.spent()
+    assert Deadline(reserve - 1.0).keeping(reserve).spent()
+    with pytest.raises(TimeBudgetSpent, match=f"less {reserve:.0f} s kept for timing"):
+        Deadline(reserve - 1.0).keeping(reserve).check("the search")
+
+
 def test_nncf_validation_stops_once_the_budget_is_spent():
     from shipyard.backends.openvino.accuracy_control import validation_fn
 

@@ -58,3 +58,20 @@ def test_example_is_listed_and_loads_as_a_classifier():
     source = load_example("mobilenet_v2")
     assert source.task == "classification" and source.signature.input_names == ["image"]
     assert source.example_data.labels is None and len(source.example_data) >= 300
+
+
+def test_labelled_crops_carry_each_photos_class_and_the_real_model_scores_on_them():
+    """The labels come from the photos, not the model; the real weights still get most of the
+    espresso, tripod and palace crops right, and random weights would get almost none."""
+    import torch
+
+    from shipyard.sources.examples.mobilenet_v2 import PHOTO_CLASSES, labelled_crops, make
+
+    data = labelled_crops(50, seed=1)
+    assert data.inputs["image"].shape == (50, 3, 224, 224) and data.labels.dtype == np.int64
+    assert set(data.labels.tolist()) == set(PHOTO_CLASSES.values())
+    np.testing.assert_array_equal(data.labels, labelled_crops(50, seed=2).labels)  # photos in turn
+    with torch.inference_mode():
+        predicted = make()(torch.from_numpy(data.inputs["image"])).argmax(1).numpy()
+    clear = np.isin(data.labels, [967, 872, 698])  # espresso, tripod, palace
+    assert (predicted[clear] == data.labels[clear]).mean() > 0.6

@@ -25,24 +25,36 @@ class TimeBudgetSpent(Exception):
 class Deadline:
     seconds: float | None
     started: float = field(default_factory=time.monotonic)
+    reserved: float = 0.0
+    """Seconds at the end of the budget kept for the stages that always run (timing, packaging)."""
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def remaining(self) -> float:
         """Seconds left (infinity without a budget, never below 0)."""
-        return math.inf if self.seconds is None else max(0.0, self.seconds - self.elapsed())
+        if self.seconds is None:
+            return math.inf
+        return max(0.0, self.seconds - self.reserved - self.elapsed())
 
     def spent(self) -> bool:
-        return self.seconds is not None and self.elapsed() >= self.seconds
+        return self.seconds is not None and self.remaining() <= 0.0
+
+    def keeping(self, seconds: float) -> Deadline:
+        """The same clock, spent ``seconds`` earlier: optional work stops in time for what must
+        follow it."""
+        return Deadline(self.seconds, self.started, self.reserved + max(0.0, seconds))
 
     def check(self, what: str) -> None:
         """Raise ``TimeBudgetSpent`` naming ``what`` was stopped, once the budget is spent."""
         if self.spent():
             raise TimeBudgetSpent(
-                f"{what} stopped: the time budget of {self.seconds:g} s was spent "
-                "(raise --time-budget to let it finish)"
+                f"{what} stopped: {self.spent_text()} (raise --time-budget to let it finish)"
             )
+
+    def spent_text(self) -> str:
+        kept = f" (less {self.reserved:.0f} s kept for timing and packaging)"
+        return f"the time budget of {self.seconds:g} s was spent{kept if self.reserved else ''}"
 
     def describe(self) -> str:
         return (

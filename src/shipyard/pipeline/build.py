@@ -32,6 +32,7 @@ from shipyard.pipeline.choose import (
     bench_within,
     choose,
     time_candidates,
+    timing_reserve,
 )
 from shipyard.pipeline.data import BuildData, read_data
 from shipyard.pipeline.options import (
@@ -182,7 +183,8 @@ def _road(
         reporter.note(note)
     source = apply_model_transforms(original, options.training, data.parts, reporter)
     plans, skipped = _plans(source, search, options.training, reporter)
-    workshop = Workshop(source, work / "artifacts", data.calibration, deadline)
+    search_deadline = deadline.keeping(timing_reserve(search.bench, len(plans) + 1))
+    workshop = Workshop(source, work / "artifacts", data.calibration, search_deadline)
     reporter.stage("running the source model for reference outputs")
     reference_session = _reference_session(original, search.threads)
     reference = _source_outputs(

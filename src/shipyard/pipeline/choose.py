@@ -29,6 +29,16 @@ def bench_seconds(bench: BenchConfig, count: int) -> float:
     return count * bench.block_seconds * (bench.rounds + 1)
 
 
+PACKAGING_SECONDS = 5.0
+"""What writing a package takes, with room to spare (digests, report, manifest)."""
+
+
+def timing_reserve(bench: BenchConfig, count: int) -> float:
+    """Seconds to keep at the end of the time budget for timing ``count`` sessions at the fewest
+    rounds, at batch 1 and batched, and for writing the package."""
+    return 2 * bench_seconds(dataclasses.replace(bench, rounds=2), count) + PACKAGING_SECONDS
+
+
 def bench_within(bench: BenchConfig, count: int, deadline: Deadline, reporter: Any) -> BenchConfig:
     """Fewer latency rounds (at least 2) when the full count would overrun the time budget."""
     rounds = bench.rounds

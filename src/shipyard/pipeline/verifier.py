@@ -54,8 +54,7 @@ class Verifier:
         for index, candidate in enumerate(candidates, start=1):
             if first_pass and index > 1 and candidate.precision != "fp32" and deadline.spent():
                 candidate.error = (
-                    f"not tried: the time budget of {deadline.seconds:g} s was spent before its "
-                    "turn (raise --time-budget)"
+                    f"not tried: {deadline.spent_text()} before its turn (raise --time-budget)"
                 )
                 self.reporter.candidate(candidate)
                 continue

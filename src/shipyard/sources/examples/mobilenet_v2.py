@@ -8,6 +8,11 @@ imported (its ``__init__`` imports code written for torch 1.6).
 The data set is a few hundred 224×224 crops of the sample photographs that scikit-image and
 scikit-learn ship (cats, an astronaut, coffee, a rocket, a motorbike, a palace, a flower…),
 normalised as torchvision does. It has no labels: the metric is top-1 agreement with the FP32 model.
+
+``labelled_crops`` is a labelled set for ``--metric accuracy``: crops of the five photos whose
+subject is an ImageNet class, each labelled with what the photo shows (not with what the model
+says): the cat is a tabby, the cup an espresso, the cameraman's stand a tripod, the launch a
+missile, the Chinese temple a palace.
 """
 
 from __future__ import annotations
@@ -42,6 +47,14 @@ SKIMAGE_PHOTOS = (
     "moon.png",
 )
 SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
+PHOTO_CLASSES = {
+    "chelsea.png": 281,  # tabby
+    "coffee.png": 967,  # espresso
+    "camera.png": 872,  # tripod
+    "rocket.jpg": 657,  # missile
+    "china.jpg": 698,  # palace
+}
+LABELLED_SCALE = (0.25, 1.0)
 
 
 def weights_path() -> Path:
@@ -90,13 +103,13 @@ def _rgb(path: Path):
     return Image.open(path).convert("RGB")
 
 
-def _random_crop(image, rng: np.random.Generator):
+def _random_crop(image, rng: np.random.Generator, scale: tuple[float, float] = (0.08, 1.0)):
     """torchvision's RandomResizedCrop box (scale 0.08–1, aspect 3/4–4/3), plus a random flip."""
     from PIL import Image
 
     width, height = image.size
     for _ in range(10):
-        area = width * height * rng.uniform(0.08, 1.0)
+        area = width * height * rng.uniform(*scale)
         aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
         w, h = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
         if 0 < w <= width and 0 < h <= height:
@@ -125,6 +138,26 @@ def photo_crops(count: int = DEFAULT_CROPS, seed: int = SEED) -> np.ndarray:
         raise SourceError("no sample photographs found: pip install scikit-image scikit-learn")
     rng = np.random.default_rng(seed)
     return np.stack([_normalise(_random_crop(photos[i % len(photos)], rng)) for i in range(count)])
+
+
+def labelled_crops(count: int = DEFAULT_CROPS, seed: int = SEED) -> Dataset:
+    """``count`` seeded crops (scale 0.25–1, so the subject stays in view) of the photos in
+    ``PHOTO_CLASSES``, with each photo's ImageNet class as the label."""
+    by_name = {p.name: p for p in photo_paths()}
+    named = [name for name in PHOTO_CLASSES if name in by_name]
+    if not named:
+        raise SourceError("no labelled sample photographs found: pip install scikit-image")
+    photos = [_rgb(by_name[name]) for name in named]
+    rng = np.random.default_rng(seed)
+    turns = [i % len(photos) for i in range(count)]
+    crops = [_normalise(_random_crop(photos[t], rng, LABELLED_SCALE)) for t in turns]
+    labels = np.array([PHOTO_CLASSES[named[t]] for t in turns], dtype=np.int64)
+    return Dataset(
+        {"image": np.stack(crops)},
+        labels=labels,
+        description=f"{count} {SIZE}×{SIZE} crops of {len(named)} sample photographs, each "
+        "labelled with the ImageNet class of what the photo shows",
+    )
 
 
 def example_data(count: int = DEFAULT_CROPS, seed: int = SEED) -> Dataset:
