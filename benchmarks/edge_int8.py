@@ -21,8 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine_line, markdown_table, write_section  # noqa: E402
-from quantization import BENCH, run_model, small_cnn  # noqa: E402
+from _report import (  # noqa: E402
+    CANDIDATE_HEADER,
+    machine_line,
+    markdown_table,
+    run_model,
+    write_section,
+)
+from quantization import BENCH, small_cnn  # noqa: E402
 
 from shipyard.pipeline.build import BuildOptions  # noqa: E402
 
@@ -116,16 +122,6 @@ def main() -> None:
 
 
 def publish(threads: int, rows: list[list[str]]) -> None:
-    header = [
-        "model",
-        "candidate",
-        "precision",
-        "metric",
-        "drop",
-        "p50 ms (batch 1)",
-        "vs torch eager",
-        "passed",
-    ]
     write_section(
         "edge_int8",
         "\n\n".join(
@@ -142,7 +138,7 @@ def publish(threads: int, rows: list[list[str]]) -> None:
                 "evaluated on other crops). Budget `--max-drop 1`; ★ = what the build chose. ncnn "
                 "INT8 is calibrated by "
                 "Shipyard (entropy); MNN INT8 stores INT8 weights and computes in float on x86.",
-                markdown_table(header, rows),
+                markdown_table(CANDIDATE_HEADER, rows),
             ]
         ),
     )

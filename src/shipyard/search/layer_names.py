@@ -3,7 +3,7 @@
 The torch.export-based ONNX exporter records each node's module scopes in its metadata
 (``pkg.torch.onnx.name_scopes``: ``['', 'features', 'features.3', 'features.3.conv.0.0',
 'conv2d']``); the TorchScript-based exporter writes them into the node name
-(``/features/features.3/conv/Conv``).
+(``/features/features.3/conv/conv.0/Conv`` for ``features.3.conv.0``).
 """
 
 from __future__ import annotations
@@ -41,10 +41,19 @@ def _from_metadata(node) -> str:
 
 
 def _from_name(name: str) -> str:
-    parts = [p for p in name.split("/") if p]
-    if len(parts) < 2 or not name.startswith("/"):
+    """``/features/features.3/conv/conv.0/Conv`` → ``features.3.conv.0``.
+
+    Each scope is a module's name in its parent, and a container's child repeats the container's
+    name (``features.3``, ``conv.0``), so the path grows by the child's own part only.
+    """
+    scopes = [p for p in name.split("/") if p][:-1]  # the last part is the operator itself
+    if not name.startswith("/") or not scopes:
         return ""
-    return parts[-2]
+    path, parent = scopes[0], scopes[0]
+    for scope in scopes[1:]:
+        own = scope[len(parent) + 1 :] if scope.startswith(parent + ".") else scope
+        path, parent = f"{path}.{own}", scope
+    return path
 
 
 def layer_costs(layers, modules: dict[str, str], limit: int = 200) -> list[LayerCost]:
