@@ -153,6 +153,21 @@ def test_int8_section_names_the_hostile_layer_by_module_path(built):
     assert html.escape(rescued.key) in int8 and "features." in int8.split("Attempts")[1]
 
 
+def test_layers_kept_are_named_by_module_path_even_when_the_search_did_not_rank_them():
+    from shipyard.package.report.int8 import int8_section
+    from shipyard.records import Candidate, LayerCost, Recipe
+
+    recipe = Recipe().then("export", format="onnx").then("quantize", method="nncf")
+    root = Candidate("openvino", "int8", recipe)
+    root.layer_costs = [LayerCost("/features/features.0/Conv", "Conv", 0.9, 0.5, "features.0")]
+    root.layer_modules = {"/features/features.1/Relu": "features.1.relu"}  # a consumer, unranked
+    kept = ["/features/features.0/Conv", "/features/features.1/Relu"]
+    mixed = Recipe().then("export", format="onnx").then("quantize", method="nncf", keep_fp32=kept)
+    attempt = Candidate("openvino", "mixed", mixed, derived_from=root.key)
+    page = int8_section([root, attempt], lambda c: None)
+    assert "<td>features.0, features.1.relu</td>" in page.split("Attempts")[1]
+
+
 def test_shipped_section_and_one_offline_file(built):
     _, out, page = built
     manifest = json.loads((out / "manifest.json").read_text())

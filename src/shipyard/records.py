@@ -286,6 +286,9 @@ class Candidate:
     """A label that replaces the derived key (the baseline's)."""
     layer_costs: list[LayerCost] = field(default_factory=list)
     """INT8 only: per-layer sensitivity, worst first, when the accuracy-aware search measured it."""
+    layer_modules: dict[str, str] = field(default_factory=dict)
+    """INT8 only: ONNX node name → the module path the user knows it by, for every node the
+    search could name (the layers a rescue keeps in float include some it did not rank)."""
     derived_from: str = ""
     """The key of the candidate this one was made from (a mixed-precision attempt's INT8 one)."""
     runtime: dict[str, Any] = field(default_factory=dict)
@@ -326,6 +329,7 @@ class Candidate:
             "size_mb": self.timing.size_mb if self.timing else None,
             "why_failed": self.why_failed,
             "layer_costs": [asdict(c) for c in self.layer_costs],
+            "layer_modules": self.layer_modules,
             "derived_from": self.derived_from or None,
         }
 

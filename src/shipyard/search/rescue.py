@@ -132,6 +132,7 @@ def rescue(
         if not candidate.layer_costs:
             paths = _module_paths(candidate, workshop)
             candidate.layer_costs = layer_costs(diagnosis.layers, paths)
+            candidate.layer_modules = paths
         tried += _attempts(candidate, diagnosis, search)
     return tried
 
@@ -175,6 +176,7 @@ def _metric_rescue(candidate: Candidate, search: Search) -> list[Candidate]:
 
     # named as the user knows them where the export recorded it, costliest first
     modules = module_paths(fp32.path)
+    candidate.layer_modules = modules
     named = [dataclasses.replace(c, module=modules.get(c.layer, c.module)) for c in found.costs]
     candidate.layer_costs = sorted(named, key=lambda c: -(c.metric_cost or 0.0))
     samples = len(holdout)

@@ -70,7 +70,10 @@ def _family(
             "<h4>Output error statistics (against the source model, evaluation set)</h4>"
             + output_errors([root, *attempts])
         )
-    names = {cost.layer: cost.module for cost in root.layer_costs if cost.module}
+    names = {
+        **root.layer_modules,
+        **{cost.layer: cost.module for cost in root.layer_costs if cost.module},
+    }
     parts.append(_sensitivity(root) if root.layer_costs else _no_sensitivity(root))
     if attempts:
         parts.append(_attempts(root, attempts, names, speedup))
