@@ -125,13 +125,20 @@ class Batcher:
         self.metrics.queue_depth.set(len(self._queue))
         self._wake()
         timeout = self.config.timeout_s if timeout_s is None else timeout_s
+        timer = self._loop.call_later(timeout, self._expire, item, timeout)
         try:
-            return await asyncio.wait_for(item.future, timeout)
-        except asyncio.TimeoutError:
-            raise RequestTimeout(
-                f"request to model {self.name!r} took over its timeout of {timeout:g} s; "
-                f"expected the server to be less loaded or a longer timeout"
-            ) from None
+            return await item.future  # cancelling the caller cancels the item: it leaves the queue
+        finally:
+            timer.cancel()
+
+    def _expire(self, item: _Item, timeout: float) -> None:
+        if not item.future.done():  # a batch still running it finds the future done and skips it
+            item.future.set_exception(
+                RequestTimeout(
+                    f"request to model {self.name!r} took over its timeout of {timeout:g} s; "
+                    f"expected the server to be less loaded or a longer timeout"
+                )
+            )
 
     async def stop(self) -> None:
         """Stop taking requests, finish every queued and running one, then release the workers."""
