@@ -250,3 +250,25 @@ def test_concurrent_clients_each_get_their_own_rows_on_the_fast_path(server):
     with ThreadPoolExecutor(12) as pool:
         answers = list(pool.map(one, range(12)))
     assert answers == [(200, [4.0 * i]) for i in range(12)]
+
+
+def test_the_body_deadline_of_python_3_10_times_out_and_lets_other_cancels_through():
+    import asyncio
+
+    from shipyard.serve.http import _TaskDeadline
+
+    async def stalled(seconds):
+        async with _TaskDeadline(seconds):
+            await asyncio.sleep(5)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(stalled(0.05))
+
+    async def cancelled_from_outside():
+        task = asyncio.ensure_future(stalled(10))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(cancelled_from_outside())
