@@ -443,6 +443,12 @@ def report(
         "",
         "- The load generator runs on the same 2 cores as the server, so part of every server "
         "number is the client's own CPU; the raw runtime has no such cost.",
+        "- At one client `shipyard serve` runs a lone request at once (the queue delay is waited "
+        "only once batches hold several requests, `serve/batcher.py`); Triton's dynamic batcher "
+        "waits the 2 ms for company, which is most of its one-client overhead here.",
+        "- gRPC rows use `tritonclient.grpc` as the client, which spends more of the shared CPU "
+        "per "
+        "request than the plain HTTP client loop: compare gRPC with gRPC, not with HTTP.",
     ]
     if any(
         best_of(results[c.label], "ours http") > raw[c.label]["best"]
