@@ -143,7 +143,9 @@ def test_stop_finishes_queued_requests_then_refuses_new_ones(tmp_path):
 
 
 def test_latency_target_shrinks_a_delay_that_would_miss_it(tmp_path):
-    config = BatchConfig(max_batch_size=64, max_queue_delay_ms=40, latency_target_ms=20)
+    config = BatchConfig(
+        max_batch_size=64, max_queue_delay_ms=40, latency_target_ms=20, lone_request_waits=True
+    )
     batcher, _ = make_batcher(tmp_path, config, delay_ms=2)
 
     async def main():
@@ -205,3 +207,102 @@ def test_requests_taken_from_the_middle_of_the_queue_keep_the_batcher_alive(tmp_
     for feed, result in zip(feeds, results):
         np.testing.assert_array_equal(result["y"], feed.sum(axis=1, keepdims=True))
     assert predictor.session.calls == [1, 4, 4]
+
+
+def test_a_lone_request_on_a_quiet_queue_does_not_wait_the_delay(tmp_path):
+    # A 20 s delay against a 5 s timeout: a request that waited for company would time out.
+    config = BatchConfig(max_batch_size=8, max_queue_delay_ms=20_000, timeout_s=5)
+    batcher, (predictor,) = make_batcher(tmp_path, config)
+
+    async def main():
+        batcher.start()
+        answers = [await batcher.submit({"x": np.full((1, 4), i, np.float32)}, 1) for i in range(3)]
+        await batcher.stop()
+        return answers
+
+    assert [a["y"].tolist() for a in run(main())] == [[[0.0]], [[4.0]], [[8.0]]]
+    assert predictor.session.calls == [1, 1, 1]
+
+
+def test_after_a_batch_of_several_a_lone_request_waits_for_company(tmp_path):
+    config = BatchConfig(max_batch_size=8, max_queue_delay_ms=3_000, timeout_s=10)
+    batcher, (predictor,) = make_batcher(tmp_path, config)
+    x = {"x": np.ones((1, 4), np.float32)}
+
+    async def main():
+        batcher.start()
+        await asyncio.gather(batcher.submit(x, 1), batcher.submit(x, 1))  # traffic: company
+        first = asyncio.ensure_future(batcher.submit(x, 1))
+        await asyncio.sleep(0.05)  # well inside the 3 s delay the first request now waits
+        await asyncio.gather(first, batcher.submit(x, 1))
+        await batcher.stop()
+
+    run(main())
+    assert predictor.session.calls == [2, 2]
+
+
+@pytest.mark.parametrize("lone_waits", [False, True])
+def test_lone_request_waits_makes_every_batch_wait_for_company(tmp_path, lone_waits):
+    config = BatchConfig(
+        max_batch_size=8, max_queue_delay_ms=3_000, timeout_s=10, lone_request_waits=lone_waits
+    )
+    batcher, (predictor,) = make_batcher(tmp_path, config)
+    x = {"x": np.ones((1, 4), np.float32)}
+
+    async def main():
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(x, 1))
+        await asyncio.sleep(0.05)
+        await asyncio.gather(first, batcher.submit(x, 1))
+        await batcher.stop()
+
+    run(main())
+    assert predictor.session.calls == ([2] if lone_waits else [1, 1])
+
+
+def test_each_instance_runs_on_its_own_thread_and_stop_ends_them(tmp_path):
+    batcher, predictors = make_batcher(tmp_path, BatchConfig(max_batch_size=1, instances=2))
+    seen = []
+    for predictor in predictors:
+        run_one = predictor.session._run_impl
+
+        def recording(inputs, run_one=run_one):
+            seen.append(threading.current_thread().name)
+            return run_one(inputs)
+
+        predictor.session._run_impl = recording
+
+    async def main():
+        batcher.start()
+        await asyncio.gather(
+            *(batcher.submit({"x": np.ones((1, 4), np.float32)}, 1) for _ in range(6))
+        )
+        await batcher.stop()
+
+    run(main())
+    assert len(seen) == 6 and all(name == "model-fake" for name in seen)
+    assert not [t for t in threading.enumerate() if t.name == "model-fake"]
+
+
+def test_outputs_that_cannot_be_split_run_request_by_request_from_then_on(tmp_path):
+    batcher, (predictor,) = make_batcher(tmp_path, BatchConfig(max_batch_size=8))
+    run_one = predictor.session._run_impl
+
+    def flattening(inputs):
+        outputs = run_one(inputs)
+        if len(inputs["x"]) == 1:
+            return outputs
+        return {"y": np.append(outputs["y"].reshape(-1), 0.0)}  # one value too many to split
+
+    predictor.session._run_impl = flattening
+    feeds = [np.full((1, 4), i, np.float32) for i in range(3)]
+
+    async def main():
+        batcher.start()
+        answers = await asyncio.gather(*(batcher.submit({"x": f}, 1) for f in feeds))
+        await batcher.stop()
+        return answers
+
+    answers = run(main())
+    assert [a["y"].tolist() for a in answers] == [[[0.0]], [[4.0]], [[8.0]]]
+    assert batcher.max_batch == 1 and predictor.session.calls == [3, 1, 1, 1]

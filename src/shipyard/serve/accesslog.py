@@ -10,6 +10,11 @@ from typing import Any
 LOGGER_NAME = "shipyard.access"
 
 
+def access_log_on() -> bool:
+    """Whether access lines are logged (check before gathering a line's fields)."""
+    return logging.getLogger(LOGGER_NAME).isEnabledFor(logging.INFO)
+
+
 def log_access(**fields: Any) -> None:
     """Log one request; fields are e.g. protocol, method, path, model, status, ms, bytes_in."""
     logger = logging.getLogger(

@@ -1,11 +1,17 @@
 """Dynamic batching for one model: requests queue, are joined along the batch axis, run, split.
 
-The batcher lives on the server's event loop; the model runs in a thread pool with one worker per
-instance, so the loop keeps accepting requests while instances compute. A batch is formed when an
-instance is free: it takes the oldest request, then joins queued requests with the same
-non-batch shape until ``max_batch_size`` samples or until the oldest request has waited
-``max_queue_delay_ms``. Under load the queue fills while instances are busy, so batches grow
-without waiting; at light load a request waits at most the delay.
+The batcher lives on the server's event loop; each model instance runs on a thread of its own
+(:mod:`shipyard.serve.worker`), so the loop keeps accepting requests while instances compute. A
+batch is formed when an instance is free: it takes the oldest request, then joins queued requests
+with the same non-batch shape until ``max_batch_size`` samples or until the oldest request has
+waited ``max_queue_delay_ms``. Under load the queue fills while instances are busy, so batches grow
+without waiting.
+
+A request that finds the queue empty while traffic is light (the previous batch ran a lone request
+and left nothing queued) runs at once: with nobody else around, waiting for company only adds the
+delay to its latency. Once batches hold several requests, a lone first request waits up to the
+delay for others again. ``lone_request_waits=True`` makes every batch wait, as Triton's dynamic
+batcher does.
 
 With ``latency_target_ms`` the delay tunes itself: it halves whenever a batch's slowest request
 went over the target and grows by a small step while requests finish well under it.
@@ -23,8 +29,6 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,9 +36,10 @@ import numpy as np
 from shipyard.errors import DataError
 from shipyard.serve.errors import BadRequest, NotReady, Overloaded, RequestTimeout, ServeError
 from shipyard.serve.metrics import ModelMetrics
+from shipyard.serve.worker import BatchOutcome, InstanceWorker, Runner
 
 LOGGER = logging.getLogger("shipyard.serve")
-Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+__all__ = ["LOGGER", "BatchConfig", "Batcher", "Runner"]
 
 
 @dataclass
@@ -47,6 +52,8 @@ class BatchConfig:
     max_queue: int = 256
     timeout_s: float = 30.0
     latency_target_ms: float | None = None
+    lone_request_waits: bool = False
+    """Wait the delay for company even when traffic is light (see the module text)."""
 
 
 @dataclass(eq=False)  # identity: deque.remove must never compare the arrays inside
@@ -74,16 +81,16 @@ class Batcher:
         self.delay_s = config.max_queue_delay_ms / 1000
         if config.latency_target_ms is not None and config.max_queue_delay_ms <= 0:
             self.delay_s = config.latency_target_ms / 4000
-        self._idle = list(runners)
-        self._executor = ThreadPoolExecutor(
-            max_workers=len(runners), thread_name_prefix=f"model-{name}"
-        )
+        self._runners = list(runners)
+        self._idle: list[InstanceWorker] = []
+        self._workers: list[InstanceWorker] = []
         self._queue: collections.deque[_Item] = collections.deque()
-        self._running: set[asyncio.Task] = set()
         self._stopping = False
+        self._company = False  # did the last batch see other requests (several, or some left)?
         self._task: asyncio.Task | None = None
         self._free: asyncio.Semaphore | None = None
-        self._arrived: asyncio.Event | None = None
+        self._wakeup: asyncio.Future | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def queue_depth(self) -> int:
@@ -91,9 +98,13 @@ class Batcher:
 
     def start(self) -> None:
         """Start collecting batches; call from the event loop that will call ``submit``."""
-        self._free = asyncio.Semaphore(len(self._idle))
-        self._arrived = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._collect())
+        self._loop = asyncio.get_running_loop()
+        self._workers = [InstanceWorker(self.name, r, self._loop) for r in self._runners]
+        for worker in self._workers:
+            worker.start()
+        self._idle = list(self._workers)
+        self._free = asyncio.Semaphore(len(self._workers))
+        self._task = self._loop.create_task(self._collect())
 
     async def submit(
         self, inputs: dict[str, np.ndarray], size: int, timeout_s: float | None = None
@@ -109,29 +120,40 @@ class Batcher:
         key = tuple(
             (n, a.shape[1:] if self.max_batch > 1 else a.shape) for n, a in sorted(inputs.items())
         )
-        item = _Item(inputs, size, key, asyncio.get_running_loop().create_future())
+        item = _Item(inputs, size, key, self._loop.create_future())
         self._queue.append(item)
         self.metrics.queue_depth.set(len(self._queue))
-        self._arrived.set()
+        self._wake()
         timeout = self.config.timeout_s if timeout_s is None else timeout_s
+        timer = self._loop.call_later(timeout, self._expire, item, timeout)
         try:
-            return await asyncio.wait_for(item.future, timeout)
-        except asyncio.TimeoutError:
-            raise RequestTimeout(
-                f"request to model {self.name!r} took over its timeout of {timeout:g} s; "
-                f"expected the server to be less loaded or a longer timeout"
-            ) from None
+            return await item.future  # cancelling the caller cancels the item: it leaves the queue
+        finally:
+            timer.cancel()
+
+    def _expire(self, item: _Item, timeout: float) -> None:
+        if not item.future.done():  # a batch still running it finds the future done and skips it
+            item.future.set_exception(
+                RequestTimeout(
+                    f"request to model {self.name!r} took over its timeout of {timeout:g} s; "
+                    f"expected the server to be less loaded or a longer timeout"
+                )
+            )
 
     async def stop(self) -> None:
         """Stop taking requests, finish every queued and running one, then release the workers."""
         self._stopping = True
-        if self._arrived is not None:
-            self._arrived.set()
+        self._wake()
         if self._task is not None:
             await self._task
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
-        self._executor.shutdown(wait=True)
+        for _ in self._workers:  # every instance idle: no batch is running any more
+            await self._free.acquire()
+        for worker in self._workers:
+            worker.stop(timeout_s=10)
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     async def _collect(self) -> None:
         while True:
@@ -145,29 +167,28 @@ class Batcher:
             if not batch:
                 self._free.release()
                 return
-            task = asyncio.get_running_loop().create_task(self._run(batch, self._idle.pop()))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._run(batch, self._idle.pop())
 
     async def _form_batch(self) -> list[_Item]:
         first = await self._next(None, self.max_batch, None)
         if first is None:
             return []
         batch, total = [first], first.size
-        deadline = first.enqueued + self.delay_s
+        waits = self._company or self.config.lone_request_waits
+        deadline = first.enqueued + self.delay_s if waits else 0.0
         while total < self.max_batch:
             item = await self._next(first.key, self.max_batch - total, deadline)
             if item is None:
                 break
             batch.append(item)
             total += item.size
+        self._company = len(batch) > 1 or bool(self._queue)
         self.metrics.queue_depth.set(len(self._queue))
         return batch
 
     async def _next(self, key: tuple | None, room: int, deadline: float | None) -> _Item | None:
         """The oldest live request that fits; waits until ``deadline`` (forever when None)."""
         while True:
-            self._arrived.clear()
             item = self._take(key, room)
             if item is not None:
                 return item
@@ -176,64 +197,64 @@ class Batcher:
             wait = None if deadline is None else deadline - time.perf_counter()
             if wait is not None and wait <= 0:
                 return None
-            try:
-                await asyncio.wait_for(self._arrived.wait(), wait)
-            except asyncio.TimeoutError:
-                return None
+            await self._arrival(wait)
+
+    async def _arrival(self, wait_s: float | None) -> None:
+        """Until a request is queued (or stop is asked), at most ``wait_s`` seconds."""
+        self._wakeup = self._loop.create_future()
+        timer = None
+        if wait_s is not None:
+            timer = self._loop.call_later(wait_s, self._wake)
+        try:
+            await self._wakeup
+        finally:
+            self._wakeup = None
+            if timer is not None:
+                timer.cancel()
 
     def _take(self, key: tuple | None, room: int) -> _Item | None:
-        for item in list(self._queue):
-            if item.future.done():
-                self._queue.remove(item)
-            elif key is None or (item.key == key and item.size <= room):
-                self._queue.remove(item)
+        queue = self._queue
+        while queue and queue[0].future.done():  # timed out or cancelled while queued
+            queue.popleft()
+        for index, item in enumerate(queue):
+            if key is None or (item.key == key and item.size <= room and not item.future.done()):
+                del queue[index]
                 return item
         return None
 
-    async def _run(self, batch: list[_Item], runner: Runner) -> None:
-        loop = asyncio.get_running_loop()
+    def _run(self, batch: list[_Item], worker: InstanceWorker) -> None:
         started = time.perf_counter()
-        try:
+
+        def done(outcome: BatchOutcome) -> None:
             try:
-                outputs = await loop.run_in_executor(self._executor, runner, _concat(batch))
-            except Exception as exc:  # noqa: BLE001 - a failing model must not take the server down
-                await self._isolate(batch, runner, exc)
-            else:
-                if not _deliver(batch, outputs):
-                    self._unbatch(outputs)
-                    await self._isolate(batch, runner, None)
-            done = time.perf_counter()
-            self.metrics.observe_batch(
-                [started - i.enqueued for i in batch], done - started, sum(i.size for i in batch)
+                self._finish(batch, outcome, started)
+            finally:
+                self._idle.append(worker)
+                self._free.release()
+
+        worker.submit([i.inputs for i in batch], [i.size for i in batch], done)
+
+    def _finish(self, batch: list[_Item], outcome: BatchOutcome, started: float) -> None:
+        """On the loop: hand each request its outcome, then count the batch."""
+        if outcome.unbatched is not None and self.max_batch > 1:
+            LOGGER.warning(
+                "model %r returned outputs %s without one row per sample; it runs request by "
+                "request from now on",
+                self.name,
+                outcome.unbatched,
             )
-            self._tune(max(done - i.enqueued for i in batch), sum(i.size for i in batch))
-        finally:
-            self._idle.append(runner)
-            self._free.release()
-
-    def _unbatch(self, outputs: dict[str, np.ndarray]) -> None:
-        shapes = {name: list(np.shape(value)) for name, value in outputs.items()}
-        LOGGER.warning(
-            "model %r returned outputs %s without one row per sample; it runs request by request "
-            "from now on",
-            self.name,
-            shapes,
-        )
-        self.max_batch = 1
-
-    async def _isolate(self, batch: list[_Item], runner: Runner, exc: Exception | None) -> None:
-        """Run a batch one request at a time: after a failure (so only the culprit fails), or when
-        its
-        outputs could not be split."""
-        if len(batch) == 1 and exc is not None:
-            _fail(batch[0], self.name, exc)
-            return
-        loop = asyncio.get_running_loop()
-        for item in batch:
-            try:
-                _deliver([item], await loop.run_in_executor(self._executor, runner, item.inputs))
-            except Exception as single:  # noqa: BLE001
-                _fail(item, self.name, single)
+            self.max_batch = 1
+        for item, result in zip(batch, outcome.results):
+            if item.future.done():
+                continue
+            if isinstance(result, Exception):
+                item.future.set_exception(_as_serve_error(result, self.name))
+            else:
+                item.future.set_result(result)
+        done = time.perf_counter()
+        samples = sum(i.size for i in batch)
+        self.metrics.observe_batch([started - i.enqueued for i in batch], outcome.seconds, samples)
+        self._tune(max(done - i.enqueued for i in batch), samples)
 
     def _tune(self, slowest_s: float, samples: int) -> None:
         target = self.config.latency_target_ms
@@ -246,41 +267,9 @@ class Batcher:
             self.delay_s = min(self.delay_s + target_s / 50, target_s / 2)
 
 
-def _concat(batch: list[_Item]) -> dict[str, np.ndarray]:
-    if len(batch) == 1:
-        return batch[0].inputs
-    return {name: np.concatenate([item.inputs[name] for item in batch]) for name in batch[0].inputs}
-
-
-def _deliver(batch: list[_Item], outputs: dict[str, np.ndarray]) -> bool:
-    """Hand each request its rows; False (nothing delivered) when an output has not one row per
-    sample.
-
-    Never a fallback to the whole output: that would give one client another's data.
-    """
-    if len(batch) == 1:
-        if not batch[0].future.done():
-            batch[0].future.set_result(outputs)
-        return True
-    total = sum(item.size for item in batch)
-    if not all(np.ndim(value) and len(value) == total for value in outputs.values()):
-        return False
-    start = 0
-    for item in batch:
-        part = {name: value[start : start + item.size] for name, value in outputs.items()}
-        start += item.size
-        if not item.future.done():
-            item.future.set_result(part)
-    return True
-
-
-def _fail(item: _Item, model: str, exc: Exception) -> None:
-    if item.future.done():
-        return
+def _as_serve_error(exc: Exception, model: str) -> ServeError:
     if isinstance(exc, ServeError):
-        error = exc
-    elif isinstance(exc, DataError):
-        error = BadRequest(str(exc))
-    else:
-        error = ServeError(f"model {model!r} failed on this request: {type(exc).__name__}: {exc}")
-    item.future.set_exception(error)
+        return exc
+    if isinstance(exc, DataError):
+        return BadRequest(str(exc))
+    return ServeError(f"model {model!r} failed on this request: {type(exc).__name__}: {exc}")

@@ -6,7 +6,12 @@ file descriptor forever. This protocol (uvicorn's own, with two additions) close
 whose request headers are not complete ``header_timeout_s`` after it connected or after its last
 response, and drops connections beyond twice the limit at once (up to the limit uvicorn answers
 extra requests with 503 itself, ``limit_concurrency``). The body has its own deadline, enforced
-where it is read (:func:`shipyard.serve.limits.read_body`).
+where it is read (:func:`shipyard.serve.http.receive_body`).
+
+uvicorn writes a response's status line and headers, then its body, as two socket writes: two
+syscalls and two TCP segments, and a client that wakes up for the head and again for the body. The
+protocol's transport here joins the writes of one response and sends them at once when the response
+is complete (or at the end of the event-loop step, for anything else).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ def protocol_class(limits: ConnectionLimits) -> type:
         _waiting_after: Any = None
 
         def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
+            super().connection_made(JoinedWrites(transport, self.loop))
             if len(self.connections) > 2 * limits.max_connections:
                 transport.close()
                 return
@@ -46,6 +51,7 @@ def protocol_class(limits: ConnectionLimits) -> type:
                 self._deadline = None
 
         def on_response_complete(self) -> None:
+            self.transport.flush()
             super().on_response_complete()
             self._arm()
 
@@ -68,3 +74,43 @@ def protocol_class(limits: ConnectionLimits) -> type:
                 self.transport.close()
 
     return DeadlineProtocol
+
+
+JOIN_LIMIT = 64 * 1024
+"""Writes are joined into one buffer up to this size; larger bodies go out as they are (no copy)."""
+
+
+class JoinedWrites:
+    """A transport whose writes wait for ``flush()`` (or the end of the loop step), then go out as
+    one write; everything else is the wrapped transport's."""
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport, self._loop = transport, loop
+        self._pending: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(data)
+        self._size += len(data)
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, size = self._pending, self._size
+        self._pending, self._size = [], 0
+        if self._transport.is_closing():  # the client is gone: nobody to send the bytes to
+            return
+        if size <= JOIN_LIMIT:
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        else:
+            for data in pending:
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 
 from shipyard.serve import tensors
-from shipyard.serve.accesslog import log_access
+from shipyard.serve.accesslog import access_log_on, log_access
 from shipyard.serve.config import model_config
 from shipyard.serve.errors import BadRequest, ServeError
 from shipyard.serve.limits import off_loop
@@ -90,16 +90,19 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         try:
             model = self.state.repository.get(request.model_name, request.model_version)
             async with self.state.budget.hold() as holding:
-                holding.add(request.ByteSize())
+                size = request.ByteSize()
+                holding.add(size)
                 inputs = await off_loop(
-                    _decode_checked, model, request, self.state.options.max_request_bytes
+                    _decode_checked, model, request, self.state.options.max_request_bytes, size=size
                 )
                 wanted = [o.name for o in request.outputs] or model.signature.output_names
                 model.check_output_names(wanted)
-                results = await model.infer(
-                    inputs, context.time_remaining()
-                )  # the client's deadline, if any
-                return await off_loop(_encode_response, model, request.id, results, wanted)
+                # the client's deadline, if any
+                results = await model.infer(inputs, context.time_remaining())
+                size = sum(getattr(a, "nbytes", 0) for a in results.values())
+                return await off_loop(
+                    _encode_response, model, request.id, results, wanted, size=size
+                )
         except ServeError as exc:
             status = exc.status
             await context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
@@ -112,15 +115,16 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             seconds = time.perf_counter() - started
             if request.model_name in self.state.repository.models:
                 self.state.metrics.observe_request(request.model_name, "grpc", seconds, status)
-            log_access(
-                protocol="grpc",
-                method="ModelInfer",
-                model=request.model_name,
-                status=status,
-                ms=round(seconds * 1000, 3),
-                bytes_in=request.ByteSize(),
-                peer=context.peer(),
-            )
+            if access_log_on():
+                log_access(
+                    protocol="grpc",
+                    method="ModelInfer",
+                    model=request.model_name,
+                    status=status,
+                    ms=round(seconds * 1000, 3),
+                    bytes_in=request.ByteSize(),
+                    peer=context.peer(),
+                )
 
     async def _model(self, request: Any, context: Any) -> ServedModel:
         try:

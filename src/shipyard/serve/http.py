@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shipyard.serve import tensors
 from shipyard.serve.accesslog import AccessLogMiddleware
 from shipyard.serve.config import config_json
-from shipyard.serve.errors import BadRequest, NotReady, RequestTooLarge, ServeError
-from shipyard.serve.limits import JSON_GROWTH, BodyTimeout, Holding, off_loop
+from shipyard.serve.errors import BadRequest, RequestTooLarge, ServeError
+from shipyard.serve.limits import BodyTimeout, Holding
 from shipyard.serve.repository import ModelFace, ServedModel
 from shipyard.serve.state import ServerState
 from shipyard.serve.stats import stats_routes
@@ -58,12 +59,12 @@ def make_app(state: ServerState) -> Any:
             )
         )
 
-    async def infer(request: Request) -> Response:
-        return await _infer(state, request)
-
     async def metrics(request: Request) -> Response:
         return Response(state.metrics.render(), media_type=state.metrics.content_type)
 
+    from shipyard.serve.http_infer import InferEndpoint, InferFirst
+
+    infer = InferEndpoint(state)
     routes = [
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
@@ -78,12 +79,12 @@ def make_app(state: ServerState) -> Any:
             Route(prefix, model_metadata),
             Route(prefix + "/config", model_config),
             Route(prefix + "/ready", model_ready),
-            Route(prefix + "/infer", infer, methods=["POST"]),
+            Route(prefix + "/infer", infer, methods=["POST"]),  # only other methods reach it
         ]
     from shipyard.serve.tfserving_rest import routes as tfserving_routes
 
     routes += tfserving_routes(state)  # TensorFlow Serving's /v1/models/… on the same port
-    return AccessLogMiddleware(Starlette(routes=routes))
+    return InferFirst(infer, AccessLogMiddleware(Starlette(routes=routes)))
 
 
 async def _guard(make: Any) -> Response:
@@ -99,44 +100,6 @@ def _error(exc: ServeError) -> Response:
 
 def _model(state: ServerState, request: Request) -> ServedModel:
     return state.repository.get(request.path_params["model"], request.path_params.get("version"))
-
-
-async def _infer(state: ServerState, request: Request) -> Response:
-    started = time.perf_counter()
-    name = request.path_params["model"]
-    try:
-        model = _model(state, request)
-        async with state.budget.hold() as holding:
-            body = await read_body(
-                request, state.options.max_request_bytes, holding, state.options.body_timeout_s
-            )
-            holding.add(JSON_GROWTH * json_size(body, request.headers.get(HEADER_LENGTH)))
-            header, inputs, outputs = await off_loop(
-                decode_checked,
-                model,
-                body,
-                request.headers.get(HEADER_LENGTH),
-                state.options.max_request_bytes,
-            )
-            del body
-            results = await model.infer(inputs, client_timeout_s(header))
-            response = await off_loop(encode_response, model, header, results, outputs)
-        status = 200
-    except ServeError as exc:
-        response, status = _error(exc), exc.status
-    except asyncio.CancelledError:
-        if state.ready:
-            raise
-        # shutdown cancelled a request still arriving after the grace period: answer it, quietly
-        response, status = (
-            _error(NotReady("the server is shutting down; retry on another instance")),
-            503,
-        )
-    except Exception as exc:  # noqa: BLE001 - never let one request take the server down
-        response, status = _error(ServeError(f"internal error: {type(exc).__name__}: {exc}")), 500
-    if name in state.repository.models:  # unknown names stay out of the labels: bounded cardinality
-        state.metrics.observe_request(name, "http", time.perf_counter() - started, status)
-    return response
 
 
 def decode_checked(
@@ -171,28 +134,36 @@ def client_timeout_s(header: dict[str, Any]) -> float | None:
 async def read_body(
     request: Request, limit: int, holding: Holding | None = None, deadline_s: float | None = None
 ) -> bytes:
-    """The request body, at most ``limit`` bytes (413), within ``deadline_s`` (408); bytes count on
-    ``holding``."""
-    length = request.headers.get("content-length")
+    """The body of a Starlette request, with the limits of :func:`receive_body`."""
+    return await receive_body(request.receive, request.headers.get, limit, holding, deadline_s)
+
+
+async def receive_body(
+    receive: Callable[[], Awaitable[dict]],
+    header: Callable[[str], str | None],
+    limit: int,
+    holding: Holding | None = None,
+    deadline_s: float | None = None,
+) -> bytes:
+    """The body from ASGI ``receive``, at most ``limit`` bytes (413), within ``deadline_s`` (408);
+    bytes count on ``holding``. ``header(name)`` is the request's header of a lower-case name."""
+    length = header("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise RequestTooLarge(f"request body is {length} bytes; expected at most {limit} bytes")
     if holding is not None and length is not None and length.isdigit():
-        holding.add(
-            int(length)
-        )  # reserved before reading: over budget is 503 before the body arrives
+        holding.add(int(length))  # reserved before reading: over budget is 503 before the body
         holding_chunks = None
     else:
         holding_chunks = holding
     try:
-        body = await asyncio.wait_for(_read_chunks(request, limit, holding_chunks), deadline_s)
-    except asyncio.TimeoutError:
+        async with _deadline(deadline_s):
+            body = await _receive_chunks(receive, limit, holding_chunks)
+    except TimeoutError:
         raise BodyTimeout(
             f"request body took over {deadline_s:g} s to arrive; expected the whole body "
             f"within the server's body timeout"
         ) from None
-    except ClientDisconnect:
-        raise BadRequest("the client disconnected before sending its whole body") from None
-    encoding = request.headers.get("content-encoding", "identity").lower()
+    encoding = (header("content-encoding") or "identity").lower()
     if encoding == "identity":
         return body
     data = _decompress(body, encoding, limit)
@@ -201,18 +172,53 @@ async def read_body(
     return data
 
 
-async def _read_chunks(request: Request, limit: int, holding: Holding | None) -> bytes:
+def _deadline(seconds: float | None) -> Any:
+    """``asyncio.timeout`` (no task per request) where Python has it, else a task with a timeout."""
+    if hasattr(asyncio, "timeout"):
+        return asyncio.timeout(seconds)
+    return _TaskDeadline(seconds)
+
+
+class _TaskDeadline:  # Python 3.10: cancel the body read from a timer, as asyncio.timeout does
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds, self.expired, self._timer = seconds, False, None
+
+    async def __aenter__(self) -> None:
+        if self.seconds is not None:
+            task = asyncio.current_task()
+            self._timer = asyncio.get_running_loop().call_later(self.seconds, self._expire, task)
+
+    def _expire(self, task: asyncio.Task) -> None:
+        self.expired = True
+        task.cancel()
+
+    async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.expired and kind is asyncio.CancelledError:
+            raise TimeoutError
+        return False
+
+
+async def _receive_chunks(
+    receive: Callable[[], Awaitable[dict]], limit: int, holding: Holding | None
+) -> bytes:
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("the client disconnected before sending its whole body")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise RequestTooLarge(
                 f"request body is over {limit} bytes; expected at most {limit} bytes"
             )
-        if holding is not None:
+        if holding is not None and chunk:
             holding.add(len(chunk))
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
@@ -321,12 +327,44 @@ def decode_request(
     return inputs, outputs
 
 
+@dataclass
+class EncodedResponse:
+    """A response body and what its headers say about it."""
+
+    body: bytes
+    media_type: str
+    json_length: int | None = None
+    """Bytes of JSON before the binary outputs (Inference-Header-Content-Length), if any."""
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """ASGI headers, in the order Starlette's ``Response`` writes them."""
+        headers = (
+            [] if self.json_length is None else [(HEADER_LENGTH.encode(), b"%d" % self.json_length)]
+        )
+        headers.append((b"content-length", b"%d" % len(self.body)))
+        headers.append((b"content-type", self.media_type.encode("latin-1")))
+        return headers
+
+
 def encode_response(
     model: ModelFace,
     header: dict[str, Any],
     results: dict[str, np.ndarray],
     outputs: list[dict[str, Any]] | None,
 ) -> Response:
+    """:func:`encode_body` as a Starlette response (for the Ray Serve deployment)."""
+    answer = encode_body(model, header, results, outputs)
+    extra = None if answer.json_length is None else {HEADER_LENGTH: str(answer.json_length)}
+    return Response(answer.body, media_type=answer.media_type, headers=extra)
+
+
+def encode_body(
+    model: ModelFace,
+    header: dict[str, Any],
+    results: dict[str, np.ndarray],
+    outputs: list[dict[str, Any]] | None,
+) -> EncodedResponse:
+    """The KServe v2 response: JSON, then the binary outputs, joined once."""
     all_binary = bool(_parameters(header, "request").get("binary_data_output", False))
     wanted = outputs if outputs is not None else [{"name": n} for n in model.signature.output_names]
     entries, blobs = [], []
@@ -354,9 +392,5 @@ def encode_response(
         body["id"] = header["id"]
     text = json.dumps(body).encode()
     if not blobs:
-        return Response(text, media_type="application/json")
-    return Response(
-        b"".join([text, *blobs]),
-        media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(len(text))},
-    )
+        return EncodedResponse(text, "application/json")
+    return EncodedResponse(b"".join([text, *blobs]), "application/octet-stream", len(text))

@@ -103,6 +103,7 @@ class Metrics:
             "shipyard_queue_depth", "Requests waiting in the batch queue", ["model"], registry=r
         )
         self.stats = StatsRegistry()  # Triton's statistics extension, beside the Prometheus view
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram, ModelStats]] = {}
 
     def for_model(self, model: str) -> ModelMetrics:
         return ModelMetrics(
@@ -114,9 +115,17 @@ class Metrics:
         )
 
     def observe_request(self, model: str, protocol: str, seconds: float, status: int) -> None:
-        self.requests.labels(model, protocol).inc()
-        self.latency.labels(model, protocol).observe(seconds)
-        self.stats.for_model(model).observe_request(seconds, status < 400)
+        children = self._children.get((model, protocol))
+        if children is None:  # labels() locks and hashes: looked up once per model and protocol
+            children = self._children[model, protocol] = (
+                self.requests.labels(model, protocol),
+                self.latency.labels(model, protocol),
+                self.stats.for_model(model),
+            )
+        count, latency, stats = children
+        count.inc()
+        latency.observe(seconds)
+        stats.observe_request(seconds, status < 400)
         if status >= 400:
             self.failures.labels(model, protocol, str(status)).inc()
 

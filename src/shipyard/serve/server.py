@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,9 +71,13 @@ class Server:
 
     def run(self) -> None:
         """Serve until SIGINT/SIGTERM or ``stop()``, then shut down gracefully."""
-        asyncio.run(
-            self._serve(handle_signals=threading.current_thread() is threading.main_thread())
-        )
+        main = self._serve(handle_signals=threading.current_thread() is threading.main_thread())
+        factory = _loop_factory()
+        if factory is None or not hasattr(asyncio, "Runner"):
+            asyncio.run(main)
+            return
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main)
 
     async def _serve(self, handle_signals: bool) -> None:
         import uvicorn
@@ -158,6 +162,15 @@ class Server:
         finally:
             self.stop()
             self.join(self.config.graceful_timeout_s + 10)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (uvicorn's ``--loop auto`` choice), else None."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _quiet_signals_class() -> type:

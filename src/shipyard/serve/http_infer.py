@@ -1,0 +1,144 @@
+"""The KServe v2 inference endpoint as a raw ASGI app, in front of the Starlette app.
+
+``POST /v2/models/{m}[/versions/{v}]/infer`` is the hot path: :class:`InferFirst` sends it straight
+to :class:`InferEndpoint`, past Starlette's routing, request objects and middleware, and every
+other request (and any other method on that path) to the Starlette app. The endpoint keeps the
+semantics the Starlette route had: the body limits of :mod:`shipyard.serve.limits`, the
+``{"error": ...}`` JSON bodies with the status of their :mod:`shipyard.serve.errors` class, the
+metrics, the Triton statistics and the access log line.
+
+Example::
+
+    >>> app = InferFirst(InferEndpoint(state), starlette_app)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+from shipyard.serve import http as kserve
+from shipyard.serve.accesslog import access_log_on, log_access
+from shipyard.serve.errors import NotReady, ServeError
+from shipyard.serve.limits import JSON_GROWTH, off_loop
+from shipyard.serve.state import ServerState
+
+INFER_PATH = re.compile(r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
+"""The paths Starlette's ``/v2/models/{model}[/versions/{version}]/infer`` routes match."""
+
+
+def match_infer_path(path: str) -> dict[str, str] | None:
+    """The path parameters of an inference path, or None for any other path."""
+    match = INFER_PATH.fullmatch(path)
+    if match is None:
+        return None
+    return {k: v for k, v in match.groupdict().items() if v is not None}
+
+
+class InferFirst:
+    """ASGI app: inference POSTs to ``endpoint``, everything else to ``app``."""
+
+    def __init__(self, endpoint: Any, app: Any) -> None:
+        self.endpoint, self.app = endpoint, app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            params = match_infer_path(scope["path"])
+            if params is not None:
+                await self.endpoint({**scope, "path_params": params}, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class InferEndpoint:
+    """ASGI app answering one inference request (``scope["path_params"]`` names the model)."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        params = scope["path_params"]
+        logged = access_log_on()
+        received = [0]  # body bytes, for the access log
+
+        async def counting_receive() -> dict:
+            message = await receive()
+            received[0] += len(message.get("body", b""))
+            return message
+
+        body, raw_headers, status = await self._answer(
+            params, headers, counting_receive if logged else receive
+        )
+        name = params["model"]
+        if name in self.state.repository.models:  # unknown names stay out of the labels
+            self.state.metrics.observe_request(name, "http", time.perf_counter() - started, status)
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            if logged:
+                client = scope.get("client") or ("", 0)
+                log_access(
+                    protocol="http",
+                    method=scope["method"],
+                    path=scope["path"],
+                    client=client[0],
+                    ms=round((time.perf_counter() - started) * 1000, 3),
+                    status=status,
+                    bytes_out=len(body),
+                    bytes_in=received[0],
+                )
+
+    async def _answer(
+        self, params: dict[str, str], headers: dict[str, str], receive: Any
+    ) -> tuple[bytes, list[tuple[bytes, bytes]], int]:
+        """(body, raw headers, status) of the response to one request; never raises but
+        cancellation."""
+        state = self.state
+        try:
+            model = state.repository.get(params["model"], params.get("version"))
+            length = headers.get(kserve.HEADER_LENGTH)
+            limit = state.options.max_request_bytes
+            async with state.budget.hold() as holding:
+                body = await kserve.receive_body(
+                    receive, headers.get, limit, holding, state.options.body_timeout_s
+                )
+                holding.add(JSON_GROWTH * kserve.json_size(body, length))
+                header, inputs, outputs = await off_loop(
+                    kserve.decode_checked, model, body, length, limit, size=len(body)
+                )
+                del body
+                results = await model.infer(inputs, kserve.client_timeout_s(header))
+                size = sum(getattr(a, "nbytes", 0) for a in results.values())
+                answer = await off_loop(
+                    kserve.encode_body, model, header, results, outputs, size=size
+                )
+            return answer.body, answer.raw_headers(), 200
+        except ServeError as exc:
+            return *error_body(exc), exc.status
+        except asyncio.CancelledError:
+            if state.ready:
+                raise
+            # shutdown cancelled a request still arriving after the grace period: answer it, quietly
+            return *error_body(
+                NotReady("the server is shutting down; retry on another instance")
+            ), 503
+        except Exception as exc:  # noqa: BLE001 - never let one request take the server down
+            return *error_body(ServeError(f"internal error: {type(exc).__name__}: {exc}")), 500
+
+
+def error_body(exc: ServeError) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """``{"error": ...}`` and its headers, byte for byte as Starlette's ``JSONResponse`` writes
+    them."""
+    body = json.dumps(
+        {"error": str(exc)}, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
+    return body, [
+        (b"content-length", str(len(body)).encode()),
+        (b"content-type", b"application/json"),
+    ]
