@@ -41,13 +41,13 @@ def _timed(make: Callable[[], Any]) -> tuple[Any, float]:
     return made, time.perf_counter() - start
 
 
-def _session(row: Row, threads: int):
+def _session(row: Row, threads: int, signature):
     from shipyard.backends import get_backend
     from shipyard.records import Artifact
 
     fmt = "openvino" if row.path.suffix == ".xml" else "onnx"
     return get_backend(row.backend).load(
-        Artifact(row.path, fmt, None), threads, **(row.runtime or {})
+        Artifact(row.path, fmt, signature), threads, **(row.runtime or {})
     )
 
 
@@ -125,7 +125,7 @@ def minilm(work: Path, threads: int) -> tuple[list[list[str]], list[str]]:
             )
         )
     samples = list(feeds(evaluation, 1))
-    sessions = {r.label: _session(r, threads) for r in rows}
+    sessions = {r.label: _session(r, threads, fp32.signature) for r in rows}
     reference = {
         b: _outputs(sessions[rows[i].label], samples)
         for b, i in (("onnxruntime", 0), ("openvino", len(rows) - 3))
@@ -336,7 +336,7 @@ def mobilenet(work: Path, threads: int) -> tuple[list[list[str]], list[str]]:
     )
     images = evaluation.inputs["image"]
     samples = [{"image": images[i : i + 1]} for i in range(len(images))]
-    sessions = {r.label: _session(r, threads) for r in rows}
+    sessions = {r.label: _session(r, threads, fp32.signature) for r in rows}
     logits = {k: np.stack(_outputs(s, samples)) for k, s in sessions.items()}
     reference = logits[rows[0].label].argmax(1)
     speed = _speed(sessions, samples[0])
