@@ -10,12 +10,21 @@ cosine × 100 to the source), torchvision ResNet-50 and MobileNetV3-Large with *
 MiniLM is also timed end to end: the built package taking text (tokenizer inside) against
 sentence-transformers' own ``encode`` (tokenizer + torch eager), in alternating blocks.
 
-Run: ``python benchmarks/quantization.py`` (about 10 minutes on 2 cores); writes its section of
-docs/benchmarks.md.
+``--part recipes`` compares INT8 *recipes* on two real models outside the build, quality and
+batch-1 speed side by side in one process (alternating blocks): MiniLM on ONNX Runtime (dynamic
+INT8 against NNCF's static QDQ with SmoothQuant at each alpha and with the alpha Shipyard chooses
+on held-out calibration sentences) and on OpenVINO; MobileNetV2 with its real ImageNet weights on
+labelled photo crops (ONNX Runtime's calibrators MinMax / Entropy / Percentile, symmetric and
+asymmetric activations, against NNCF's recipe on ONNX Runtime and on OpenVINO, and the ablations
+that say where ORT's own recipe loses accuracy).
+
+Run: ``python benchmarks/quantization.py [--part builds|recipes|all]`` (builds about 10 minutes,
+recipes about 6 on 2 cores); each part writes its block of docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -35,6 +44,7 @@ from shipyard.bench import BenchConfig, time_blocks  # noqa: E402
 from shipyard.pipeline.build import BuildOptions  # noqa: E402
 
 BENCH = BenchConfig(rounds=3, block_seconds=0.3)
+RECIPES = "quantization-recipes"
 FACTORY = """
 import torch, torchvision
 
@@ -83,9 +93,41 @@ def minilm_end_to_end(package: Path) -> str:
 
 
 def main() -> None:
-    import torch
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=("builds", "recipes", "all"), default="all")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    if args.part in ("builds", "all"):
+        builds(args.threads)
+    if args.part in ("recipes", "all"):
+        from quantization_recipes import recipes
 
-    threads = torch.get_num_threads()
+        write_recipes(recipes(args.threads))
+
+
+def write_recipes(markdown: str) -> None:
+    """The recipes block lives inside the quantisation section, so both parts rerun separately."""
+    from _report import DOC
+
+    if f"<!-- begin:{RECIPES} -->" not in (DOC.read_text() if DOC.exists() else ""):
+        write_section(
+            "quantization",
+            _section_text() + f"\n\n<!-- begin:{RECIPES} -->\n<!-- end:{RECIPES} -->",
+        )
+    write_section(RECIPES, markdown)
+
+
+def _section_text() -> str:
+    import re
+
+    from _report import DOC
+
+    text = DOC.read_text() if DOC.exists() else ""
+    found = re.search(r"<!-- begin:quantization -->\n(.*?)\n<!-- end:quantization -->", text, re.S)
+    return found.group(1) if found else ""
+
+
+def builds(threads: int) -> None:
     rows: list[list[str]] = []
     # FP16 only on digits: on this CPU it is a size win, not a speed win, and every extra candidate
     # of a
@@ -152,6 +194,9 @@ def main() -> None:
 
 def publish(threads: int, rows: list[list[str]], end_to_end: str) -> None:
     """Write the section so far (each model's rows land as soon as it is built)."""
+    import re
+
+    kept = re.search(rf"<!-- begin:{RECIPES} -->.*?<!-- end:{RECIPES} -->", _section_text(), re.S)
     write_section(
         "quantization",
         "\n\n".join(
@@ -177,6 +222,7 @@ def publish(threads: int, rows: list[list[str]], end_to_end: str) -> None:
                 "`native-precisions` section). "
                 "FP16 on this CPU (no native FP16 arithmetic) is shown as measured: it is a size "
                 "win, rarely a speed win here.",
+                kept.group(0) if kept else "",
             ]
         ),
     )

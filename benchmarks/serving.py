@@ -195,7 +195,7 @@ def kserve_load(url: str, model: str, inputs: dict, concurrency: int, duration: 
 
 
 @contextmanager
-def triton_server(cases: list[Case], folder: Path):
+def triton_server(cases: list[Case], folder: Path, layout: Layout):
     """Triton serving every case (Python-backend export, batching as ours), or None when it
     cannot run."""
     from triton_server import running_triton, triton_env
@@ -207,7 +207,13 @@ def triton_server(cases: list[Case], folder: Path):
         print(f"no Triton row: {why}", flush=True)
         yield None
         return
-    options = TritonOptions(max_batch_size=32, max_queue_delay_us=2000, python_backend=True)
+    options = TritonOptions(
+        max_batch_size=32,
+        max_queue_delay_us=2000,
+        python_backend=True,
+        instances=layout.instances,
+        threads=layout.threads,
+    )
     for case in cases:
         export_triton(case.package, folder / "repo", options)
     with running_triton(env, folder / "repo", folder / "triton.log") as server:
@@ -235,7 +241,24 @@ def build_package(folder: Path, example: str, precisions: str) -> Path:
     return out
 
 
-def ours_argv(packages: list[Path], http_port: int, grpc_port: int) -> list[str]:
+@dataclass(frozen=True)
+class Layout:
+    """Model instances per server and runtime threads per instance, the same for both servers."""
+
+    instances: int = 1
+    threads: int | None = None
+    """None: the package's own thread count."""
+
+    def describe(self) -> str:
+        threads = "the package's threads" if self.threads is None else f"{self.threads} thread(s)"
+        return f"{self.instances} model instance(s) of {threads} each"
+
+    def serve_flags(self) -> list[str]:
+        threads = [] if self.threads is None else ["--threads", str(self.threads)]
+        return ["--instances", str(self.instances), *threads]
+
+
+def ours_argv(packages: list[Path], http_port: int, grpc_port: int, layout: Layout) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -251,6 +274,7 @@ def ours_argv(packages: list[Path], http_port: int, grpc_port: int) -> list[str]
         "32",
         "--max-queue-delay-ms",
         "2",
+        *layout.serve_flags(),
     ]
 
 
@@ -278,7 +302,12 @@ def run_point(case: Case, server: str, clients: int, ports: dict, duration: floa
 
 
 def run_all(
-    cases: list[Case], threads: int, duration: float, rounds: int, before_src: Path | None
+    cases: list[Case],
+    threads: int,
+    duration: float,
+    rounds: int,
+    before_src: Path | None,
+    layout: Layout = Layout(),
 ) -> tuple[dict[str, dict], dict[str, dict[str, list]]]:
     """Alternate raw-runtime timing and every server load point, ``rounds`` times."""
     import shipyard
@@ -292,14 +321,14 @@ def run_all(
     with ExitStack() as stack:
         stack.enter_context(
             process(
-                ours_argv(packages, ports["ours http"], ports["ours grpc"]),
+                ours_argv(packages, ports["ours http"], ports["ours grpc"], layout),
                 ports["ours http"],
                 "/v2/health/ready",
             )
         )
         if before_src is not None:
             env = {**os.environ, "PYTHONPATH": str(before_src)}
-            argv = ours_argv(packages, ports["before http"], ports["before grpc"])
+            argv = ours_argv(packages, ports["before http"], ports["before grpc"], layout)
             stack.enter_context(process(argv, ports["before http"], "/v2/health/ready", env))
         if any(case.flask for case in cases):
             flask = [
@@ -312,7 +341,7 @@ def run_all(
             ]
             stack.enter_context(process(flask, ports["flask"], "/ready"))
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        triton = stack.enter_context(triton_server(cases, scratch))
+        triton = stack.enter_context(triton_server(cases, scratch, layout))
         if triton is not None:
             ports["triton"] = f"http://{triton.http_url}"
         for _ in range(rounds):
@@ -411,19 +440,26 @@ def report(
     duration: float,
     rounds: int,
     before: str | None,
+    layout: Layout = Layout(),
 ) -> str:
     from _report import machine_line
 
     first = cases[0].manifest
+    command = "benchmarks/serving.py"
+    title = ""
+    if layout.instances > 1:
+        command += f" --instances {layout.instances}"
+        title = f", {layout.describe()}"
     lines = [
-        "## Serving (`benchmarks/serving.py`)",
+        f"## Serving{title} (`{command}`)",
         "",
         machine_line(int(first.get("threads", 1))),
         "",
         f"Each load point {duration:g} s after 1 s warm-up, {rounds} alternating rounds, medians; "
         "closed-loop clients (`shipyard.serve.loadtest`: binary tensors over keep-alive HTTP/1.1, "
         "tritonclient for gRPC) in the benchmark process, on the same 2 cores as the servers. "
-        "`shipyard serve` and Triton both batch dynamically (max batch 32, max queue delay 2 ms). "
+        "`shipyard serve` and Triton both batch dynamically (max batch 32, max queue delay 2 ms), "
+        f"with {layout.describe()}. "
         f"Load average before/after: {load[0]:.1f} / {load[1]:.1f} (2 cores shared with other "
         "engineers' jobs: contention is real).",
     ]
@@ -498,6 +534,12 @@ def main() -> None:
     )
     parser.add_argument("--before-label", default=None, help="how the report names --before-src")
     parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="model instances in both servers, each with the cores split between them",
+    )
     parser.add_argument("--flask-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -510,7 +552,10 @@ def main() -> None:
         cases = make_cases(minilm, digits)
         threads = int(cases[0].manifest.get("threads", 1))
         load_before = os.getloadavg()[0]
-        raw, results = run_all(cases, threads, args.duration, args.rounds, args.before_src)
+        layout = Layout(
+            args.instances, None if args.instances == 1 else max(1, threads // args.instances)
+        )
+        raw, results = run_all(cases, threads, args.duration, args.rounds, args.before_src, layout)
         before = args.before_label or (str(args.before_src) if args.before_src else None)
         text = report(
             cases,
@@ -520,11 +565,13 @@ def main() -> None:
             args.duration,
             args.rounds,
             before,
+            layout,
         )
     if not args.no_write:
         from _report import write_section
 
-        write_section("serving", text)
+        section = "serving" if args.instances == 1 else f"serving-{args.instances}-instances"
+        write_section(section, text)
     print(text)
 
 

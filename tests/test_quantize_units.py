@@ -99,7 +99,8 @@ def test_int8_and_fp16_plans_per_backend(small_cnn):
     plans, _ = plan_candidates(source, ["onnxruntime", "openvino", "torch"], ["int8", "fp16"])
     keys = {c.key for c in plans}
     assert (
-        "onnxruntime/int8+quantize(method=static-qdq, calibration=minmax, per_channel=True)" in keys
+        "onnxruntime/int8+quantize(method=static-qdq, calibration=minmax, per_channel=True, "
+        "moving_average=True)" in keys
     )
     assert "openvino/int8+quantize(method=nncf, transformer=False)" in keys
     assert {"onnxruntime/fp16+quantize(method=fp16)", "openvino/fp16"} <= keys

@@ -36,14 +36,13 @@ def cache_key(*parts: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """A digest of the code that makes the cached artifacts (converters and quantisers): an
-    artifact a
-    changed quantiser made differently is never read back."""
+    """A digest of the code that makes the cached artifacts (converters, quantisers and every
+    runtime's own): an artifact a changed quantiser made differently is never read back."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for folder in ("convert", "quantize"):
-        for file in sorted((root / folder).glob("*.py")):
-            digest.update(file.name.encode() + file.read_bytes())
+    for folder in ("convert", "quantize", "backends", "optimize"):
+        for file in sorted((root / folder).rglob("*.py")):
+            digest.update(str(file.relative_to(root)).encode() + file.read_bytes())
     return digest.hexdigest()[:16]
 
 

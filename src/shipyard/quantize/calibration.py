@@ -1,5 +1,5 @@
-"""The calibration subset: its size, and warnings when it is too small or unlike the evaluation
-data."""
+"""The calibration subset: its size, warnings when it is too small or unlike the evaluation data,
+and the split that lets a quantiser choose a setting on calibration samples it did not fit on."""
 
 from __future__ import annotations
 
@@ -71,3 +71,20 @@ def feeds(dataset: Dataset, batch: int = 8) -> Iterator[dict[str, np.ndarray]]:
 
     for feed in dataset.batches(batch):
         yield trim_padding(feed)
+
+
+def held_out(dataset: Dataset, fraction: float = 0.25, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """``dataset`` split (seeded) into samples to calibrate on and samples to score a setting on,
+    so a quantiser's own choice (a SmoothQuant alpha) never sees the evaluation set."""
+    count = max(1, round(len(dataset) * fraction))
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    return dataset.take(np.sort(order[count:])), dataset.take(np.sort(order[:count]))
+
+
+def mean_cosine(reference: list[np.ndarray], outputs: list[np.ndarray]) -> float:
+    """Mean cosine × 100 between per-sample outputs (each flattened), as the build's metric."""
+    scores = []
+    for a, b in zip(reference, outputs, strict=True):
+        a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+        scores.append(float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)))
+    return 100 * float(np.mean(scores))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shipyard.backends.base import ONNX, LayerViews, Runtime, Session, fp32_onnx_recipe
+from shipyard.backends.onnxruntime.smooth_quant import ALPHAS
 from shipyard.records import Artifact, Candidate, Recipe
 
 if TYPE_CHECKING:
@@ -42,11 +43,15 @@ class OnnxRuntimeBackend(Runtime):
         if precision == "fp16":
             return [Candidate(self.name, "fp16", ONNX.then("quantize", method="fp16"))]
         if precision == "int8" and source.text is not None:
-            return [
-                Candidate(
-                    self.name, "int8", ONNX.then("quantize", method="dynamic", per_channel=True)
-                )
-            ]
+            dynamic = Candidate(
+                self.name, "int8", ONNX.then("quantize", method="dynamic", per_channel=True)
+            )
+            if not _has_nncf():
+                return [dynamic]
+            smooth = ONNX.then(
+                "quantize", method="nncf-qdq", transformer=True, smooth_quant=list(ALPHAS)
+            )
+            return [dynamic, Candidate(self.name, "int8", smooth)]
         if precision == "int8":
             nncf = (
                 [Candidate(self.name, "int8", ONNX.then("quantize", method="nncf-qdq"))]
@@ -58,7 +63,11 @@ class OnnxRuntimeBackend(Runtime):
                     self.name,
                     "int8",
                     ONNX.then(
-                        "quantize", method="static-qdq", calibration="minmax", per_channel=True
+                        "quantize",
+                        method="static-qdq",
+                        calibration="minmax",
+                        per_channel=True,
+                        moving_average=True,
                     ),
                 )
             ]
@@ -78,15 +87,7 @@ class OnnxRuntimeBackend(Runtime):
 
             return convert_fp16(previous, path)
         if method == "nncf-qdq":
-            from shipyard.backends.onnxruntime.nncf_int8 import quantize_nncf_qdq
-
-            return quantize_nncf_qdq(
-                previous,
-                path,
-                workshop.calibration_data(),
-                bool(options.get("transformer", False)),
-                keep,
-            )
+            return _nncf_qdq(workshop, previous, path, options, keep)
         from shipyard.backends.onnxruntime.int8 import (
             quantize_dynamic_int8,
             quantize_static_qdq,
@@ -103,6 +104,7 @@ class OnnxRuntimeBackend(Runtime):
             options.get("calibration", "minmax"),
             bool(options.get("per_channel", True)),
             keep,
+            bool(options.get("moving_average", False)),
         )
 
     def qat_recipe(self, recipe: Recipe) -> Recipe | None:
@@ -125,6 +127,28 @@ class OnnxRuntimeBackend(Runtime):
             graph = Graph.of(candidate.artifact.path if static else prepared)
             reference = onnx_intermediates(prepared, feed)
         return LayerViews(graph, reference, onnx_intermediates(candidate.artifact.path, feed))
+
+
+def _nncf_qdq(
+    workshop: Workshop, previous: Artifact, path: Path, options: dict[str, Any], keep: list[str]
+) -> Artifact:
+    """NNCF's QDQ INT8; with several SmoothQuant alphas, the one chosen on held-out calibration
+    samples (the choice goes into the build's notes)."""
+    from shipyard.backends.onnxruntime.nncf_int8 import quantize_nncf_qdq
+
+    alphas = options.get("smooth_quant")
+    transformer = bool(options.get("transformer", False))
+    if isinstance(alphas, list | tuple) and len(alphas) > 1:
+        from shipyard.backends.onnxruntime.smooth_quant import quantize_smooth_quant
+
+        artifact, choice = quantize_smooth_quant(
+            previous, path, workshop.calibration_data(), tuple(alphas), keep
+        )
+        workshop.notes.setdefault("smooth-quant", []).append(f"onnxruntime: {choice.note()}")
+        return artifact
+    if isinstance(alphas, list | tuple):
+        alphas = alphas[0] if alphas else None
+    return quantize_nncf_qdq(previous, path, workshop.calibration_data(), transformer, keep, alphas)
 
 
 def _has_nncf() -> bool:

@@ -3,6 +3,10 @@
 Layers kept in FP32 are given by ONNX node names (the names the layer-by-layer comparison reports);
 OpenVINO's ONNX frontend keeps those names on its operations (a Conv with bias becomes
 ``NAME/WithoutBiases`` + ``NAME``), so they are matched by name prefix.
+
+For transformers NNCF applies SmoothQuant to the MatMuls; its alpha is passed explicitly
+(``smooth_quant``, default ``SMOOTH_QUANT_ALPHA``, NNCF's own default) so the recipe says what ran
+and a new NNCF default cannot change a package silently.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from shipyard.errors import ConversionError
 from shipyard.records import Artifact
 
 METHODS = ("nncf", "nncf-weights")
+SMOOTH_QUANT_ALPHA = 0.95
 
 
 def quantize_nncf(
@@ -24,6 +29,7 @@ def quantize_nncf(
     transformer: bool = False,
     keep_fp32: list[str] | None = None,
     weights_only: bool = False,
+    smooth_quant: float | None = None,
 ) -> Artifact:
     """NNCF INT8 of an OpenVINO IR at ``path``: full PTQ, or INT8 weights only (no data needed)."""
     import logging
@@ -54,6 +60,7 @@ def quantize_nncf(
                 preset=nncf.QuantizationPreset.MIXED
                 if transformer
                 else nncf.QuantizationPreset.PERFORMANCE,
+                advanced_parameters=_smooth_quant(smooth_quant) if transformer else None,
             )
         ov.save_model(quantized, str(path), compress_to_fp16=False)
     except ConversionError:
@@ -63,6 +70,18 @@ def quantize_nncf(
             f"NNCF quantisation failed: {type(exc).__name__}: {str(exc)[:300]}"
         ) from exc
     return Artifact(path, "openvino", ir.signature)
+
+
+def _smooth_quant(alpha: float | None):
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        AdvancedSmoothQuantParameters,
+    )
+
+    matmul = SMOOTH_QUANT_ALPHA if alpha is None else float(alpha)
+    return AdvancedQuantizationParameters(
+        smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=matmul)
+    )
 
 
 def _ignored_scope(model, names: list[str]):
