@@ -3,6 +3,8 @@ feeds, reverting layers in a QDQ graph, QAT's guards against ending below PTQ.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -173,3 +175,30 @@ def test_training_that_only_hurts_keeps_the_starting_weights():
     assert result.kept_start and result.initial_score == result.best_score
     for name, value in student.state_dict().items():
         torch.testing.assert_close(value, start[name])
+
+
+def test_preprocessing_never_writes_into_the_working_directory(tmp_path, monkeypatch):
+    """ONNX Runtime's symbolic shape inference saves ``sym_shape_infer_temp.onnx`` (and its
+    weights) into the working directory when it fails; the build runs it inside its scratch
+    folder, so the user's folder stays clean and relative paths still resolve."""
+    import onnxruntime.quantization.shape_inference as ort_shapes
+
+    from shipyard.backends.onnxruntime.int8 import preprocess
+
+    def failing_like_ort(model, target, skip_symbolic_shape=False, **_):
+        assert Path(model).is_file()  # the model path still resolves from elsewhere
+        if not skip_symbolic_shape:
+            Path("sym_shape_infer_temp.onnx").write_bytes(b"dump")
+            raise RuntimeError("Incomplete symbolic shape inference")
+        Path(target).write_bytes(Path(model).read_bytes())
+
+    monkeypatch.setattr(ort_shapes, "quant_pre_process", failing_like_ort)
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "m.onnx").write_bytes(b"model")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.chdir(user)
+    prepared = preprocess(Path("m.onnx"), scratch)
+    assert sorted(p.name for p in user.iterdir()) == ["m.onnx"] and Path.cwd() == user
+    assert prepared.read_bytes() == b"model"

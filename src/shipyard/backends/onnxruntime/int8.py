@@ -8,7 +8,10 @@ graph optimisation) runs in a temporary folder, so no stray files are left besid
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -116,9 +119,10 @@ def preprocess(model: Path, scratch: Path) -> Path:
     """ONNX Runtime's quantisation pre-processing in ``scratch``; the model itself when it fails."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    target = scratch / "prepared.onnx"
+    model, target = model.resolve(), (scratch / "prepared.onnx").resolve()
     try:
-        quant_pre_process(str(model), str(target), skip_symbolic_shape=False, auto_merge=True)
+        with _working_directory(scratch):  # where a failing symbolic shape inference dumps files
+            quant_pre_process(str(model), str(target), skip_symbolic_shape=False, auto_merge=True)
         return target
     except Exception:  # pre-processing only helps; a model it cannot handle is quantised as it is
         try:
@@ -126,6 +130,23 @@ def preprocess(model: Path, scratch: Path) -> Path:
             return target
         except Exception:
             return model
+
+
+_CHDIR = threading.Lock()
+
+
+@contextlib.contextmanager
+def _working_directory(folder: Path):
+    """Run with ``folder`` as the working directory: ONNX Runtime's symbolic shape inference
+    writes ``sym_shape_infer_temp.onnx`` and its weights into the working directory when it
+    fails, which would litter the user's own folder."""
+    with _CHDIR:
+        previous = os.getcwd()
+        os.chdir(folder)
+        try:
+            yield
+        finally:
+            os.chdir(previous)
 
 
 def has_vnni() -> bool:
