@@ -245,14 +245,17 @@ def _point_labels(
     found: list[Point], where: dict[int, tuple[float, float]], lo: float
 ) -> list[Label]:
     return [
-        Label(
-            *where[id(p)],
-            f"#{p.number} {_short(short_key(p.candidate.key))}"
-            + (f" ({p.value:.1f})" if p.value < lo else ""),
-            "700" if p.kind == "chosen" else "400",
-        )
+        Label(*where[id(p)], _label_text(p, lo), "700" if p.kind == "chosen" else "400")
         for p in found
     ]
+
+
+def _label_text(p: Point, lo: float) -> str:
+    """``#n key`` plus the value of a point below the axis, within the label column's width."""
+    number = f"#{p.number} "
+    value = f" ({p.value:.1f})" if p.value < lo else ""
+    room = LABEL_CHARS - len(number) - len(value)
+    return number + _short(short_key(p.candidate.key), room) + value
 
 
 def _labels(labels: list[Label], top: float, bottom: float) -> str:
@@ -269,6 +272,10 @@ def _labels(labels: list[Label], top: float, bottom: float) -> str:
             f"fill='{label.colour}'>{esc(label.text)}</text>"
         )
     return "".join(out)
+
+
+LABEL_CHARS = 54
+"""Characters a label may take in the column right of the plot (its ``#n`` and value included)."""
 
 
 def _short(key: str, limit: int = 50) -> str:
