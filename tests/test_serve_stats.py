@@ -79,3 +79,35 @@ def test_statistics_of_unknown_models_are_not_found(server):
             "digits", "9"
         )
     assert info.value.status() == str(grpc.StatusCode.NOT_FOUND)
+
+
+def test_a_batch_reports_triton_s_three_compute_phases():
+    """Joining inputs, running the model and splitting outputs are timed apart, per request and
+    per batch size, as Triton reports them; a lone request is neither joined nor split."""
+    import time
+
+    from shipyard.serve.stats import ModelStats
+    from shipyard.serve.worker import run_batch
+
+    def slow_model(inputs):
+        time.sleep(0.02)
+        return {"y": inputs["x"] * 2}
+
+    rows = [{"x": np.ones((1, 256), np.float32)}, {"x": np.ones((2, 256), np.float32)}]
+    started = time.perf_counter()
+    outcome = run_batch(slow_model, rows, [1, 2])
+    outcome.seconds = time.perf_counter() - started
+    assert outcome.input_s > 0 and outcome.output_s > 0 and outcome.infer_s >= 0.02
+    stats = ModelStats()
+    stats.observe_batch([0.001, 0.002], outcome, 3)
+    lone = run_batch(slow_model, rows[:1], [1])
+    lone.seconds = 0.021
+    stats.observe_batch([0.001], lone, 1)
+    entry = stats.as_json("m", "1")
+    phases = entry["inference_stats"]
+    compute = ("compute_input", "compute_infer", "compute_output")
+    assert all(phases[p]["count"] == 3 for p in compute)  # once per request
+    assert phases["compute_input"]["ns"] > 0 and phases["compute_output"]["ns"] > 0
+    by_size = {b["batch_size"]: b for b in entry["batch_stats"]}
+    assert by_size[3]["compute_input"]["ns"] > 0 and by_size[3]["compute_infer"]["ns"] >= 2e7
+    assert by_size[1]["compute_input"]["ns"] == 0 and by_size[1]["compute_infer"]["count"] == 1

@@ -253,7 +253,7 @@ class Batcher:
                 item.future.set_result(result)
         done = time.perf_counter()
         samples = sum(i.size for i in batch)
-        self.metrics.observe_batch([started - i.enqueued for i in batch], outcome.seconds, samples)
+        self.metrics.observe_batch([started - i.enqueued for i in batch], outcome, samples)
         self._tune(max(done - i.enqueued for i in batch), samples)
 
     def _tune(self, slowest_s: float, samples: int) -> None:

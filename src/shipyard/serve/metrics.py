@@ -13,7 +13,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from shipyard.serve.stats import ModelStats, StatsRegistry
+from shipyard.serve.stats import BatchTiming, ModelStats, StatsRegistry
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -45,13 +45,13 @@ class ModelMetrics:
     queue_depth: Gauge
     stats: ModelStats = field(default_factory=ModelStats)
 
-    def observe_batch(self, queue_s: list[float], compute_s: float, samples: int) -> None:
-        """One executed batch: each request's queue wait, the run time and the samples run."""
+    def observe_batch(self, queue_s: list[float], timing: BatchTiming, samples: int) -> None:
+        """One executed batch: each request's queue wait, the phases' times and the samples run."""
         for seconds in queue_s:
             self.queue_seconds.observe(seconds)
-        self.compute_seconds.observe(compute_s)
+        self.compute_seconds.observe(timing.infer_s)
         self.batch_size.observe(samples)
-        self.stats.observe_batch(queue_s, compute_s, samples)
+        self.stats.observe_batch(queue_s, timing, samples)
 
 
 class Metrics:

@@ -4,9 +4,11 @@ perf_analyzer read.
 
 Per model: ``inference_count`` (samples run), ``execution_count`` (batches run),
 ``last_inference`` (ms since the epoch), ``inference_stats`` — ``success`` / ``fail`` (requests
-and their end-to-end time), ``queue`` (each request's wait for a batch), ``compute_infer`` (each
-request's batch run time; inputs and outputs are not copied apart from it here, so
-``compute_input`` / ``compute_output`` stay zero) — and ``batch_stats`` per executed batch size.
+and their end-to-end time), ``queue`` (each request's wait for a batch), ``compute_input``
+(joining the requests' inputs into one batch), ``compute_infer`` (running the model) and
+``compute_output`` (splitting its outputs per request), each counted once per request of the
+batch as Triton does — and ``batch_stats`` with the same three phases per executed batch size. A
+lone request is neither joined nor split, so its input and output phases are honestly near zero.
 Durations are nanoseconds, as Triton's.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 _PHASES = (
     "success",
@@ -28,6 +30,14 @@ _PHASES = (
     "cache_miss",
 )
 _BATCH_PHASES = ("compute_input", "compute_infer", "compute_output")
+
+
+class BatchTiming(Protocol):
+    """Seconds one batch spent in each of Triton's compute phases (``worker.BatchOutcome``)."""
+
+    input_s: float
+    infer_s: float
+    output_s: float
 
 
 @dataclass
@@ -50,16 +60,20 @@ class ModelStats:
     execution_count: int = 0
     last_inference_ms: int = 0
     phases: dict[str, Duration] = field(default_factory=lambda: {p: Duration() for p in _PHASES})
-    batches: dict[int, Duration] = field(default_factory=lambda: defaultdict(Duration))
+    batches: dict[int, dict[str, Duration]] = field(
+        default_factory=lambda: defaultdict(lambda: {p: Duration() for p in _BATCH_PHASES})
+    )
 
-    def observe_batch(self, queue_s: list[float], compute_s: float, samples: int) -> None:
+    def observe_batch(self, queue_s: list[float], timing: BatchTiming, samples: int) -> None:
         self.inference_count += samples
         self.execution_count += 1
         self.last_inference_ms = int(time.time() * 1000)
         for seconds in queue_s:
             self.phases["queue"].add(seconds)
-        self.phases["compute_infer"].add(compute_s, len(queue_s))
-        self.batches[samples].add(compute_s)
+        by_phase = zip(_BATCH_PHASES, (timing.input_s, timing.infer_s, timing.output_s))
+        for phase, seconds in by_phase:
+            self.phases[phase].add(seconds, len(queue_s))
+            self.batches[samples][phase].add(seconds)
 
     def observe_request(self, seconds: float, ok: bool) -> None:
         self.phases["success" if ok else "fail"].add(seconds)
@@ -70,12 +84,9 @@ class ModelStats:
         batches = [
             {
                 "batch_size": size,
-                **{
-                    p: {"count": d.count, "ns": d.ns if p == "compute_infer" else 0}
-                    for p in _BATCH_PHASES
-                },
+                **{p: {"count": d.count, "ns": d.ns} for p, d in phases_of_size.items()},
             }
-            for size, d in sorted(self.batches.items())
+            for size, phases_of_size in sorted(self.batches.items())
         ]
         return {
             "name": name,

@@ -36,6 +36,15 @@ class BatchOutcome:
     seconds: float
     unbatched: dict[str, list[int]] | None = None
     """Output shapes, when the model's outputs could not be split per request."""
+    input_s: float = 0.0
+    """Joining the requests' inputs into one batch (Triton's ``compute_input``)."""
+    output_s: float = 0.0
+    """Splitting the outputs back per request (Triton's ``compute_output``)."""
+
+    @property
+    def infer_s(self) -> float:
+        """Running the model (Triton's ``compute_infer``): the rest of the batch's time."""
+        return max(0.0, self.seconds - self.input_s - self.output_s)
 
 
 @dataclass
@@ -88,15 +97,18 @@ def run_batch(
     if len(inputs) == 1:
         return BatchOutcome([_run_one(runner, inputs[0])], 0.0)
     try:
+        started = time.perf_counter()
         joined = {name: np.concatenate([i[name] for i in inputs]) for name in inputs[0]}
+        input_s = time.perf_counter() - started
         outputs = runner(joined)
     except Exception:  # noqa: BLE001 - a failing batch runs request by request: only the culprit fails
         return BatchOutcome([_run_one(runner, i) for i in inputs], 0.0)
+    split_started = time.perf_counter()
     parts = split_rows(outputs, sizes)
     if parts is None:
         shapes = {name: list(np.shape(value)) for name, value in outputs.items()}
         return BatchOutcome([_run_one(runner, i) for i in inputs], 0.0, shapes)
-    return BatchOutcome(list(parts), 0.0)
+    return BatchOutcome(list(parts), 0.0, None, input_s, time.perf_counter() - split_started)
 
 
 def split_rows(
