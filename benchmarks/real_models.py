@@ -418,30 +418,10 @@ def shipyard_choice(model: Model, threads: int) -> Row:
 
 
 def cpu_line(threads: int) -> str:
-    flags = set(Path("/proc/cpuinfo").read_text().split())
-    features = [
-        f
-        for f in (
-            "avx2",
-            "avx512f",
-            "avx512_vnni",
-            "avx_vnni",
-            "avx512_bf16",
-            "avx512_fp16",
-            "amx_tile",
-            "amx_bf16",
-            "amx_int8",
-        )
-        if f in flags
-    ]
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown CPU",
-    )
+    from shipyard.machine import describe
+
+    machine = describe()
+    model, features = machine["cpu"], machine["cpu_flags"]
     return (
         f"Machine: {model}, {os.cpu_count()} cores, CPU features {', '.join(features)}; {threads} "
         "threads for every "

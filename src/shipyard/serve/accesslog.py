@@ -24,6 +24,20 @@ def log_access(**fields: Any) -> None:
         logger.info(json.dumps({"ts": round(time.time(), 3), **fields}, default=str))
 
 
+def log_http_access(scope: dict, started: float, **fields: Any) -> None:
+    """Log one HTTP request from its ASGI ``scope``; ``started`` is its ``perf_counter`` time and
+    ``fields`` are status, bytes_out and bytes_in."""
+    client = scope.get("client") or ("", 0)
+    log_access(
+        protocol="http",
+        method=scope["method"],
+        path=scope["path"],
+        client=client[0],
+        ms=round((time.perf_counter() - started) * 1000, 3),
+        **fields,
+    )
+
+
 class AccessLogMiddleware:
     """ASGI middleware logging method, path, status, duration and body sizes of HTTP requests."""
 
@@ -52,12 +66,4 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, counting_receive, capturing_send)
         finally:
-            client = scope.get("client") or ("", 0)
-            log_access(
-                protocol="http",
-                method=scope["method"],
-                path=scope["path"],
-                client=client[0],
-                ms=round((time.perf_counter() - started) * 1000, 3),
-                **seen,
-            )
+            log_http_access(scope, started, **seen)

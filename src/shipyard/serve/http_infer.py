@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from shipyard.serve import http as kserve
-from shipyard.serve.accesslog import access_log_on, log_access
+from shipyard.serve.accesslog import access_log_on, log_http_access
 from shipyard.serve.errors import NotReady, ServeError
 from shipyard.serve.limits import JSON_GROWTH, off_loop
 from shipyard.serve.state import ServerState
@@ -82,16 +82,8 @@ class InferEndpoint:
             await send({"type": "http.response.body", "body": body})
         finally:
             if logged:
-                client = scope.get("client") or ("", 0)
-                log_access(
-                    protocol="http",
-                    method=scope["method"],
-                    path=scope["path"],
-                    client=client[0],
-                    ms=round((time.perf_counter() - started) * 1000, 3),
-                    status=status,
-                    bytes_out=len(body),
-                    bytes_in=received[0],
+                log_http_access(
+                    scope, started, status=status, bytes_out=len(body), bytes_in=received[0]
                 )
 
     async def _answer(
