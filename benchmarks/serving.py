@@ -12,14 +12,17 @@ Two packages, every server on 127.0.0.1 in its own process, the load generator
 For each package:
 
 * raw runtime: the package's own runtime session on batches of 1…32 (MiniLM: tokenised), timed in
-  alternating blocks (`shipyard.bench.time_blocks`); best samples/s is the ceiling;
+  alternating blocks (`shipyard.bench.time_blocks`), and every other split of the cores into
+  instances × threads (sessions side by side, `serve.layout.concurrent_samples_per_s`); the best
+  samples/s of all is the ceiling;
 * `shipyard serve` (HTTP binary and gRPC, dynamic batching) at 1, 16 and 32 concurrent clients,
-  both packages in one server process;
+  both packages in one server process, each with the instances × threads that `--instances auto`
+  measured at start-up (``--instances N`` fixes them instead);
 * Triton Inference Server 2.51 (nvidia-pytriton's `tritonserver`, environment from
   `scripts/triton_env.sh`) serving the same packages exported by `shipyard export triton` (the
   Python-backend form: this Triton has no ONNX Runtime backend, so the native form cannot run
-  here), same dynamic batching limits, at 1, 16 and 32 clients; skipped with a note when the
-  environment is missing;
+  here), same dynamic batching limits and the same instances × threads as ours, at 1, 16 and 32
+  clients; skipped with a note when the environment is missing;
 * MiniLM only: Flask (threaded dev server) + PyTorch `SentenceTransformer.encode`, the common
   baseline, same model, same thread count;
 * with ``--before-src DIR`` also `shipyard serve` from another source tree (an older commit), to
@@ -108,27 +111,53 @@ def process(argv: list[str], port: int, ready_path: str, env: dict | None = None
             proc.wait(10)
 
 
-def measure_raw(predictor, case: Case) -> dict:
-    """Runtime samples/s per batch size, and batch-1 p50 of the runtime and of the package call."""
+def measure_raw(predictor, case: Case, spread: dict) -> dict:
+    """Runtime samples/s per batch size (the package's own session, and every other instances ×
+    threads layout of the cores side by side), and batch-1 p50 of the runtime and the package."""
     from shipyard.bench import BenchConfig
     from shipyard.bench.timing import time_blocks
+    from shipyard.serve.layout import Layout, concurrent_samples_per_s
 
-    if predictor._tokenizer is not None:
-        feeds = {b: predictor._tokenizer([SENTENCE] * b) for b in BATCHES}
-    else:
-        feeds = {b: {k: np.repeat(v, b, axis=0) for k, v in case.request.items()} for b in BATCHES}
+    feeds = raw_feeds(predictor, case)
     calls = {f"runtime b{b}": (lambda f=feeds[b]: predictor.session.run(f)) for b in BATCHES}
     calls["package b1"] = lambda: predictor.run(case.request)
     stats = time_blocks(calls, BenchConfig(rounds=2, block_seconds=0.4, max_block=400))
+    own = Layout(1, predictor.threads).describe()
+    per_batch = {f"{own}, batch {b}": b / (stats[f"runtime b{b}"].p50_ms / 1000) for b in BATCHES}
+    for layout, sessions in spread.items():
+        for b in BATCHES:
+            per_batch[f"{layout.describe()}, batch {b} each"] = concurrent_samples_per_s(
+                sessions, feeds[b], 0.4
+            )
     return {
-        "per_batch": {b: b / (stats[f"runtime b{b}"].p50_ms / 1000) for b in BATCHES},
+        "per_batch": per_batch,
         "p50_b1_runtime": stats["runtime b1"].p50_ms,
         "p50_b1_package": stats["package b1"].p50_ms,
     }
 
 
+def raw_feeds(predictor, case: Case) -> dict[int, dict]:
+    if predictor._tokenizer is not None:
+        return {b: predictor._tokenizer([SENTENCE] * b) for b in BATCHES}
+    return {b: {k: np.repeat(v, b, axis=0) for k, v in case.request.items()} for b in BATCHES}
+
+
+def spread_sessions(case: Case) -> dict:
+    """Runtime sessions of every layout of the cores with more than one instance."""
+    import shipyard
+    from shipyard.machine import usable_cores
+    from shipyard.serve.layout import candidate_layouts
+
+    layouts = [lay for lay in candidate_layouts(usable_cores(), None, 4) if lay.instances > 1]
+    return {
+        lay: [shipyard.load(case.package, lay.threads).session for _ in range(lay.instances)]
+        for lay in layouts
+    }
+
+
 def median_raw(runs: list[dict]) -> dict:
-    per_batch = {b: statistics.median(r["per_batch"][b] for r in runs) for b in BATCHES}
+    keys = runs[0]["per_batch"]
+    per_batch = {k: statistics.median(r["per_batch"][k] for r in runs) for k in keys}
     best = max(per_batch, key=per_batch.get)
     return {
         "per_batch": per_batch,
@@ -195,9 +224,9 @@ def kserve_load(url: str, model: str, inputs: dict, concurrency: int, duration: 
 
 
 @contextmanager
-def triton_server(cases: list[Case], folder: Path, layout: Layout):
-    """Triton serving every case (Python-backend export, batching as ours), or None when it
-    cannot run."""
+def triton_server(cases: list[Case], folder: Path, layouts: dict):
+    """Triton serving every case (Python-backend export, batching and instances × threads as
+    ours), or None when it cannot run."""
     from triton_server import running_triton, triton_env
 
     from shipyard.export.triton import TritonOptions, export_triton
@@ -207,14 +236,15 @@ def triton_server(cases: list[Case], folder: Path, layout: Layout):
         print(f"no Triton row: {why}", flush=True)
         yield None
         return
-    options = TritonOptions(
-        max_batch_size=32,
-        max_queue_delay_us=2000,
-        python_backend=True,
-        instances=layout.instances,
-        threads=layout.threads,
-    )
     for case in cases:
+        layout = layouts[case.label]
+        options = TritonOptions(
+            max_batch_size=32,
+            max_queue_delay_us=2000,
+            python_backend=True,
+            instances=layout.instances,
+            threads=layout.threads,
+        )
         export_triton(case.package, folder / "repo", options)
     with running_triton(env, folder / "repo", folder / "triton.log") as server:
         yield server
@@ -241,24 +271,25 @@ def build_package(folder: Path, example: str, precisions: str) -> Path:
     return out
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Model instances per server and runtime threads per instance, the same for both servers."""
-
-    instances: int = 1
-    threads: int | None = None
-    """None: the package's own thread count."""
-
-    def describe(self) -> str:
-        threads = "the package's threads" if self.threads is None else f"{self.threads} thread(s)"
-        return f"{self.instances} model instance(s) of {threads} each"
-
-    def serve_flags(self) -> list[str]:
-        threads = [] if self.threads is None else ["--threads", str(self.threads)]
-        return ["--instances", str(self.instances), *threads]
+def layout_flags(instances: int | None, threads: int | None = None) -> list[str]:
+    """``--instances auto`` (None) or a fixed count, with the cores split between instances."""
+    if instances is None:
+        return ["--instances", "auto"]
+    return ["--instances", str(instances), *(["--threads", str(threads)] if threads else [])]
 
 
-def ours_argv(packages: list[Path], http_port: int, grpc_port: int, layout: Layout) -> list[str]:
+def served_layout(port: int, model: str):
+    """The instances × threads a server runs ``model`` with, from its model config."""
+    from shipyard.serve.layout import Layout
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", f"/v2/models/{model}/config")
+    config = json.loads(conn.getresponse().read())
+    threads = int(config["parameters"]["threads"]["string_value"])
+    return Layout(config["instance_group"][0]["count"], threads)
+
+
+def ours_argv(packages: list[Path], http_port: int, grpc_port: int, flags: list[str]) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -274,7 +305,7 @@ def ours_argv(packages: list[Path], http_port: int, grpc_port: int, layout: Layo
         "32",
         "--max-queue-delay-ms",
         "2",
-        *layout.serve_flags(),
+        *flags,
     ]
 
 
@@ -307,28 +338,28 @@ def run_all(
     duration: float,
     rounds: int,
     before_src: Path | None,
-    layout: Layout = Layout(),
-) -> tuple[dict[str, dict], dict[str, dict[str, list]]]:
+    flags: list[str],
+) -> tuple[dict[str, dict], dict[str, dict[str, list]], dict]:
     """Alternate raw-runtime timing and every server load point, ``rounds`` times."""
     import shipyard
 
     predictors = {case.label: shipyard.load(case.package) for case in cases}
+    spreads = {case.label: spread_sessions(case) for case in cases}
     ports = {k: free_port() for k in ("ours http", "ours grpc", "before http", "before grpc")}
     ports["flask"] = free_port()
     packages = [case.package for case in cases]
     raw_runs: dict[str, list] = {case.label: [] for case in cases}
     results: dict[str, dict[str, list]] = {case.label: {} for case in cases}
     with ExitStack() as stack:
-        stack.enter_context(
-            process(
-                ours_argv(packages, ports["ours http"], ports["ours grpc"], layout),
-                ports["ours http"],
-                "/v2/health/ready",
-            )
-        )
-        if before_src is not None:
+        argv = ours_argv(packages, ports["ours http"], ports["ours grpc"], flags)
+        stack.enter_context(process(argv, ports["ours http"], "/v2/health/ready"))
+        layouts = {case.label: served_layout(ports["ours http"], case.name) for case in cases}
+        print(f"layouts: {layouts}", flush=True)
+        if before_src is not None:  # an older tree may not measure: give it the first layout
+            first = layouts[cases[0].label]
             env = {**os.environ, "PYTHONPATH": str(before_src)}
-            argv = ours_argv(packages, ports["before http"], ports["before grpc"], layout)
+            old_flags = layout_flags(first.instances, first.threads)
+            argv = ours_argv(packages, ports["before http"], ports["before grpc"], old_flags)
             stack.enter_context(process(argv, ports["before http"], "/v2/health/ready", env))
         if any(case.flask for case in cases):
             flask = [
@@ -341,20 +372,22 @@ def run_all(
             ]
             stack.enter_context(process(flask, ports["flask"], "/ready"))
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        triton = stack.enter_context(triton_server(cases, scratch, layout))
+        triton = stack.enter_context(triton_server(cases, scratch, layouts))
         if triton is not None:
             ports["triton"] = f"http://{triton.http_url}"
         for _ in range(rounds):
             for case in cases:
-                raw_runs[case.label].append(measure_raw(predictors[case.label], case))
-                print(f"{case.label} raw runtime: {raw_runs[case.label][-1]}", flush=True)
+                raw = measure_raw(predictors[case.label], case, spreads[case.label])
+                raw_runs[case.label].append(raw)
+                print(f"{case.label} raw runtime: {raw}", flush=True)
                 for server, clients in plan_for(case, triton is not None, before_src is not None):
                     result = run_point(case, server, clients, ports, duration)
                     print(f"{case.label} {server:11s} {result.summary()}", flush=True)
                     results[case.label].setdefault(f"{server} c{clients}", []).append(result)
     for predictor in predictors.values():
         predictor.close()
-    return {label: median_raw(runs) for label, runs in raw_runs.items()}, results
+    raw = {label: median_raw(runs) for label, runs in raw_runs.items()}
+    return raw, results, layouts
 
 
 def median_of(results: list, what: str) -> float:
@@ -367,7 +400,7 @@ def case_table(raw: dict, results: dict[str, list]) -> str:
     from _report import markdown_table
 
     rows = [
-        [f"raw runtime, batch {b}", f"{v:.1f}", "", "", "", ""] for b, v in raw["per_batch"].items()
+        [f"raw runtime, {key}", f"{v:.1f}", "", "", "", ""] for key, v in raw["per_batch"].items()
     ]
     for key, runs in results.items():
         errors = sum(sum(r.errors.values()) for r in runs)
@@ -396,7 +429,7 @@ def case_lines(case: Case, raw: dict, results: dict[str, list]) -> list[str]:
     p50_ours = median_of(results["ours http c1"], "50")
     lines = [
         f"- Through `shipyard serve` HTTP at 16–32 clients: **{ours / raw['best']:.0%}** of the "
-        f"raw runtime's best batched throughput ({ours:.1f} vs {raw['best']:.1f}/s at batch "
+        f"raw runtime's best batched throughput ({ours:.1f} vs {raw['best']:.1f}/s with "
         f"{raw['best_batch']}; gRPC at 32 clients {grpc / raw['best']:.0%}); target ≥ 90%.",
         f"- p50 at one client: ours {p50_ours:.2f} ms vs the package call {package:.2f} ms "
         f"(runtime alone {raw['p50_b1_runtime']:.2f} ms) → overhead **{p50_ours - package:+.2f} "
@@ -440,16 +473,23 @@ def report(
     duration: float,
     rounds: int,
     before: str | None,
-    layout: Layout = Layout(),
+    layouts: dict,
+    instances: int | None,
 ) -> str:
     from _report import machine_line
 
     first = cases[0].manifest
     command = "benchmarks/serving.py"
     title = ""
-    if layout.instances > 1:
-        command += f" --instances {layout.instances}"
-        title = f", {layout.describe()}"
+    if instances is not None:
+        command += f" --instances {instances}"
+        title = f", {instances} instance(s) fixed"
+    how = (
+        "measured by `shipyard serve --instances auto` at start-up (`serve/layout.py`), and "
+        "Triton's export given the same"
+        if instances is None
+        else "fixed by `--instances`, the same for Triton"
+    )
     lines = [
         f"## Serving{title} (`{command}`)",
         "",
@@ -459,7 +499,7 @@ def report(
         "closed-loop clients (`shipyard.serve.loadtest`: binary tensors over keep-alive HTTP/1.1, "
         "tritonclient for gRPC) in the benchmark process, on the same 2 cores as the servers. "
         "`shipyard serve` and Triton both batch dynamically (max batch 32, max queue delay 2 ms), "
-        f"with {layout.describe()}. "
+        f"with the model instances × runtime threads {how}. "
         f"Load average before/after: {load[0]:.1f} / {load[1]:.1f} (2 cores shared with other "
         "engineers' jobs: contention is real).",
     ]
@@ -470,6 +510,8 @@ def report(
         lines += [
             "",
             f"### {case.label} ({m['backend']}/{m['precision']}{case_note(case)})",
+            "",
+            f"Served as {layouts[case.label].describe()}.",
             "",
             case_table(raw[case.label], results[case.label]),
             "",
@@ -537,8 +579,9 @@ def main() -> None:
     parser.add_argument(
         "--instances",
         type=int,
-        default=1,
-        help="model instances in both servers, each with the cores split between them",
+        default=None,
+        help="fixed model instances in both servers, each with the cores split between them "
+        "(default: what `shipyard serve --instances auto` measures)",
     )
     parser.add_argument("--flask-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
@@ -552,10 +595,11 @@ def main() -> None:
         cases = make_cases(minilm, digits)
         threads = int(cases[0].manifest.get("threads", 1))
         load_before = os.getloadavg()[0]
-        layout = Layout(
-            args.instances, None if args.instances == 1 else max(1, threads // args.instances)
+        fixed = None if args.instances is None else max(1, threads // args.instances)
+        flags = layout_flags(args.instances, fixed)
+        raw, results, layouts = run_all(
+            cases, threads, args.duration, args.rounds, args.before_src, flags
         )
-        raw, results = run_all(cases, threads, args.duration, args.rounds, args.before_src, layout)
         before = args.before_label or (str(args.before_src) if args.before_src else None)
         text = report(
             cases,
@@ -565,12 +609,13 @@ def main() -> None:
             args.duration,
             args.rounds,
             before,
-            layout,
+            layouts,
+            args.instances,
         )
     if not args.no_write:
         from _report import write_section
 
-        section = "serving" if args.instances == 1 else f"serving-{args.instances}-instances"
+        section = "serving" if args.instances is None else f"serving-{args.instances}-instances"
         write_section(section, text)
     print(text)
 

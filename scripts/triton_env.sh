@@ -6,13 +6,13 @@
 #
 # Why a venv of its own: Triton's Python-backend stub embeds the system libpython and imports from
 # the site-packages of the first `python3` on PATH (it ignores PYTHONPATH), and it was built against
-# numpy 1.x, so Triton gets numpy<2, ONNX Runtime and this project there and that venv's bin first
+# numpy 1.x, so Triton gets numpy<2, ONNX Runtime, OpenVINO and this project there and that venv's bin first
 # on its PATH. The folder is $SHIPYARD_TRITON_ENV (default ~/.cache/shipyard/triton-env).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 env_dir="${SHIPYARD_TRITON_ENV:-${SHIPYARD_CACHE:-$HOME/.cache/shipyard}/triton-env}"
 python="${PYTHON:-python3}"
-want="nvidia-pytriton==0.7.0 numpy<2 onnxruntime onnx tokenizers pillow safetensors rich repo=$repo"
+want="nvidia-pytriton==0.7.0 numpy<2 onnxruntime openvino onnx tokenizers pillow safetensors rich repo=$repo"
 pyver="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 
 if [[ -f "$env_dir/.shipyard-triton" && "$(cat "$env_dir/.shipyard-triton")" == "$want" ]]; then
@@ -23,7 +23,7 @@ fi
 pip=("$env_dir/bin/python" -m pip install -q --disable-pip-version-check)
 # the wheel's own pins (pyzmq, typer, tritonclient…) are for its Python API, which we do not use
 "${pip[@]}" --no-deps "nvidia-pytriton==0.7.0"
-"${pip[@]}" "numpy<2" onnxruntime onnx tokenizers pillow safetensors rich
+"${pip[@]}" "numpy<2" onnxruntime openvino onnx tokenizers pillow safetensors rich
 "${pip[@]}" --no-deps -e "$repo"
 
 site="$("$env_dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
@@ -33,7 +33,9 @@ stub="$server/python_backend_stubs/$pyver/triton_python_backend_stub"
 # the stub embeds libpython of that version from the system (Debian/Ubuntu: libpython3.X)
 missing="$(LD_LIBRARY_PATH="$site/nvidia_pytriton.libs" ldd "$stub" | grep "not found" || true)"
 [[ -z "$missing" ]] || { echo "Triton's Python-backend stub cannot run here: $missing (apt-get install libpython$pyver)" >&2; exit 1; }
-cp "$stub" "$server/backends/python/triton_python_backend_stub"
+# copy then rename: a Triton still running from this environment keeps the old file open
+cp "$stub" "$server/backends/python/triton_python_backend_stub.new"
+mv -f "$server/backends/python/triton_python_backend_stub.new" "$server/backends/python/triton_python_backend_stub"
 chmod +x "$server/backends/python/triton_python_backend_stub" "$server/bin/tritonserver"
 # --help exits 1 even when it works; what matters is that the binary finds its libraries and runs
 usage="$(LD_LIBRARY_PATH="$site/nvidia_pytriton.libs" "$server/bin/tritonserver" --help 2>&1 || true)"

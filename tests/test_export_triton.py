@@ -141,6 +141,7 @@ def test_what_no_native_backend_runs_gets_the_python_backend(tmp_path):
     assert (version / "package" / "tokenizer.json").is_file()
     readme = (tmp_path / "repo" / "README.md").read_text()
     assert "| `words` | `python` |" in readme and "numpy<2" in readme
+    assert "this package runs on `fake`" in readme
 
 
 @pytest.mark.backend("onnxruntime")

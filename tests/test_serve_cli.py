@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
+from serve_process import start_serve
 
 from shipyard.backends.fake import write_fake_package
 from shipyard.cli.main import main
@@ -24,12 +21,6 @@ from shipyard.errors import UsageError
 from shipyard.serve.loadtest import LoadSpec, run_loadtest
 
 ROW = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(port, method, path, body=None, timeout=20):
@@ -54,42 +45,6 @@ def wait_for_queue_depth(port: int, model: str, depth: int, seconds: float = 30)
     raise AssertionError(f"{model}'s queue never held {depth} requests")
 
 
-def start_server(folders, *flags: str) -> tuple[subprocess.Popen, int, int]:
-    """``shipyard serve FOLDERS…`` in a process of its own on free loopback ports, once it is
-    ready."""
-    http_port, grpc_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shipyard.cli.main",
-            "serve",
-            *map(str, folders),
-            "--http-port",
-            str(http_port),
-            "--grpc-port",
-            str(grpc_port),
-            *flags,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if request(http_port, "GET", "/v2/health/ready")[0] == 200:
-                return proc, http_port, grpc_port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(
-        f"shipyard serve did not become ready: {proc.communicate(timeout=30)[1][-2000:]}"
-    )
-
-
 @pytest.mark.backend("tritonclient")
 def test_a_real_package_served_by_the_process_answers_tritonclient(digits_package):
     import numpy as np
@@ -98,7 +53,8 @@ def test_a_real_package_served_by_the_process_answers_tritonclient(digits_packag
 
     import shipyard
 
-    proc, http_port, grpc_port = start_server([digits_package], "--no-access-log")
+    served = start_serve([digits_package], "--no-access-log")
+    http_port, grpc_port = served.http_port, served.grpc_port
     try:
         x = shipyard.load(digits_package).signature.inputs[0]
         images = np.random.default_rng(3).random((3, *x.shape[1:]), dtype=np.float32)
@@ -112,25 +68,31 @@ def test_a_real_package_served_by_the_process_answers_tritonclient(digits_packag
             feed.set_data_from_numpy(images)
             got = client.infer("digits", [feed]).as_numpy("logits")
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        config = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}").get_model_config(
+            "digits"
+        )
+        layout = f"{config['instance_group'][0]['count']} instance"
+        threads = config["parameters"]["threads"]["string_value"]
+        assert any(
+            line.startswith(f"model digits: {layout}") and f"× {threads} thread" in line
+            for line in served.out
+        ), served.out
     finally:
-        proc.terminate()
-        proc.wait(30)
+        served.stop()
 
 
 @pytest.fixture
 def served(tmp_path):
     folder = write_fake_package(tmp_path / "slow", "slow", delay_ms=300)
-    proc, http_port, grpc_port = start_server([folder], "--max-batch-size", "1")
+    served = start_serve([folder], "--max-batch-size", "1", "--instances", "1")
     try:
-        yield proc, http_port, grpc_port
+        yield served
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(30)
+        served.stop()
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits(served):
-    proc, port, _ = served
+    proc, port = served.proc, served.http_port
     answers = []
     workers = [
         threading.Thread(
@@ -146,7 +108,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(served):
     proc.send_signal(signal.SIGTERM)
     for worker in workers:
         worker.join(30)
-    out, err = proc.communicate(timeout=30)
+    out, err = served.output(30)
     assert [status for status, _ in answers] == [200, 200, 200]
     assert proc.returncode == 0 and "stopped" in out
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
@@ -161,7 +123,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(served):
 
 
 def test_loadtest_verb_reports_throughput_and_percentiles(served, capsys):
-    _, port, grpc_port = served
+    port, grpc_port = served.http_port, served.grpc_port
     for url in (f"http://127.0.0.1:{port}", f"grpc://127.0.0.1:{grpc_port}"):
         assert (
             main(
@@ -185,7 +147,7 @@ def test_loadtest_verb_reports_throughput_and_percentiles(served, capsys):
 
 
 def test_loadtest_counts_errors_and_stays_bounded(served):
-    _, port, _ = served
+    port = served.http_port
     result = run_loadtest(
         LoadSpec(
             f"http://127.0.0.1:{port}",
@@ -212,3 +174,18 @@ def test_loadtest_refuses_unbounded_runs():
         run_loadtest(LoadSpec("http://127.0.0.1:1", "m", duration_s=10_000))
     with pytest.raises(UsageError, match="concurrency"):
         run_loadtest(LoadSpec("http://127.0.0.1:1", "m", concurrency=10_000))
+
+
+def test_serve_flags_measure_instances_by_default_and_carry_the_batching_choices():
+    from shipyard.cli.main import make_parser
+    from shipyard.cli.serve_verbs import _batch_config
+
+    parse = make_parser().parse_args
+    assert _batch_config(parse(["serve", "pkg"])).instances is None
+    assert _batch_config(parse(["serve", "pkg", "--instances", "3"])).instances == 3
+    assert _batch_config(parse(["serve", "pkg", "--instances", "auto"])).instances is None
+    assert parse(["export", "triton", "pkg", "--out", "r"]).instances == 1
+    assert not _batch_config(parse(["serve", "pkg"])).lone_request_waits
+    assert _batch_config(parse(["serve", "pkg", "--lone-request-waits"])).lone_request_waits
+    with pytest.raises(SystemExit):
+        parse(["serve", "pkg", "--instances", "0"])

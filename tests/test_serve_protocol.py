@@ -96,7 +96,7 @@ def test_tritonclient_grpc_gets_the_package_outputs(server, predictors):
     assert client.get_server_metadata().name == "shipyard"
 
 
-def test_tritonclient_http_gets_the_served_model_config(server):
+def test_tritonclient_http_gets_the_served_model_config(server, predictors):
     client = http_client(server)
     config = client.get_model_config("digits")
     assert (config["name"], config["backend"], config["platform"]) == (
@@ -115,6 +115,7 @@ def test_tritonclient_http_gets_the_served_model_config(server):
         ("logits", "TYPE_FP32", [10])
     ]
     assert [(g["count"], g["kind"]) for g in config["instance_group"]] == [(1, "KIND_CPU")]
+    assert config["parameters"]["threads"] == {"string_value": str(predictors["digits"].threads)}
     assert client.get_model_config("digits", "1") == config
     text = client.get_model_config("words")["input"]
     assert [(t["name"], t["data_type"], t["dims"], t["reshape"]) for t in text] == [

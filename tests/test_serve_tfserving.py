@@ -16,6 +16,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from serve_process import start_serve
 
 import shipyard
 from shipyard.backends.fake import write_fake_package
@@ -402,50 +403,16 @@ def test_grpc_text_as_string_val(tfs, stubs, packages):
     )
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.backend("tensorflow_serving")
 def test_shipyard_serve_answers_tf_serving_clients_without_loading_tensorflow(tfs, packages):
     """``shipyard serve`` as a user starts it; its process never maps TensorFlow's runtime
     library."""
-    import time
 
-    http_port, grpc_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shipyard.cli.main",
-            "serve",
-            str(packages["words"]),
-            "--http-port",
-            str(http_port),
-            "--grpc-port",
-            str(grpc_port),
-            "--no-access-log",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    served = start_serve([packages["words"]], "--no-access-log")
+    proc, grpc_port = served.proc, served.grpc_port
     try:
-        server = type("Ports", (), {"http_port": http_port, "grpc_port": grpc_port})()
-        deadline = time.time() + 120
-        while True:
-            try:
-                if rest(server, "/v1/models/words")[0] == 200:
-                    break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.2)
+        server = type("Ports", (), {"http_port": served.http_port, "grpc_port": grpc_port})()
         assert rest(server, "/v1/models/words:predict", {"instances": ["hello world"]}) == (
             200,
             {"predictions": [[5.0]]},
@@ -462,8 +429,8 @@ def test_shipyard_serve_answers_tf_serving_clients_without_loading_tensorflow(tf
         with open(f"/proc/{proc.pid}/maps") as maps:
             assert "libtensorflow_framework" not in maps.read()
     finally:
-        proc.terminate()
-        output = proc.communicate(timeout=60)[0]
+        served.stop()
+    output = served.output(60)[0]
     assert (
         "TensorFlow Serving API: REST /v1/models/{m}[:predict], gRPC PredictionService" in output
     ), output

@@ -37,21 +37,20 @@ class Predictor:
         self.name: str = manifest["name"]
         self.version = str(manifest.get("version", 1))
         self.backend: str = manifest["backend"]
+        self.threads = threads or int(manifest.get("threads", 1))
         model_signature = Signature.from_json(manifest.get("model_signature") or manifest)
         self.signature = public_signature(model_signature, manifest.get("text"))
         artifact = Artifact(
             folder / manifest["model_file"], manifest["artifact_format"], model_signature
         )
         self.session = get_backend(self.backend).load(
-            artifact, threads or int(manifest.get("threads", 1)), **(manifest.get("runtime") or {})
+            artifact, self.threads, **(manifest.get("runtime") or {})
         )
         _check_cpu(folder, manifest)
         self._tokenizer = self._make_tokenizer(manifest.get("text"))
         from shipyard.processing.runtime import load_processing
 
-        self._processing = load_processing(
-            folder, manifest, model_signature, threads or int(manifest.get("threads", 1))
-        )
+        self._processing = load_processing(folder, manifest, model_signature, self.threads)
         if self._processing is not None:  # image bytes in, labels / boxes / unit embeddings out
             self.signature = self._processing.signature
 

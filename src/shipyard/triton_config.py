@@ -36,7 +36,8 @@ class TritonOptions:
 
     max_batch_size: int = 32
     max_queue_delay_us: int = 2000
-    instances: int = 1
+    instances: int | None = 1
+    """None: measure the fastest instances × threads on this machine (``--instances auto``)."""
     threads: int | None = None
     python_backend: bool = False
     """Export through Triton's Python backend even where a native backend runs the artifact."""

@@ -15,6 +15,11 @@ def positive_float(text: str) -> float:
     return value
 
 
+def instance_count(text: str) -> int | None:
+    """A positive instance count, or ``auto`` (None): measure the fastest layout."""
+    return None if text == "auto" else positive_int(text)
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from shipyard.cli.args import positive_float, positive_int
+from shipyard.cli.args import instance_count, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,9 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000)")
     serve.add_argument(
-        "--grpc-port", type=int, default=8001, help="gRPC port (default 8001; -1 turns gRPC off)"
+        "--grpc-port",
+        type=int,
+        default=8001,
+        help="gRPC port (default 8001; -1 turns gRPC off; 0 picks a free one, as --http-port 0)",
     )
-    _add_batch_options(serve)
+    _add_batch_options(serve, "auto")
+    serve.add_argument(
+        "--lone-request-waits",
+        action="store_true",
+        help="a request alone in a quiet queue waits the queue delay for company too, as Triton's "
+        "dynamic batcher does (default: it runs at once)",
+    )
     serve.add_argument(
         "--max-request-mb", type=positive_float, default=64, help="request size limit (default 64)"
     )
@@ -51,7 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="seconds a request may take to send its body (default 60)",
     )
     serve.add_argument(
-        "--threads", type=positive_int, help="runtime threads per instance (default: the package's)"
+        "--threads",
+        type=positive_int,
+        help="runtime threads per instance (default: measured with --instances auto, else the "
+        "package's)",
     )
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not print a JSON line per request"
@@ -100,7 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--out", type=Path, required=True, help="repository folder (triton) or app folder (ray)"
     )
-    _add_batch_options(export)
+    _add_batch_options(export, "1")
     export.add_argument("--replicas", type=positive_int, default=1, help="Ray Serve replicas (ray)")
     _add_trust_option(export)
     export.add_argument(
@@ -121,7 +133,7 @@ def _add_trust_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_batch_options(parser: argparse.ArgumentParser) -> None:
+def _add_batch_options(parser: argparse.ArgumentParser, instances: str) -> None:
     parser.add_argument(
         "--max-batch-size",
         type=positive_int,
@@ -135,7 +147,11 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
         help="longest a request waits for a batch to fill (default 2)",
     )
     parser.add_argument(
-        "--instances", type=positive_int, default=1, help="model instances (default 1)"
+        "--instances",
+        type=instance_count,
+        default=instance_count(instances),
+        help="model instances, or auto: measure which instances × threads serve fastest on this "
+        f"machine (default {instances})",
     )
     parser.add_argument(
         "--max-queue",
@@ -163,6 +179,7 @@ def _batch_config(args: argparse.Namespace):
         args.max_queue,
         args.timeout,
         args.latency_target_ms,
+        args.lone_request_waits,
     )
 
 
@@ -206,16 +223,21 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     server = Server(args.packages, config, options)
-    print(
-        f"serving {', '.join(sorted(server.state.repository.models))} on "
-        f"http://{args.host}:{args.http_port}"
-        + (f" and grpc://{args.host}:{args.grpc_port}" if config.grpc_port is not None else ""),
-        flush=True,
-    )
-    _print_tfserving(config.grpc_port is not None)
-    server.run()
+    for model in server.state.repository.all():
+        if model.layout is not None:
+            print(f"model {model.name}: {model.layout.describe()}", flush=True)
+    server.run(on_ready=_print_serving)
     print("stopped", flush=True)
     return 0
+
+
+def _print_serving(server) -> None:
+    """The line tools wait for: the models and the bound addresses (``--http-port 0`` picks one)."""
+    host = server.config.host
+    grpc = f" and grpc://{host}:{server.grpc_port}" if server.grpc_port is not None else ""
+    models = ", ".join(sorted(server.state.repository.models))
+    print(f"serving {models} on http://{host}:{server.http_port}{grpc}", flush=True)
+    _print_tfserving(server.grpc_port is not None)
 
 
 def _print_tfserving(grpc_on: bool) -> None:
@@ -254,19 +276,19 @@ def run_loadtest(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     if args.engine == "triton":
-        from shipyard.export.triton import TritonOptions, export_triton
+        from shipyard.export.triton import TritonOptions, export_triton, measured_options
 
-        folder = export_triton(
-            args.package,
-            args.out,
-            TritonOptions(
-                args.max_batch_size,
-                int(args.max_queue_delay_ms * 1000),
-                args.instances,
-                python_backend=args.python_backend,
-                trust_code=args.trust_package,
-            ),
+        options = TritonOptions(
+            args.max_batch_size,
+            int(args.max_queue_delay_ms * 1000),
+            args.instances,
+            python_backend=args.python_backend,
+            trust_code=args.trust_package,
         )
+        if options.instances is None:
+            options, choice = measured_options(args.package, options)
+            print(f"instances: {choice.describe()}")
+        folder = export_triton(args.package, args.out, options)
         print(f"wrote Triton model {folder} (tritonserver --model-repository {args.out})")
         return 0
     from shipyard.export.ray import RayOptions, export_ray

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,8 @@ def export_triton(
 
     options = options or TritonOptions()
     folder = Path(package)
+    if options.instances is None:
+        options = measured_options(folder, options)[0]
     manifest = read_manifest(folder)
     name, version = _checked_name(manifest), _checked_version(manifest)
     threads = options.threads or int(manifest.get("threads", 1))
@@ -152,6 +155,24 @@ def _copy_package(folder: Path, target: Path) -> None:
         elif path.is_file():
             (target / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target / relative)
+
+
+def measured_options(folder: Path, options: TritonOptions) -> tuple[TritonOptions, Any]:
+    """``options`` with the instances × threads that ran the package fastest on this machine
+    (``--instances auto``, as ``shipyard serve`` measures them), and the measurement."""
+    from shipyard.predictor import load
+    from shipyard.serve.layout import measured_instances
+
+    def open_instance(threads: int | None) -> Any:
+        return load(folder, threads, options.trust_code)
+
+    choice, instances = measured_instances(
+        folder, open_instance, options.threads, options.max_batch_size
+    )
+    for instance in instances:
+        instance.close()
+    layout = choice.layout
+    return replace(options, instances=layout.instances, threads=layout.threads), choice
 
 
 def config_text(

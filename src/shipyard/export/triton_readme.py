@@ -6,6 +6,7 @@ packages were exported into describes all of them.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -24,16 +25,27 @@ _NEEDS = {
 _BACKEND = re.compile(r'^backend: "([^"]+)"', re.MULTILINE)
 
 
+def _runtime(model: Path) -> str:
+    """Which runtime the Python backend's packages of ``model`` run on, from their manifests."""
+    backends = set()
+    for manifest in model.glob("*/package/manifest.json"):
+        try:
+            backends.add(json.loads(manifest.read_text())["backend"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if not backends:
+        return ""
+    return "; this package runs on " + ", ".join(f"`{b}`" for b in sorted(backends))
+
+
 def write_readme(repo: Path) -> Path:
     """Write ``repo/README.md`` listing each model folder with its backend and what that needs."""
     rows = []
     for config in sorted(repo.glob("*/config.pbtxt")):
         match = _BACKEND.search(config.read_text())
         backend = match.group(1) if match else "?"
-        rows.append(
-            f"| `{config.parent.name}` | `{backend}` | "
-            f"{_NEEDS.get(backend, 'a Triton backend of that name')} |"
-        )
+        needs = _NEEDS.get(backend, "a Triton backend of that name") + _runtime(config.parent)
+        rows.append(f"| `{config.parent.name}` | `{backend}` | {needs} |")
     text = "\n".join(
         [
             "# Triton model repository (written by `shipyard export triton`)",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +53,13 @@ def prove_batch_axis(run: Runner, signature: Signature) -> BatchProof:
         if reason:
             return BatchProof(False, reason)
     return BatchProof(True, "every output has one row per sample, equal to the sample run alone")
+
+
+def batching_proof(predictor: Any, batched: bool, max_batch: int) -> BatchProof:
+    """Batch only a model whose outputs are proven to keep samples apart (two-sample probe)."""
+    if not batched or max_batch < 2:
+        return BatchProof(False, "batching is off for this model")
+    return prove_batch_axis(predictor.run, predictor.signature)
 
 
 def _rows_differ(name: str, joined: np.ndarray, singles: list[np.ndarray]) -> str:

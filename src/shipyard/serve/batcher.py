@@ -48,7 +48,9 @@ class BatchConfig:
 
     max_batch_size: int = 32
     max_queue_delay_ms: float = 2.0
-    instances: int = 1
+    instances: int | None = 1
+    """Model instances; None measures the fastest instances × threads at start-up
+    (:mod:`shipyard.serve.layout`)."""
     max_queue: int = 256
     timeout_s: float = 30.0
     latency_target_ms: float | None = None

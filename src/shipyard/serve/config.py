@@ -2,10 +2,10 @@
 gRPC.
 
 The config comes from the builder ``shipyard export triton`` writes ``config.pbtxt`` with, filled
-in with what this server enforces: its batch limit, its current queue delay and its instances. Its
-inputs and outputs are the ones clients send here (a text package takes BYTES text), and its
-backend is ``shipyard`` with the model metadata's platform, because Shipyard runs the model here,
-not one of Triton's backends.
+in with what this server enforces: its batch limit, its current queue delay, its instances and
+their runtime threads (parameter ``threads``). Its inputs and outputs are the ones clients send
+here (a text package takes BYTES text), and its backend is ``shipyard`` with the model metadata's
+platform, because Shipyard runs the model here, not one of Triton's backends.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
 from shipyard.serve.repository import ServedModel
-from shipyard.triton_config import TritonOptions, model_text, parse_config
+from shipyard.triton_config import TritonOptions, model_text, parameter, parse_config
 
 _INT64 = {
     FieldDescriptor.TYPE_INT64,
@@ -34,8 +34,9 @@ def model_config(model: ServedModel) -> Any:
         max_queue_delay_us=round(model.batcher.delay_s * 1e6),
         instances=len(model.predictors),
     )
+    threads = [parameter("threads", model.threads)]
     return parse_config(
-        model_text(model.name, "shipyard", model.platform, model.signature, options)
+        model_text(model.name, "shipyard", model.platform, model.signature, options, threads)
     )
 
 

@@ -114,7 +114,7 @@ def check_options(options: Any) -> None:
         "--timeout": batch.timeout_s,
         "--max-request-mb": options.max_request_bytes,
         "--max-batch-size": batch.max_batch_size,
-        "--instances": batch.instances,
+        "--instances": 1 if batch.instances is None else batch.instances,
         "--max-queue": batch.max_queue,
         "--max-connections": options.max_connections,
         "--header-timeout": options.header_timeout_s,

@@ -14,9 +14,10 @@ import numpy as np
 
 from shipyard.errors import DataError, UsageError
 from shipyard.records import Signature, TensorSpec
-from shipyard.serve.batchaxis import BatchProof, prove_batch_axis
+from shipyard.serve.batchaxis import BatchProof, batching_proof
 from shipyard.serve.batcher import LOGGER, BatchConfig, Batcher
 from shipyard.serve.errors import BadRequest, ModelNotFound
+from shipyard.serve.layout import LayoutChoice, measured_instances
 from shipyard.serve.metrics import Metrics
 
 
@@ -135,7 +136,13 @@ class ModelFace:
 class ServedModel(ModelFace):
     """One package behind a batcher."""
 
-    def __init__(self, predictors: list[Any], options: ServeOptions, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        predictors: list[Any],
+        options: ServeOptions,
+        metrics: Metrics,
+        layout: LayoutChoice | None = None,
+    ) -> None:
         first = predictors[0]
         super().__init__(
             first.name,
@@ -145,6 +152,9 @@ class ServedModel(ModelFace):
             min(options.batch.max_batch_size, first.max_batch_size),
         )
         self.predictors = predictors
+        self.layout = layout
+        """How ``--instances auto`` measured the instance count and threads, when it chose them."""
+        self.threads: int = getattr(first, "threads", 1)
         self.proof = self._prove(first)
         config = BatchConfig(**{**options.batch.__dict__, "max_batch_size": max(self.max_batch, 1)})
         self.batcher = Batcher(
@@ -156,11 +166,8 @@ class ServedModel(ModelFace):
         )
 
     def _prove(self, predictor: Any) -> BatchProof:
-        """Batch only a model whose outputs are proven to keep samples apart (two-sample probe)."""
-        if not self.batched or self.max_batch < 2:
-            return BatchProof(False, "batching is off for this model")
-        proof = prove_batch_axis(predictor.run, self.signature)
-        if not proof.batched:
+        proof = batching_proof(predictor, self.batched, self.max_batch)
+        if not proof.batched and self.batched and self.max_batch >= 2:
             LOGGER.warning(
                 "model %r is served request by request, not batched: %s", self.name, proof.reason
             )
@@ -193,6 +200,22 @@ class ServedModel(ModelFace):
             predictor.close()
 
 
+def load_model(folder: str | Path, options: ServeOptions, metrics: Metrics) -> ServedModel:
+    """One package with ``options.batch.instances`` instances, or the measured fastest layout."""
+    from shipyard.predictor import load
+
+    def open_instance(threads: int | None) -> Any:
+        return load(folder, threads, options.trust_code)
+
+    if options.batch.instances is not None:
+        predictors = [open_instance(options.threads) for _ in range(options.batch.instances)]
+        return ServedModel(predictors, options, metrics)
+    choice, predictors = measured_instances(
+        Path(folder), open_instance, options.threads, options.batch.max_batch_size
+    )
+    return ServedModel(predictors, options, metrics, choice)
+
+
 def _tensor_meta(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "datatype": spec.datatype, "shape": spec.kserve_shape}
 
@@ -213,17 +236,8 @@ class Repository:
 
     @classmethod
     def load(cls, folders: list[str | Path], options: ServeOptions, metrics: Metrics) -> Repository:
-        """Load every package in ``folders`` with ``options.batch.instances`` predictors each."""
-        from shipyard.predictor import load
-
-        models = []
-        for folder in folders:
-            predictors = [
-                load(folder, options.threads, options.trust_code)
-                for _ in range(max(options.batch.instances, 1))
-            ]
-            models.append(ServedModel(predictors, options, metrics))
-        return cls(models)
+        """Load every package in ``folders`` (see :func:`load_model`)."""
+        return cls([load_model(folder, options, metrics) for folder in folders])
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         if name not in self.models:

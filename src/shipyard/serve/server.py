@@ -68,9 +68,15 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = threading.Event()
         self._thread: threading.Thread | None = None
+        self._on_ready: Callable[[Server], None] | None = None
 
-    def run(self) -> None:
-        """Serve until SIGINT/SIGTERM or ``stop()``, then shut down gracefully."""
+    def run(self, on_ready: Callable[[Server], None] | None = None) -> None:
+        """Serve until SIGINT/SIGTERM or ``stop()``, then shut down gracefully.
+
+        ``on_ready(server)`` is called once both front ends accept connections, when
+        ``http_port`` and ``grpc_port`` hold the bound ports (a configured port of 0 picks one).
+        """
+        self._on_ready = on_ready
         main = self._serve(handle_signals=threading.current_thread() is threading.main_thread())
         factory = _loop_factory()
         if factory is None or not hasattr(asyncio, "Runner"):
@@ -133,6 +139,8 @@ class Server:
         self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http_port
         self.state.ready = True
         self._started.set()
+        if self._on_ready is not None:
+            self._on_ready(self)
 
     def stop(self) -> None:
         """Ask the server to shut down gracefully; safe from any thread and from signal handlers."""
