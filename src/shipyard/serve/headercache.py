@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -76,6 +77,7 @@ class Plan:
         }
 
 
+_LOCK = threading.Lock()  # decoding also runs in the decode pool's threads
 _PLANS: weakref.WeakKeyDictionary[Any, OrderedDict[tuple[bytes, int], Plan]] = (
     weakref.WeakKeyDictionary()
 )
@@ -83,13 +85,14 @@ _PLANS: weakref.WeakKeyDictionary[Any, OrderedDict[tuple[bytes, int], Plan]] = (
 
 def plan_for(model: Any, header_bytes: bytes, max_bytes: int) -> Plan | None:
     """The remembered plan of this exact header for ``model``, if any."""
-    plans = _PLANS.get(model)
-    if plans is None:
-        return None
-    plan = plans.get((header_bytes, max_bytes))
-    if plan is not None:
-        plans.move_to_end((header_bytes, max_bytes))
-    return plan
+    with _LOCK:
+        plans = _PLANS.get(model)
+        if plans is None:
+            return None
+        plan = plans.get((header_bytes, max_bytes))
+        if plan is not None:
+            plans.move_to_end((header_bytes, max_bytes))
+        return plan
 
 
 def remember(
@@ -116,10 +119,11 @@ def remember(
     if offset != binary_bytes:
         return None
     planned = PlannedHeader(header)
-    plans = _PLANS.setdefault(model, OrderedDict())
-    plans[(header_bytes, max_bytes)] = Plan(planned, outputs, tuple(slices), offset)
-    if len(plans) > MAX_PLANS:
-        plans.popitem(last=False)
+    with _LOCK:
+        plans = _PLANS.setdefault(model, OrderedDict())
+        plans[(header_bytes, max_bytes)] = Plan(planned, outputs, tuple(slices), offset)
+        if len(plans) > MAX_PLANS:
+            plans.popitem(last=False)
     return planned
 
 
