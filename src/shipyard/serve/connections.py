@@ -131,5 +131,8 @@ class JoinedWrites:
         self.flush()
         self._transport.close()
 
+    def is_closing(self) -> bool:  # asked several times per request: not through __getattr__
+        return self._transport.is_closing()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

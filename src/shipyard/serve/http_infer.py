@@ -24,7 +24,7 @@ from shipyard.serve import http as kserve
 from shipyard.serve.accesslog import access_log_on, log_http_access
 from shipyard.serve.connections import BODY_ARRIVED
 from shipyard.serve.errors import NotReady, ServeError
-from shipyard.serve.limits import JSON_GROWTH, off_loop
+from shipyard.serve.limits import INLINE_BYTES, JSON_GROWTH, off_loop
 from shipyard.serve.state import ServerState
 
 INFER_PATH = re.compile(r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
@@ -72,14 +72,16 @@ class InferEndpoint:
         params = scope["path_params"]
         logged = access_log_on()
         received = [0]  # body bytes, for the access log
+        if logged:
+            inner = receive
 
-        async def counting_receive() -> dict:
-            message = await receive()
-            received[0] += len(message.get("body", b""))
-            return message
+            async def receive() -> dict:
+                message = await inner()
+                received[0] += len(message.get("body", b""))
+                return message
 
         body, raw_headers, status = await self._answer(
-            params, headers, counting_receive if logged else receive, BODY_ARRIVED in scope
+            params, headers, receive, BODY_ARRIVED in scope
         )
         name = params["model"]
         if name in self.state.repository.models:  # unknown names stay out of the labels
@@ -108,15 +110,19 @@ class InferEndpoint:
                     receive, headers.get, limit, holding, state.options.body_timeout_s, arrived
                 )
                 holding.add(JSON_GROWTH * kserve.json_size(body, length))
-                header, inputs, outputs = await off_loop(
-                    kserve.decode_checked, model, body, length, limit, size=len(body)
-                )
+                if len(body) <= INLINE_BYTES:  # as off_loop would, without its coroutine
+                    header, inputs, outputs = kserve.decode_checked(model, body, length, limit)
+                else:
+                    header, inputs, outputs = await off_loop(
+                        kserve.decode_checked, model, body, length, limit
+                    )
                 del body
                 results = await model.infer(inputs, kserve.client_timeout_s(header))
                 size = sum(getattr(a, "nbytes", 0) for a in results.values())
-                answer = await off_loop(
-                    kserve.encode_body, model, header, results, outputs, size=size
-                )
+                if size <= INLINE_BYTES:
+                    answer = kserve.encode_body(model, header, results, outputs)
+                else:
+                    answer = await off_loop(kserve.encode_body, model, header, results, outputs)
             return answer.body, answer.raw_headers(), 200
         except ServeError as exc:
             return *error_body(exc), exc.status
