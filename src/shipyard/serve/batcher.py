@@ -39,6 +39,9 @@ from shipyard.serve.metrics import ModelMetrics
 from shipyard.serve.worker import BatchOutcome, InstanceWorker, Runner
 
 LOGGER = logging.getLogger("shipyard.serve")
+TIMER_SLACK_S = 0.00025
+"""uvloop's timers fire on whole milliseconds (rounded), so a deadline timer can fire up to half a
+millisecond late: it is set this much early, and a batch this close to its deadline goes now."""
 __all__ = ["LOGGER", "BatchConfig", "Batcher", "Runner"]
 
 
@@ -197,11 +200,14 @@ class Batcher:
             if deadline is None and self._stopping:
                 return None
             wait = None if deadline is None else deadline - time.perf_counter()
-            if wait is not None and wait <= 0:
+            if wait is not None and wait <= TIMER_SLACK_S:
                 return None
             # a batch being filled wakes when the queue could fill it or at the deadline, not on
             # every arrival: one wake-up per batch instead of one per request
-            await self._arrival(wait, 1 if wait is None else room)
+            if wait is None:
+                await self._arrival(None)
+            else:
+                await self._arrival(wait - TIMER_SLACK_S, room)
 
     async def _arrival(self, wait_s: float | None, samples: int = 1) -> None:
         """Until ``samples`` samples are queued (or stop is asked), at most ``wait_s`` seconds."""
