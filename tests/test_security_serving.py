@@ -407,3 +407,48 @@ def test_shutdown_after_a_stalled_upload_is_quiet_and_bounded(tmp_path, caplog):
         srv.join(20)
     assert not srv._thread.is_alive()
     assert "Traceback" not in caplog.text and "CancelledError" not in caplog.text
+
+
+def test_after_a_response_half_sent_headers_are_closed_when_keep_alive_comes_first():
+    """With the keep-alive timeout below the header deadline, the deadline is armed only when the
+    next request's first bytes arrive (uvicorn's keep-alive timer stops then): those bytes must
+    not hold the connection open for ever."""
+    import asyncio
+
+    import uvicorn
+
+    from shipyard.serve.connections import ConnectionLimits, protocol_class
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limits = ConnectionLimits(max_connections=8, header_timeout_s=1.0, keep_alive_s=0.5)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="off",
+        log_level="warning",
+        http=protocol_class(limits),
+        timeout_keep_alive=limits.keep_alive_s,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            sock.settimeout(15)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.")  # before keep-alive closes it
+            assert _closed_by_server(sock)
+    finally:
+        server.should_exit = True
+        thread.join(10)

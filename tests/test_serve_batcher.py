@@ -306,3 +306,23 @@ def test_outputs_that_cannot_be_split_run_request_by_request_from_then_on(tmp_pa
     answers = run(main())
     assert [a["y"].tolist() for a in answers] == [[[0.0]], [[4.0]], [[8.0]]]
     assert batcher.max_batch == 1 and predictor.session.calls == [3, 1, 1, 1]
+
+
+@pytest.mark.parametrize("sizes", [[1, 1, 1], [3]], ids=["three-requests", "one-of-three"])
+def test_a_batch_that_fills_runs_at_once_without_waiting_the_delay(tmp_path, sizes):
+    # A 20 s delay against a 5 s timeout: a full batch left waiting for the delay would time out.
+    config = BatchConfig(max_batch_size=4, max_queue_delay_ms=20_000, timeout_s=5)
+    batcher, (predictor,) = make_batcher(tmp_path, config)
+    x = {"x": np.ones((1, 4), np.float32)}
+
+    async def main():
+        batcher.start()
+        await asyncio.gather(batcher.submit(x, 1), batcher.submit(x, 1))  # traffic: company
+        first = asyncio.ensure_future(batcher.submit(x, 1))
+        await asyncio.sleep(0.05)  # the first request now waits for company
+        rest = [batcher.submit({"x": np.ones((n, 4), np.float32)}, n) for n in sizes]
+        await asyncio.gather(first, *rest)
+        await batcher.stop()
+
+    run(main())
+    assert predictor.session.calls == [2, 4]

@@ -272,3 +272,38 @@ def test_the_body_deadline_of_python_3_10_times_out_and_lets_other_cancels_throu
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(cancelled_from_outside())
+
+
+def test_a_repeated_binary_header_is_decoded_from_its_plan_and_answers_its_own_data(
+    server, folders
+):
+    from shipyard.serve import headercache
+
+    model = server.state.repository.get("fake")
+    reference = shipyard.load(folders["fake2"])
+    first_header = None
+    for i in range(3):
+        x = np.full((2, 4), float(i), dtype=np.float32)
+        body, headers = encode_binary_request({"x": x})
+        size = int(headers["Inference-Header-Content-Length"])
+        if first_header is None:
+            first_header = body[:size]
+        assert body[:size] == first_header  # the same JSON header every time, only data differs
+        status, got_headers, got = exchange(
+            server.http_port, "POST", "/v2/models/fake/infer", body, headers
+        )
+        header = json.loads(body[:size])  # a plain dict: what Starlette's route would answer
+        expected = starlette_view(encode_response(model, header, reference.run({"x": x}), None))
+        assert (status, shown(got_headers), got) == expected
+    plan = headercache.plan_for(model, first_header, server.state.options.max_request_bytes)
+    assert plan is not None and len(plan.header.responses) == 1
+
+
+def test_a_remembered_header_with_the_wrong_binary_size_is_still_refused(server):
+    x = np.ones((1, 4), dtype=np.float32)
+    body, headers = encode_binary_request({"x": x})
+    assert exchange(server.http_port, "POST", "/v2/models/fake/infer", body, headers)[0] == 200
+    status, _, answer = exchange(
+        server.http_port, "POST", "/v2/models/fake/infer", body[:-4], headers
+    )
+    assert status == 400 and "binary_data_size" in json.loads(answer)["error"]

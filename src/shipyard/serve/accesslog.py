@@ -12,14 +12,18 @@ LOGGER_NAME = "shipyard.access"
 
 def access_log_on() -> bool:
     """Whether access lines are logged (check before gathering a line's fields)."""
-    return logging.getLogger(LOGGER_NAME).isEnabledFor(logging.INFO)
+    return _logger().isEnabledFor(logging.INFO)
+
+
+def _logger() -> logging.Logger:
+    # looked up per call (Ray, for one, rebuilds the logger tree), but without getLogger's lock
+    logger = logging.Logger.manager.loggerDict.get(LOGGER_NAME)
+    return logger if isinstance(logger, logging.Logger) else logging.getLogger(LOGGER_NAME)
 
 
 def log_access(**fields: Any) -> None:
     """Log one request; fields are e.g. protocol, method, path, model, status, ms, bytes_in."""
-    logger = logging.getLogger(
-        LOGGER_NAME
-    )  # looked up per call: Ray, for one, rebuilds the logger tree
+    logger = _logger()
     if logger.isEnabledFor(logging.INFO):
         logger.info(json.dumps({"ts": round(time.time(), 3), **fields}, default=str))
 

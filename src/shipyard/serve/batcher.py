@@ -39,6 +39,9 @@ from shipyard.serve.metrics import ModelMetrics
 from shipyard.serve.worker import BatchOutcome, InstanceWorker, Runner
 
 LOGGER = logging.getLogger("shipyard.serve")
+TIMER_SLACK_S = 0.00025
+"""uvloop's timers fire on whole milliseconds (rounded), so a deadline timer can fire up to half a
+millisecond late: it is set this much early, and a batch this close to its deadline goes now."""
 __all__ = ["LOGGER", "BatchConfig", "Batcher", "Runner"]
 
 
@@ -92,6 +95,8 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._free: asyncio.Semaphore | None = None
         self._wakeup: asyncio.Future | None = None
+        self._wake_at = 0  # queued samples that make the waiting collector worth waking
+        self._queued = 0  # samples queued (requests that left unseen count until taken)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -119,13 +124,13 @@ class Batcher:
                 f"model {self.name!r} has {len(self._queue)} requests queued, its limit; "
                 f"retry later or serve it with more instances or a longer queue"
             )
-        key = tuple(
-            (n, a.shape[1:] if self.max_batch > 1 else a.shape) for n, a in sorted(inputs.items())
-        )
+        key = _shape_key(inputs, self.max_batch > 1)
         item = _Item(inputs, size, key, self._loop.create_future())
         self._queue.append(item)
+        self._queued += size
         self.metrics.queue_depth.set(len(self._queue))
-        self._wake()
+        if self._queued >= self._wake_at:
+            self._wake()
         timeout = self.config.timeout_s if timeout_s is None else timeout_s
         timer = self._loop.call_later(timeout, self._expire, item, timeout)
         try:
@@ -197,13 +202,19 @@ class Batcher:
             if deadline is None and self._stopping:
                 return None
             wait = None if deadline is None else deadline - time.perf_counter()
-            if wait is not None and wait <= 0:
+            if wait is not None and wait <= TIMER_SLACK_S:
                 return None
-            await self._arrival(wait)
+            # a batch being filled wakes when the queue could fill it or at the deadline, not on
+            # every arrival: one wake-up per batch instead of one per request
+            if wait is None:
+                await self._arrival(None)
+            else:
+                await self._arrival(wait - TIMER_SLACK_S, room)
 
-    async def _arrival(self, wait_s: float | None) -> None:
-        """Until a request is queued (or stop is asked), at most ``wait_s`` seconds."""
+    async def _arrival(self, wait_s: float | None, samples: int = 1) -> None:
+        """Until ``samples`` samples are queued (or stop is asked), at most ``wait_s`` seconds."""
         self._wakeup = self._loop.create_future()
+        self._wake_at = self._queued + samples if wait_s is not None else 0
         timer = None
         if wait_s is not None:
             timer = self._loop.call_later(wait_s, self._wake)
@@ -211,16 +222,18 @@ class Batcher:
             await self._wakeup
         finally:
             self._wakeup = None
+            self._wake_at = 0
             if timer is not None:
                 timer.cancel()
 
     def _take(self, key: tuple | None, room: int) -> _Item | None:
         queue = self._queue
         while queue and queue[0].future.done():  # timed out or cancelled while queued
-            queue.popleft()
+            self._queued -= queue.popleft().size
         for index, item in enumerate(queue):
             if key is None or (item.key == key and item.size <= room and not item.future.done()):
                 del queue[index]
+                self._queued -= item.size
                 return item
         return None
 
@@ -267,6 +280,14 @@ class Batcher:
             self.delay_s *= 0.5
         elif slowest_s < 0.5 * target_s and samples < self.max_batch:
             self.delay_s = min(self.delay_s + target_s / 50, target_s / 2)
+
+
+def _shape_key(inputs: dict[str, np.ndarray], batched: bool) -> tuple:
+    """What requests must share to be joined: every input's name and shape past the batch axis."""
+    if len(inputs) == 1:
+        ((name, array),) = inputs.items()
+        return ((name, array.shape[1:] if batched else array.shape),)
+    return tuple((n, a.shape[1:] if batched else a.shape) for n, a in sorted(inputs.items()))
 
 
 def _as_serve_error(exc: Exception, model: str) -> ServeError:

@@ -28,46 +28,65 @@ class ConnectionLimits:
     keep_alive_s: float = 5.0
 
 
+BODY_ARRIVED = "shipyard.body_arrived"
+"""Scope key the protocol sets once a request's whole body is in: reading it cannot stall, so the
+endpoint needs no body deadline (:func:`shipyard.serve.http.receive_body`)."""
+
+
 def protocol_class(limits: ConnectionLimits) -> type:
     """uvicorn's HTTP protocol class with the header deadline and the hard connection cap."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+    # After a response uvicorn's keep-alive timer closes a silent connection; when that comes first
+    # the header deadline is armed only once a request's first bytes arrive (no timer per request).
+    eager = limits.header_timeout_s < limits.keep_alive_s
+
     class DeadlineProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         _deadline: asyncio.TimerHandle | None = None
         _waiting_after: Any = None
+        _idle_since = 0.0  # loop time of the connection or of its last response
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(JoinedWrites(transport, self.loop))
             if len(self.connections) > 2 * limits.max_connections:
                 transport.close()
                 return
-            self._arm()
+            self._idle_since = self.loop.time()
+            self._deadline = self.loop.call_later(limits.header_timeout_s, self._expire)
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self._deadline is not None and self.cycle is not self._waiting_after:
-                # a new request's headers are in: the body deadline takes over
-                self._deadline.cancel()
-                self._deadline = None
+            if self.cycle is not self._waiting_after:
+                if self._deadline is not None:  # a new request's headers are in: the body
+                    self._deadline.cancel()  # deadline takes over
+                    self._deadline = None
+            elif self._deadline is None:  # headers begun after a response: the deadline counts
+                self._deadline = self.loop.call_at(  # from that response
+                    self._idle_since + limits.header_timeout_s, self._expire
+                )
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            if self.cycle is not None and not self.cycle.more_body:
+                self.cycle.scope[BODY_ARRIVED] = True
 
         def on_response_complete(self) -> None:
             self.transport.flush()
             super().on_response_complete()
-            self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-            super().connection_lost(exc)
-
-        def _arm(self) -> None:
             if self._deadline is not None:
                 self._deadline.cancel()
                 self._deadline = None
             if self.cycle is not None and not self.cycle.response_complete:
                 return  # a pipelined request is already being answered
             self._waiting_after = self.cycle
-            self._deadline = self.loop.call_later(limits.header_timeout_s, self._expire)
+            self._idle_since = self.loop.time()
+            if eager:
+                self._deadline = self.loop.call_later(limits.header_timeout_s, self._expire)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
 
         def _expire(self) -> None:
             if self.cycle is self._waiting_after and not self.transport.is_closing():
@@ -111,6 +130,9 @@ class JoinedWrites:
     def close(self) -> None:
         self.flush()
         self._transport.close()
+
+    def is_closing(self) -> bool:  # asked several times per request: not through __getattr__
+        return self._transport.is_closing()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shipyard.serve import tensors
+from shipyard.serve import headercache, tensors
 from shipyard.serve.accesslog import AccessLogMiddleware
 from shipyard.serve.config import config_json
 from shipyard.serve.errors import BadRequest, RequestTooLarge, ServeError
@@ -106,11 +106,32 @@ def decode_checked(
     model: ModelFace, body: bytes, header_length: str | None, max_bytes: int
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], list[dict[str, Any]] | None]:
     """Parse, decode and check one request body (run it off the event loop: see
-    ``limits.off_loop``)."""
+    ``limits.off_loop``). A binary-data header seen before is not parsed again
+    (:mod:`shipyard.serve.headercache`)."""
+    header_bytes = _header_bytes(body, header_length)
+    if header_bytes is not None:
+        plan = headercache.plan_for(model, header_bytes, max_bytes)
+        inputs = None if plan is None else plan.inputs(memoryview(body)[len(header_bytes) :])
+        if inputs is not None:
+            model.check_request(inputs)
+            return plan.header, inputs, plan.outputs
     header, binary = split_body(body, header_length)
     inputs, outputs = decode_request(model, header, binary, max_bytes)
     model.check_request(inputs)  # content checks before batching, so a bad request fails alone
+    if header_bytes is not None:
+        planned = headercache.remember(model, header_bytes, max_bytes, header, outputs, len(binary))
+        header = header if planned is None else planned
     return header, inputs, outputs
+
+
+def _header_bytes(body: bytes, header_length: str | None) -> bytes | None:
+    """The JSON header of a binary-data body when it is small enough to remember."""
+    if header_length is None or not header_length.isdigit():
+        return None
+    size = int(header_length)
+    if size > len(body) or size > headercache.MAX_HEADER_BYTES:
+        return None
+    return bytes(body[:size])
 
 
 def json_size(body: bytes, header_length: str | None) -> int:
@@ -144,9 +165,11 @@ async def receive_body(
     limit: int,
     holding: Holding | None = None,
     deadline_s: float | None = None,
+    arrived: bool = False,
 ) -> bytes:
     """The body from ASGI ``receive``, at most ``limit`` bytes (413), within ``deadline_s`` (408);
-    bytes count on ``holding``. ``header(name)`` is the request's header of a lower-case name."""
+    bytes count on ``holding``. ``header(name)`` is the request's header of a lower-case name;
+    ``arrived`` says the server already holds the whole body (no deadline is needed to read it)."""
     length = header("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise RequestTooLarge(f"request body is {length} bytes; expected at most {limit} bytes")
@@ -156,8 +179,11 @@ async def receive_body(
     else:
         holding_chunks = holding
     try:
-        async with _deadline(deadline_s):
+        if arrived:
             body = await _receive_chunks(receive, limit, holding_chunks)
+        else:
+            async with _deadline(deadline_s):
+                body = await _receive_chunks(receive, limit, holding_chunks)
     except TimeoutError:
         raise BodyTimeout(
             f"request body took over {deadline_s:g} s to arrive; expected the whole body "
@@ -367,19 +393,39 @@ def encode_body(
     """The KServe v2 response: JSON, then the binary outputs, joined once."""
     all_binary = bool(_parameters(header, "request").get("binary_data_output", False))
     wanted = outputs if outputs is not None else [{"name": n} for n in model.signature.output_names]
-    entries, blobs = [], []
+    picked = []  # (spec, array, raw bytes or None for JSON data)
     for request in wanted:
         spec = model.output_spec(request["name"])
         array = results[spec.name]
+        binary = _parameters(request, "output").get("binary_data", all_binary)
+        picked.append((spec, array, tensors.to_raw(array, spec.datatype) if binary else None))
+    blobs = [blob for _, _, blob in picked if blob is not None]
+
+    def make() -> bytes:
+        return _response_json(model, header, picked)
+
+    if len(blobs) == len(picked):  # all binary: the JSON depends only on shapes and sizes
+        key = tuple((array.shape, len(blob)) for _, array, blob in picked)
+        text = headercache.cached_response_json(header, key, make)
+    else:
+        text = make()
+    if not blobs:
+        return EncodedResponse(text, "application/json")
+    return EncodedResponse(b"".join([text, *blobs]), "application/octet-stream", len(text))
+
+
+def _response_json(
+    model: ModelFace, header: dict[str, Any], picked: list[tuple[Any, np.ndarray, bytes | None]]
+) -> bytes:
+    entries = []
+    for spec, array, blob in picked:
         entry: dict[str, Any] = {
             "name": spec.name,
             "datatype": spec.datatype,
             "shape": list(array.shape),
         }
-        if _parameters(request, "output").get("binary_data", all_binary):
-            blob = tensors.to_raw(array, spec.datatype)
+        if blob is not None:
             entry["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
         else:
             entry["data"] = tensors.to_json_data(array, spec.datatype)
         entries.append(entry)
@@ -390,7 +436,4 @@ def encode_body(
     }
     if "id" in header:
         body["id"] = header["id"]
-    text = json.dumps(body).encode()
-    if not blobs:
-        return EncodedResponse(text, "application/json")
-    return EncodedResponse(b"".join([text, *blobs]), "application/octet-stream", len(text))
+    return json.dumps(body).encode()

@@ -22,8 +22,9 @@ from typing import Any
 
 from shipyard.serve import http as kserve
 from shipyard.serve.accesslog import access_log_on, log_http_access
+from shipyard.serve.connections import BODY_ARRIVED
 from shipyard.serve.errors import NotReady, ServeError
-from shipyard.serve.limits import JSON_GROWTH, off_loop
+from shipyard.serve.limits import INLINE_BYTES, JSON_GROWTH, off_loop
 from shipyard.serve.state import ServerState
 
 INFER_PATH = re.compile(r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
@@ -31,11 +32,16 @@ INFER_PATH = re.compile(r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^
 
 
 def match_infer_path(path: str) -> dict[str, str] | None:
-    """The path parameters of an inference path, or None for any other path."""
-    match = INFER_PATH.fullmatch(path)
-    if match is None:
+    """The path parameters of an inference path (as :data:`INFER_PATH` matches them), or None for
+    any other path; split by hand, which is several times cheaper than the regular expression."""
+    if not path.endswith("/infer") or not path.startswith("/v2/models/"):
         return None
-    return {k: v for k, v in match.groupdict().items() if v is not None}
+    parts = path.split("/")  # "", "v2", "models", model, [versions, version,] "infer"
+    if len(parts) == 5 and parts[3]:
+        return {"model": parts[3]}
+    if len(parts) == 7 and parts[3] and parts[4] == "versions" and parts[5]:
+        return {"model": parts[3], "version": parts[5]}
+    return None
 
 
 class InferFirst:
@@ -48,7 +54,8 @@ class InferFirst:
         if scope["type"] == "http" and scope["method"] == "POST":
             params = match_infer_path(scope["path"])
             if params is not None:
-                await self.endpoint({**scope, "path_params": params}, receive, send)
+                scope["path_params"] = params  # as Starlette's router sets it, in place
+                await self.endpoint(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -61,18 +68,20 @@ class InferEndpoint:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         started = time.perf_counter()
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = request_headers(scope["headers"])
         params = scope["path_params"]
         logged = access_log_on()
         received = [0]  # body bytes, for the access log
+        if logged:
+            inner = receive
 
-        async def counting_receive() -> dict:
-            message = await receive()
-            received[0] += len(message.get("body", b""))
-            return message
+            async def receive() -> dict:
+                message = await inner()
+                received[0] += len(message.get("body", b""))
+                return message
 
         body, raw_headers, status = await self._answer(
-            params, headers, counting_receive if logged else receive
+            params, headers, receive, BODY_ARRIVED in scope
         )
         name = params["model"]
         if name in self.state.repository.models:  # unknown names stay out of the labels
@@ -87,7 +96,7 @@ class InferEndpoint:
                 )
 
     async def _answer(
-        self, params: dict[str, str], headers: dict[str, str], receive: Any
+        self, params: dict[str, str], headers: dict[str, str], receive: Any, arrived: bool
     ) -> tuple[bytes, list[tuple[bytes, bytes]], int]:
         """(body, raw headers, status) of the response to one request; never raises but
         cancellation."""
@@ -98,18 +107,22 @@ class InferEndpoint:
             limit = state.options.max_request_bytes
             async with state.budget.hold() as holding:
                 body = await kserve.receive_body(
-                    receive, headers.get, limit, holding, state.options.body_timeout_s
+                    receive, headers.get, limit, holding, state.options.body_timeout_s, arrived
                 )
                 holding.add(JSON_GROWTH * kserve.json_size(body, length))
-                header, inputs, outputs = await off_loop(
-                    kserve.decode_checked, model, body, length, limit, size=len(body)
-                )
+                if len(body) <= INLINE_BYTES:  # as off_loop would, without its coroutine
+                    header, inputs, outputs = kserve.decode_checked(model, body, length, limit)
+                else:
+                    header, inputs, outputs = await off_loop(
+                        kserve.decode_checked, model, body, length, limit
+                    )
                 del body
                 results = await model.infer(inputs, kserve.client_timeout_s(header))
                 size = sum(getattr(a, "nbytes", 0) for a in results.values())
-                answer = await off_loop(
-                    kserve.encode_body, model, header, results, outputs, size=size
-                )
+                if size <= INLINE_BYTES:
+                    answer = kserve.encode_body(model, header, results, outputs)
+                else:
+                    answer = await off_loop(kserve.encode_body, model, header, results, outputs)
             return answer.body, answer.raw_headers(), 200
         except ServeError as exc:
             return *error_body(exc), exc.status
@@ -122,6 +135,15 @@ class InferEndpoint:
             ), 503
         except Exception as exc:  # noqa: BLE001 - never let one request take the server down
             return *error_body(ServeError(f"internal error: {type(exc).__name__}: {exc}")), 500
+
+
+_WANTED = {b"content-length", b"content-encoding", kserve.HEADER_LENGTH.encode()}
+
+
+def request_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request headers the endpoint reads, by lower-case name (the server lower-cases names;
+    the last of repeated headers wins, as in a dict of all of them)."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k in _WANTED}
 
 
 def error_body(exc: ServeError) -> tuple[bytes, list[tuple[bytes, bytes]]]:

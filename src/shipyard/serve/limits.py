@@ -19,9 +19,8 @@ Example (a front end decoding a request)::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -86,18 +85,17 @@ class ByteBudget:
     def release(self, size: int) -> None:
         self.held = max(0, self.held - size)
 
-    @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[Holding]:
-        """A holding for one request: ``add`` bytes as they arrive; all are released at the end."""
-        holding = Holding(self)
-        try:
-            yield holding
-        finally:
-            self.release(holding.size)
+    def hold(self) -> Holding:
+        """A holding for one request, as ``async with budget.hold() as holding``: ``add`` bytes as
+        they arrive; all are released at the end."""
+        return Holding(self)
 
 
 class Holding:
-    """The bytes one request holds of a :class:`ByteBudget`."""
+    """The bytes one request holds of a :class:`ByteBudget` (an async context manager that releases
+    them; a plain class, as it is entered on every request)."""
+
+    __slots__ = ("budget", "size")
 
     def __init__(self, budget: ByteBudget) -> None:
         self.budget, self.size = budget, 0
@@ -105,6 +103,12 @@ class Holding:
     def add(self, size: int) -> None:
         self.budget.reserve(size)
         self.size += size
+
+    async def __aenter__(self) -> Holding:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.budget.release(self.size)
 
 
 def check_options(options: Any) -> None:

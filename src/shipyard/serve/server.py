@@ -105,6 +105,9 @@ class Server:
             http=protocol_class(limits),
             limit_concurrency=self.options.max_connections,
             timeout_keep_alive=limits.keep_alive_s,
+            # no "server: uvicorn": it names the software and is one more header line for every
+            # client to parse (Triton sends none); the Date header stays, as HTTP asks
+            server_header=False,
         )
         self._uvicorn = _QuietSignals(config)
         if handle_signals:
