@@ -337,8 +337,8 @@ def test_connections_over_the_limit_get_503(tight):
     idle = [socket.create_connection(("127.0.0.1", tight.http_port)) for _ in range(8)]
     try:
         time.sleep(0.2)  # let the server accept them
-        status, _ = post(tight.http_port, "linear", tensor("x", "FP32", [1, 3], [1, 2, 3]))
-        assert status == 503
+        status, body = post(tight.http_port, "linear", tensor("x", "FP32", [1, 3], [1, 2, 3]))
+        assert status == 503 and "--max-connections" in body["error"]
     finally:
         for sock in idle:
             sock.close()

@@ -96,3 +96,32 @@ def test_the_triton_export_writes_the_measured_layout(digits_package, tmp_path):
     assert config.instance_group[0].count == choice.layout.instances
     threads = {key: value.string_value for key, value in config.parameters.items()}
     assert threads.get("intra_op_thread_count") == str(choice.layout.threads)
+
+
+@pytest.mark.backend("onnxruntime")
+def test_served_onnxruntime_sessions_do_not_spin_wait_and_answer_the_same(digits_package):
+    import numpy as np
+
+    from shipyard.serve import BatchConfig, ServeOptions
+    from shipyard.serve.metrics import Metrics
+    from shipyard.serve.repository import load_model
+
+    def allow_spinning(predictor) -> str:
+        options = predictor.session._session.get_session_options()
+        try:
+            return options.get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:  # not set: ONNX Runtime's default, which spins
+            return "default"
+
+    served = load_model(digits_package, ServeOptions(BatchConfig(instances=2)), Metrics())
+    alone = shipyard.load(digits_package)
+    assert [allow_spinning(p) for p in served.predictors] == ["0", "0"]
+    assert allow_spinning(alone) != "0"
+    x = alone.signature.inputs[0]
+    images = np.random.default_rng(5).random((3, *x.shape[1:]), dtype=np.float32)
+    np.testing.assert_allclose(
+        served.predictors[0].run({x.name: images})["logits"],
+        alone.run({x.name: images})["logits"],
+        rtol=1e-5,
+        atol=1e-5,
+    )

@@ -24,6 +24,7 @@ class Predictor:
         manifest: dict[str, Any],
         threads: int | None = None,
         trust_code: bool = False,
+        spin: bool = True,
     ) -> None:
         from shipyard.backends import get_backend
         from shipyard.package.manifest import public_signature
@@ -44,7 +45,7 @@ class Predictor:
             folder / manifest["model_file"], manifest["artifact_format"], model_signature
         )
         self.session = get_backend(self.backend).load(
-            artifact, self.threads, **(manifest.get("runtime") or {})
+            artifact, self.threads, spin=spin, **(manifest.get("runtime") or {})
         )
         _check_cpu(folder, manifest)
         self._tokenizer = self._make_tokenizer(manifest.get("text"))
@@ -114,8 +115,13 @@ def _check_cpu(folder: Path, manifest: dict[str, Any]) -> None:
     warn_if_missing(str(folder.resolve()), manifest["cpu_requirements"], machine.cpu().flags)
 
 
-def load(folder: str | Path, threads: int | None = None, trust_code: bool = False) -> Predictor:
+def load(
+    folder: str | Path, threads: int | None = None, trust_code: bool = False, spin: bool = True
+) -> Predictor:
     """Load the package in ``folder``; ``threads`` defaults to the count the build timed with.
+
+    ``spin=False`` keeps the runtime's idle threads from spin-waiting between calls (ONNX Runtime),
+    for a process that needs the cores for other work too; ``shipyard serve`` loads so.
 
     The manifest is validated and every file checked against its digest first. A package that
     carries code (custom-op Python, pickled torch objects, compiled libraries) loads only with
@@ -124,4 +130,4 @@ def load(folder: str | Path, threads: int | None = None, trust_code: bool = Fals
     from shipyard.package.manifest import read_manifest
 
     path = Path(folder)
-    return Predictor(path, read_manifest(path), threads, trust_code)
+    return Predictor(path, read_manifest(path), threads, trust_code, spin)

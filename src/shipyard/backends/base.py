@@ -85,7 +85,7 @@ class Backend(Protocol):
 
     def available(self) -> tuple[bool, str]: ...
 
-    def load(self, artifact: Artifact, threads: int) -> Session: ...
+    def load(self, artifact: Artifact, threads: int, spin: bool = True) -> Session: ...
 
 
 class Runtime:
@@ -105,6 +105,8 @@ class Runtime:
     """``quantize(method=…)`` methods this backend owns → the artifact format each starts from."""
     runtime_options: tuple[str, ...] = ()
     """Keyword options ``load`` takes from a candidate's ``runtime`` (recorded in the package)."""
+    spins: bool = False
+    """Its idle worker threads spin-wait for the next run, and ``load(spin=False)`` stops that."""
     not_planned: dict[str, str] = {}
     """Precision → why this backend plans no candidate for it (the build says so in a note)."""
 
@@ -113,9 +115,14 @@ class Runtime:
         more)."""
         return require_module(self.module, self.package)
 
-    def load(self, artifact: Artifact, threads: int, **runtime: Any) -> Session:
+    def load(self, artifact: Artifact, threads: int, spin: bool = True, **runtime: Any) -> Session:
         """A session on ``artifact``, run as ``runtime`` says; says how to install the runtime when
-        it is missing."""
+        it is missing.
+
+        ``spin=False`` keeps idle runtime threads from spin-waiting between runs, for a process
+        whose other threads need the same cores (a server's front end); it matters only for
+        backends that spin (:attr:`spins`) and sessions of more than one thread.
+        """
         ensure_available(self)
         unknown = sorted(set(runtime) - set(self.runtime_options))
         if unknown:
@@ -124,6 +131,8 @@ class Runtime:
                 f"{', '.join(self.runtime_options) or 'none'} (was the package written by a newer "
                 "Shipyard?)"
             )
+        if self.spins and not spin:
+            runtime = {**runtime, "spin": False}
         return self._load_impl(artifact, threads, **runtime)
 
     def _load_impl(self, artifact: Artifact, threads: int) -> Session:

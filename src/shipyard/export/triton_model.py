@@ -35,8 +35,11 @@ class TritonPythonModel:
                 f"{SETTINGS} names package {settings['package']!r}, outside {here}; expected a "
                 f"folder inside the model version"
             )
-        self.predictor = shipyard.load(
-            package, threads=int(settings["threads"]), trust_code=settings.get("trust_code") is True
+        self.predictor = shipyard.load(  # no spin-waiting threads: Triton's own need the cores
+            package,
+            threads=int(settings["threads"]),
+            trust_code=settings.get("trust_code") is True,
+            spin=False,
         )
         config = json.loads(args["model_config"])
         self.inputs = [tensor["name"] for tensor in config["input"]]

@@ -5,8 +5,8 @@ sends nothing or sends its headers a byte at a time; each such connection holds 
 file descriptor forever. This protocol (uvicorn's own, with two additions) closes a connection
 whose request headers are not complete ``header_timeout_s`` after it connected or after its last
 response, and drops connections beyond twice the limit at once (up to the limit uvicorn answers
-extra requests with 503 itself, ``limit_concurrency``). The body has its own deadline, enforced
-where it is read (:func:`shipyard.serve.http.receive_body`).
+extra requests with 503 itself, ``limit_concurrency``, here with the server's JSON error body). The
+body has its own deadline, enforced where it is read (:func:`shipyard.serve.http.receive_body`).
 
 uvicorn writes a response's status line and headers, then its body, as two socket writes: two
 syscalls and two TCP segments, and a client that wakes up for the head and again for the body. The
@@ -33,9 +33,36 @@ BODY_ARRIVED = "shipyard.body_arrived"
 endpoint needs no body deadline (:func:`shipyard.serve.http.receive_body`)."""
 
 
+def over_the_limit(max_connections: int) -> Any:
+    """The ASGI app that answers a request beyond the connection limit: 503 with the server's
+    ``{"error": ...}`` JSON, and the connection closed, as uvicorn closes it."""
+    from shipyard.serve.errors import Overloaded
+    from shipyard.serve.http_infer import error_body
+
+    body, headers = error_body(
+        Overloaded(
+            f"the server has {max_connections} connections or requests open, its limit "
+            f"(--max-connections); retry later or on another instance"
+        )
+    )
+
+    async def answer(scope: dict, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [*headers, (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return answer
+
+
 def protocol_class(limits: ConnectionLimits) -> type:
     """uvicorn's HTTP protocol class with the header deadline and the hard connection cap."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
+    from uvicorn.protocols.http.flow_control import service_unavailable
 
     # After a response uvicorn's keep-alive timer closes a silent connection; when that comes first
     # the header deadline is armed only once a request's first bytes arrive (no timer per request).
@@ -45,6 +72,11 @@ def protocol_class(limits: ConnectionLimits) -> type:
         _deadline: asyncio.TimerHandle | None = None
         _waiting_after: Any = None
         _idle_since = 0.0  # loop time of the connection or of its last response
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            if app is service_unavailable:  # uvicorn's own plain-text answer at the limit
+                app = over_the_limit(limits.max_connections)
+            super()._start_asgi_task(cycle, app)
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(JoinedWrites(transport, self.loop))

@@ -205,7 +205,7 @@ def load_model(folder: str | Path, options: ServeOptions, metrics: Metrics) -> S
     from shipyard.predictor import load
 
     def open_instance(threads: int | None) -> Any:
-        return load(folder, threads, options.trust_code)
+        return load(folder, threads, options.trust_code, spin=False)
 
     if options.batch.instances is not None:
         predictors = [open_instance(options.threads) for _ in range(options.batch.instances)]

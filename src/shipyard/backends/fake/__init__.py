@@ -44,7 +44,7 @@ class FakeBackend(Runtime):
     def available(self) -> tuple[bool, str]:
         return True, ""
 
-    def load(self, artifact: Artifact, threads: int) -> Session:
+    def load(self, artifact: Artifact, threads: int, spin: bool = True) -> Session:
         return FakeSession(artifact)
 
 

@@ -28,10 +28,12 @@ class OnnxRuntimeBackend(Runtime):
         "in 1.32) and ONNX Conv takes no bfloat16, so BF16 would run as FP32"
     }
 
-    def _load_impl(self, artifact: Artifact, threads: int) -> Session:
+    spins = True
+
+    def _load_impl(self, artifact: Artifact, threads: int, spin: bool = True) -> Session:
         from shipyard.backends.onnxruntime.session import OnnxRuntimeSession
 
-        return OnnxRuntimeSession(artifact, threads)
+        return OnnxRuntimeSession(artifact, threads, spin)
 
     def plans(self, source: Source, precision: str) -> list[Candidate]:
         if precision == "fp32":

@@ -9,7 +9,7 @@ from shipyard.records import Artifact
 
 
 class OnnxRuntimeSession(Session):
-    def __init__(self, artifact: Artifact, threads: int) -> None:
+    def __init__(self, artifact: Artifact, threads: int, spin: bool = True) -> None:
         super().__init__(artifact.signature)
         import onnxruntime as ort
 
@@ -19,6 +19,8 @@ class OnnxRuntimeSession(Session):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        if not spin:  # the intra-op pool's idle threads would take the cores from a front end
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(artifact.path), options, providers=["CPUExecutionProvider"]
         )
