@@ -524,6 +524,8 @@ def report(
         "- At one client `shipyard serve` runs a lone request at once (the queue delay is waited "
         "only once batches hold several requests, `serve/batcher.py`); Triton's dynamic batcher "
         "waits the 2 ms for company, which is most of its one-client overhead here.",
+        "- Both servers load ONNX Runtime sessions without spin-waiting pool threads "
+        "(`shipyard.load(..., spin=False)`, also in the Triton export's `model.py`).",
         "- gRPC rows use `tritonclient.grpc` as the client, which spends more of the shared CPU "
         "per "
         "request than the plain HTTP client loop: compare gRPC with gRPC, not with HTTP.",

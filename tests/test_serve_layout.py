@@ -125,3 +125,43 @@ def test_served_onnxruntime_sessions_do_not_spin_wait_and_answer_the_same(digits
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+def test_layouts_are_timed_only_while_all_their_instances_fit():
+    from shipyard.serve.layout import affordable
+
+    layouts = [Layout(1, 8), Layout(2, 4), Layout(4, 2)]
+    assert affordable(layouts, 7) == layouts
+    assert affordable(layouts, 3) == layouts[:2]
+    assert affordable(layouts, 1) == layouts[:1]
+
+
+def test_a_model_that_cannot_be_timed_keeps_the_first_layout(tmp_path):
+    from shipyard.backends.fake import write_fake_package
+    from shipyard.serve.layout import measure_layout
+
+    folder = write_fake_package(tmp_path / "fake", "fake")
+
+    class FailsUnderLoad:
+        def __init__(self, threads):
+            self.inner = shipyard.load(folder, threads)
+            self.signature, self.calls, self.closed = self.inner.signature, 0, False
+
+        def run(self, inputs):
+            self.calls += 1
+            if self.calls > 2:  # the warm-up passes, the timed runs fail
+                raise RuntimeError("out of memory")
+            return self.inner.run(inputs)
+
+        def close(self):
+            self.closed = True
+
+    opened = []
+
+    def open_instance(threads):
+        opened.append(FailsUnderLoad(threads))
+        return opened[-1]
+
+    choice, instances = measure_layout(open_instance, [Layout(1, 2), Layout(2, 1)], lambda _: 4)
+    assert choice.layout == Layout(1, 2) and "out of memory" in choice.reason
+    assert instances == opened[:1] and [i.closed for i in opened] == [False, True, True]

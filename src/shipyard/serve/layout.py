@@ -143,7 +143,9 @@ def measured_instances(
     """
     from shipyard.machine import usable_cores
 
-    layouts = candidate_layouts(usable_cores(), threads, instance_cap(folder))
+    layouts = affordable(
+        candidate_layouts(usable_cores(), threads, MAX_INSTANCES), instance_cap(folder)
+    )
     if len(layouts) == 1:
         only = layouts[0]
         instances = [open_instance(only.threads) for _ in range(only.instances)]
@@ -156,6 +158,17 @@ def measured_instances(
         return limit if batching_proof(instance, batched, limit).batched else 1
 
     return measure_layout(open_instance, layouts, batch_limit)
+
+
+def affordable(layouts: list[Layout], cap: int) -> list[Layout]:
+    """The first layouts whose instances, all open at once while timing, stay within ``cap``."""
+    kept, total = layouts[:1], layouts[0].instances
+    for layout in layouts[1:]:
+        total += layout.instances
+        if total > cap:
+            break
+        kept.append(layout)
+    return kept
 
 
 def measure_layout(
@@ -184,16 +197,20 @@ def _time_layouts(
 ) -> LayoutChoice:
     sample = probe_sample(signature, 0)
     batches = {layout: _batch(sample, _per_instance(layout, max_batch)) for layout in opened}
-    call_s = max(_warm(instances, batches[layout]) for layout, instances in opened.items())
-    seconds = max(SECONDS, 3 * call_s)
-    if seconds * len(opened) * ROUNDS > BUDGET_S:
-        return LayoutChoice(
-            next(iter(opened)), (), f"a batch takes {call_s:.2f} s: too slow to measure at start-up"
-        )
-    rates: dict[Layout, list[float]] = {layout: [] for layout in opened}
-    for _ in range(ROUNDS):
-        for layout, instances in opened.items():
-            rates[layout].append(concurrent_samples_per_s(instances, batches[layout], seconds))
+    first = next(iter(opened))
+    try:
+        call_s = max(_warm(instances, batches[layout]) for layout, instances in opened.items())
+        seconds = max(SECONDS, 3 * call_s)
+        if seconds * len(opened) * ROUNDS > BUDGET_S:
+            return LayoutChoice(
+                first, (), f"a batch takes {call_s:.2f} s: too slow to measure at start-up"
+            )
+        rates: dict[Layout, list[float]] = {layout: [] for layout in opened}
+        for _ in range(ROUNDS):
+            for layout, instances in opened.items():
+                rates[layout].append(concurrent_samples_per_s(instances, batches[layout], seconds))
+    except Exception as exc:  # noqa: BLE001 - a model the probe cannot time still serves
+        return LayoutChoice(first, (), f"could not time it ({type(exc).__name__}: {exc})"[:300])
     return choose_layout(
         [
             LayoutTiming(layout, statistics.median(r), _per_instance(layout, max_batch))
@@ -231,14 +248,18 @@ def concurrent_samples_per_s(
     size = len(next(iter(batch.values())))
     calls = [0] * len(instances)
     ends = [0.0] * len(instances)
+    errors: list[Exception] = []
     start = threading.Barrier(len(instances) + 1)
     stop_at = [0.0]
 
     def drive(index: int) -> None:
         start.wait()
-        while time.perf_counter() < stop_at[0]:
-            instances[index].run(batch)
-            calls[index] += 1
+        try:
+            while time.perf_counter() < stop_at[0]:
+                instances[index].run(batch)
+                calls[index] += 1
+        except Exception as exc:  # noqa: BLE001 - raised again on the calling thread
+            errors.append(exc)
         ends[index] = time.perf_counter()
 
     threads = [
@@ -251,6 +272,8 @@ def concurrent_samples_per_s(
     start.wait()
     for thread in threads:
         thread.join()
+    if errors:
+        raise errors[0]
     return sum(calls) * size / max(max(ends) - began, 1e-9)
 
 
