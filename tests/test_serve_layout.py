@@ -165,3 +165,23 @@ def test_a_model_that_cannot_be_timed_keeps_the_first_layout(tmp_path):
     choice, instances = measure_layout(open_instance, [Layout(1, 2), Layout(2, 1)], lambda _: 4)
     assert choice.layout == Layout(1, 2) and "out of memory" in choice.reason
     assert instances == opened[:1] and [i.closed for i in opened] == [False, True, True]
+
+
+def test_a_gpu_package_is_served_by_one_instance_without_timing(tmp_path):
+    import json
+
+    from shipyard.backends.fake import write_fake_package
+    from shipyard.serve.layout import runs_on_gpu
+
+    folder = write_fake_package(tmp_path / "fake", "fake")
+    assert not runs_on_gpu(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    gpu = tmp_path / "gpu"
+    gpu.mkdir()
+    (gpu / "manifest.json").write_text(json.dumps({**manifest, "backend": "tensorrt"}))
+    assert runs_on_gpu(gpu)
+    opened = []
+    choice, instances = measured_instances(
+        gpu, lambda threads: opened.append(shipyard.load(folder, threads)) or opened[-1], None, 8
+    )
+    assert choice.layout.instances == 1 and instances == opened and "GPU" in choice.reason

@@ -107,6 +107,8 @@ class Runtime:
     """Keyword options ``load`` takes from a candidate's ``runtime`` (recorded in the package)."""
     spins: bool = False
     """Its idle worker threads spin-wait for the next run, and ``load(spin=False)`` stops that."""
+    device: str = "cpu"
+    """Where it runs the model: ``cpu``, or ``gpu`` (the CPU's cores are then not what it uses)."""
     not_planned: dict[str, str] = {}
     """Precision → why this backend plans no candidate for it (the build says so in a note)."""
 

@@ -143,6 +143,9 @@ def measured_instances(
     """
     from shipyard.machine import usable_cores
 
+    if runs_on_gpu(folder):
+        only = open_instance(threads)
+        return LayoutChoice(Layout(1, only.threads), (), "a GPU package: one instance"), [only]
     layouts = affordable(
         candidate_layouts(usable_cores(), threads, MAX_INSTANCES), instance_cap(folder)
     )
@@ -158,6 +161,19 @@ def measured_instances(
         return limit if batching_proof(instance, batched, limit).batched else 1
 
     return measure_layout(open_instance, layouts, batch_limit)
+
+
+def runs_on_gpu(folder: Path) -> bool:
+    """Whether the package's backend runs the model on a GPU (one instance, no split of cores)."""
+    import json
+
+    from shipyard.backends import get_backend
+
+    try:
+        backend = json.loads((folder / "manifest.json").read_text())["backend"]
+        return getattr(get_backend(backend), "device", "cpu") == "gpu"
+    except Exception:  # noqa: BLE001 - loading the package says what is wrong with it
+        return False
 
 
 def affordable(layouts: list[Layout], cap: int) -> list[Layout]:

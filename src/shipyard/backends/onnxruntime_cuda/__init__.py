@@ -21,6 +21,7 @@ class OrtGpuBackend(Runtime):
 
     formats = ("onnx",)
     package = "onnxruntime-gpu"
+    device = "gpu"
 
     def __init__(self, name: str, provider: str) -> None:
         self.name = name

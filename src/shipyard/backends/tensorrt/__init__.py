@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 class TensorRtBackend(Runtime):
     name = "tensorrt"
+    device = "gpu"
     formats = ("tensorrt",)
     package = "tensorrt"
     converts = {"tensorrt": "onnx"}
