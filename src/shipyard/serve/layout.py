@@ -2,14 +2,15 @@
 machine: measured when the server starts, never assumed.
 
 The cores can go to one instance that runs each batch on all of them, or to several instances that
-run batches side by side on fewer threads each. Which is faster depends on the model and the CPU:
-a small transformer's matrix products scale poorly across threads, so two instances of one thread
-beat one of two on 2 cores, while a large convolution network may scale well. Each candidate layout
+run batches side by side on fewer threads each. Which is faster depends on the model, the runtime
+and the CPU: on 2 cores MiniLM on ONNX Runtime served more as two instances of one thread, and the
+same model as OpenVINO INT8 as one instance of two (docs/benchmarks.md). Each candidate layout
 (``instances × threads`` = the usable cores) loads its instances and runs them concurrently on
 batches that share :data:`IN_FLIGHT` samples between them, which is what a loaded server's batcher
 forms; layouts alternate over :data:`ROUNDS` rounds and the median samples/s decides. More
 instances must beat fewer by :data:`MARGIN`: each costs memory, and a lone request runs on fewer
-threads.
+threads. What this timing cannot see is the front end: under closed-loop clients a second instance
+also hides the clients' round trip, so a served model may gain a little more from it than measured.
 
 Example::
 
