@@ -28,6 +28,16 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def start_with_a_waiting_request(batcher: Batcher, x: dict) -> asyncio.Future:
+    """Start ``batcher``, run two requests together (traffic: company), then queue one that now
+    waits for company (well inside the tests' delays of seconds); returns its future."""
+    batcher.start()
+    await asyncio.gather(batcher.submit(x, 1), batcher.submit(x, 1))
+    first = asyncio.ensure_future(batcher.submit(x, 1))
+    await asyncio.sleep(0.05)
+    return first
+
+
 def test_concurrent_requests_are_joined_and_split_per_request(tmp_path):
     batcher, (predictor,) = make_batcher(
         tmp_path, BatchConfig(max_batch_size=16, max_queue_delay_ms=50), delay_ms=20
@@ -230,10 +240,7 @@ def test_after_a_batch_of_several_a_lone_request_waits_for_company(tmp_path):
     x = {"x": np.ones((1, 4), np.float32)}
 
     async def main():
-        batcher.start()
-        await asyncio.gather(batcher.submit(x, 1), batcher.submit(x, 1))  # traffic: company
-        first = asyncio.ensure_future(batcher.submit(x, 1))
-        await asyncio.sleep(0.05)  # well inside the 3 s delay the first request now waits
+        first = await start_with_a_waiting_request(batcher, x)
         await asyncio.gather(first, batcher.submit(x, 1))
         await batcher.stop()
 
@@ -316,10 +323,7 @@ def test_a_batch_that_fills_runs_at_once_without_waiting_the_delay(tmp_path, siz
     x = {"x": np.ones((1, 4), np.float32)}
 
     async def main():
-        batcher.start()
-        await asyncio.gather(batcher.submit(x, 1), batcher.submit(x, 1))  # traffic: company
-        first = asyncio.ensure_future(batcher.submit(x, 1))
-        await asyncio.sleep(0.05)  # the first request now waits for company
+        first = await start_with_a_waiting_request(batcher, x)
         rest = [batcher.submit({"x": np.ones((n, 4), np.float32)}, n) for n in sizes]
         await asyncio.gather(first, *rest)
         await batcher.stop()

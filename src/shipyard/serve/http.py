@@ -9,6 +9,7 @@ for Prometheus. Every failure is a JSON body ``{"error": "..."}`` with the statu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import zlib
 from collections.abc import Awaitable, Callable
@@ -179,11 +180,8 @@ async def receive_body(
     else:
         holding_chunks = holding
     try:
-        if arrived:
+        async with _deadline(None if arrived else deadline_s):
             body = await _receive_chunks(receive, limit, holding_chunks)
-        else:
-            async with _deadline(deadline_s):
-                body = await _receive_chunks(receive, limit, holding_chunks)
     except TimeoutError:
         raise BodyTimeout(
             f"request body took over {deadline_s:g} s to arrive; expected the whole body "
@@ -199,7 +197,10 @@ async def receive_body(
 
 
 def _deadline(seconds: float | None) -> Any:
-    """``asyncio.timeout`` (no task per request) where Python has it, else a task with a timeout."""
+    """``asyncio.timeout`` (no task per request) where Python has it, else a task with a timeout;
+    nothing at all without ``seconds``."""
+    if seconds is None:
+        return contextlib.nullcontext()
     if hasattr(asyncio, "timeout"):
         return asyncio.timeout(seconds)
     return _TaskDeadline(seconds)

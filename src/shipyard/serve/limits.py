@@ -53,10 +53,15 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def inline(size: int | None) -> bool:
+    """Whether work on ``size`` bytes is small enough to run on the event loop itself."""
+    return size is not None and size <= INLINE_BYTES
+
+
 async def off_loop(function: Callable[..., T], *args: Any, size: int | None = None) -> T:
     """``function(*args)`` in the decode pool, awaited from the event loop; on the loop itself when
-    the work is on ``size`` bytes of at most ``INLINE_BYTES``."""
-    if size is not None and size <= INLINE_BYTES:
+    the work is on ``size`` bytes that are :func:`inline`."""
+    if inline(size):
         return function(*args)
     return await asyncio.get_running_loop().run_in_executor(_pool(), function, *args)
 
