@@ -1,6 +1,6 @@
 """``shipyard loadtest``: a closed-loop load generator for KServe v2 servers, like perf_analyzer.
 
-Each of ``concurrency`` workers sends a request, waits for the answer, and sends the next, for
+Each of ``concurrency`` clients sends a request, waits for the answer, and sends the next, for
 ``duration_s`` seconds or until ``max_requests`` answers in total. Inputs are generated from the
 model's metadata (random numbers, built-in English sentences for BYTES). Only loopback servers
 may be targeted, and both the time and the count are bounded.
@@ -106,11 +106,16 @@ def run_loadtest(spec: LoadSpec) -> LoadResult:
     """Drive the server at ``spec.url`` closed-loop and measure it."""
     _check_bounds(spec)
     protocol, host, port = check_target(spec.url)
-    make_call = _http_caller if protocol == "http" else _grpc_caller
-    inputs = spec.inputs if spec.inputs is not None else _make_inputs(make_call, host, port, spec)
+    if spec.inputs is not None:
+        inputs = spec.inputs
+    else:
+        fetch = _http_metadata if protocol == "http" else _grpc_metadata
+        inputs = _make_inputs(fetch(host, port, spec.model), spec)
+    if protocol == "http":
+        return _http_closed_loop(host, port, inputs, spec)
 
     def make_worker() -> Callable[[], Any]:
-        call = make_call(host, port, spec.model)
+        call = _grpc_caller(host, port, spec.model)
         return lambda: call(inputs)
 
     return closed_loop(make_worker, spec)
@@ -178,6 +183,28 @@ def closed_loop(make_worker: Callable[[], Callable[[], Any]], spec: LoadSpec) ->
     )
 
 
+def _http_closed_loop(
+    host: str, port: int, inputs: dict[str, np.ndarray], spec: LoadSpec
+) -> LoadResult:
+    """The KServe v2 binary request on every connection, all driven from this thread."""
+    from shipyard.serve.loadtest_http import Tally, drive_http, raw_request
+
+    body, headers = encode_binary_request(inputs)
+    wire = raw_request(host, port, f"/v2/models/{spec.model}/infer", body, headers)
+    measure_from = time.perf_counter() + spec.warmup_s
+    tally = Tally(measure_from, measure_from + spec.duration_s, spec.max_requests)
+    drive_http(host, port, wire, spec.concurrency, tally)
+    seconds = min(time.perf_counter(), tally.stop_at) - measure_from
+    return LoadResult(
+        len(tally.latencies_ms),
+        len(tally.latencies_ms) * spec.batch,
+        max(seconds, 1e-9),
+        tally.latencies_ms,
+        dict(tally.errors),
+        spec.concurrency,
+    )
+
+
 def _check_bounds(spec: LoadSpec) -> None:
     if not 0 < spec.duration_s <= MAX_DURATION_S:
         raise UsageError(
@@ -200,10 +227,7 @@ def _reason(exc: Exception) -> str:
     return str(status or type(exc).__name__)
 
 
-def _make_inputs(
-    make_call: Callable, host: str, port: int, spec: LoadSpec
-) -> dict[str, np.ndarray]:
-    metadata = make_call(host, port, spec.model, metadata=True)()
+def _make_inputs(metadata: dict[str, Any], spec: LoadSpec) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     inputs = {}
     for tensor in metadata["inputs"]:
@@ -228,37 +252,10 @@ def _random_tensor(datatype: str, shape: list[int], rng: np.random.Generator) ->
     return rng.integers(0, 2, size=shape).astype(dtype)
 
 
-def _http_caller(host: str, port: int, model: str, metadata: bool = False) -> Callable[..., Any]:
-    """A keep-alive HTTP/1.1 connection sending KServe v2 binary tensors.
-
-    Plain ``http.client`` rather than ``tritonclient.http``: the request body is encoded once per
-    input set, so the generator spends as little CPU as possible on the machine it measures.
-    """
+def _http_metadata(host: str, port: int, model: str) -> dict[str, Any]:
     import http.client
 
-    conn = http.client.HTTPConnection(host, port, timeout=120)
-    if metadata:
-        return lambda: _get_json(conn, f"/v2/models/{model}")
-    cache: dict[int, tuple[bytes, dict[str, str]]] = {}
-
-    def call(inputs: dict[str, np.ndarray]) -> bytes:
-        if id(inputs) not in cache:
-            cache[id(inputs)] = encode_binary_request(inputs)
-        body, headers = cache[id(inputs)]
-        conn.request("POST", f"/v2/models/{model}/infer", body, headers)
-        response = conn.getresponse()
-        payload = response.read()
-        if response.status != 200:
-            raise HTTPStatusError(response.status)
-        return payload
-
-    return call
-
-
-class HTTPStatusError(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
+    return _get_json(http.client.HTTPConnection(host, port, timeout=120), f"/v2/models/{model}")
 
 
 def _get_json(conn: Any, path: str) -> Any:
@@ -300,12 +297,16 @@ def encode_binary_request(inputs: dict[str, np.ndarray]) -> tuple[bytes, dict[st
     }
 
 
-def _grpc_caller(host: str, port: int, model: str, metadata: bool = False) -> Callable[..., Any]:
+def _grpc_metadata(host: str, port: int, model: str) -> dict[str, Any]:
+    import tritonclient.grpc as tg
+
+    return tg.InferenceServerClient(f"{host}:{port}").get_model_metadata(model, as_json=True)
+
+
+def _grpc_caller(host: str, port: int, model: str) -> Callable[[dict[str, np.ndarray]], Any]:
     import tritonclient.grpc as tg
 
     client = tg.InferenceServerClient(f"{host}:{port}")
-    if metadata:
-        return lambda: client.get_model_metadata(model, as_json=True)
 
     def call(inputs: dict[str, np.ndarray]) -> Any:
         tensors = []
