@@ -330,3 +330,27 @@ def test_a_batch_that_fills_runs_at_once_without_waiting_the_delay(tmp_path, siz
 
     run(main())
     assert predictor.session.calls == [2, 4]
+
+
+def test_closed_loop_clients_split_across_two_batches_join_up_again(tmp_path):
+    # The queue delay is shorter than a model call: a request queued while a batch runs is past
+    # its delay when that batch ends. Waiting from its own arrival, it would run alone and its
+    # 15 peers after it, 1 + 15 alternating for good; waiting for as many samples as the recent
+    # batches held brings all 16 back into one batch.
+    config = BatchConfig(max_batch_size=32, max_queue_delay_ms=50, timeout_s=10)
+    batcher, (predictor,) = make_batcher(tmp_path, config, delay_ms=100)
+    x = {"x": np.ones((1, 4), np.float32)}
+
+    async def client(start_after_s: float) -> None:
+        await asyncio.sleep(start_after_s)
+        for _ in range(10):
+            await batcher.submit(x, 1)
+            await asyncio.sleep(0.001)
+
+    async def main():
+        batcher.start()
+        await asyncio.gather(client(0.0), *(client(0.02) for _ in range(15)))
+        await batcher.stop()
+
+    run(main())
+    assert predictor.session.calls == [1, 15] + [16] * 9

@@ -105,6 +105,15 @@ class TritonProcess:
         return f"127.0.0.1:{self.grpc_port}"
 
 
+PORT_ATTEMPTS = 3
+"""Triton needs its ports named: one picked free may be taken before Triton binds it; then it exits
+saying so, and it is started again on other ports."""
+
+
+class PortTaken(RuntimeError):
+    pass
+
+
 @contextmanager
 def running_triton(
     env: TritonEnv,
@@ -114,6 +123,27 @@ def running_triton(
     extra_args: tuple[str, ...] = (),
 ) -> Iterator[TritonProcess]:
     """``tritonserver`` serving ``repository`` on free 127.0.0.1 ports until the block ends."""
+    for attempt in range(PORT_ATTEMPTS):
+        server = _start(env, repository, log, extra_args)
+        try:
+            _wait_ready(server, timeout_s)
+            break
+        except PortTaken:
+            _stop(server.process)
+            if attempt == PORT_ATTEMPTS - 1:
+                raise
+        except BaseException:
+            _stop(server.process)
+            raise
+    try:
+        yield server
+    finally:
+        _stop(server.process)
+
+
+def _start(
+    env: TritonEnv, repository: Path, log: Path, extra_args: tuple[str, ...]
+) -> TritonProcess:
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     argv = [
         str(env.binary),
@@ -135,18 +165,15 @@ def running_triton(
         process = subprocess.Popen(
             argv, stdout=sink, stderr=subprocess.STDOUT, env=env.environ(), start_new_session=True
         )
-    server = TritonProcess(http_port, grpc_port, log, process)
-    try:
-        _wait_ready(server, timeout_s)
-        yield server
-    finally:
-        _stop(process)
+    return TritonProcess(http_port, grpc_port, log, process)
 
 
 def _wait_ready(server: TritonProcess, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
+            if "already in use" in tail(server.log):
+                raise PortTaken(f"a port Triton was given was taken:\n{tail(server.log)}")
             raise RuntimeError(
                 f"tritonserver exited with {server.process.returncode}:\n{tail(server.log)}"
             )

@@ -9,9 +9,13 @@ without waiting.
 
 A request that finds the queue empty while traffic is light (the previous batch ran a lone request
 and left nothing queued) runs at once: with nobody else around, waiting for company only adds the
-delay to its latency. Once batches hold several requests, a lone first request waits up to the
-delay for others again. ``lone_request_waits=True`` makes every batch wait, as Triton's dynamic
-batcher does.
+delay to its latency. Once batches hold several requests, a batch waits, at most the delay from
+when it starts to form, until it holds as many samples as the largest of the last few batches:
+the clients a batch just answered come back a moment later, and a batch that went without them
+would leave them to a batch of their own (closed-loop clients then split into two alternating
+batches, 1 + 15 for 16 clients, at half the throughput). ``lone_request_waits=True`` makes every
+batch wait up to the delay from its oldest request for a full batch, as Triton's dynamic batcher
+does.
 
 With ``latency_target_ms`` the delay tunes itself: it halves whenever a batch's slowest request
 went over the target and grows by a small step while requests finish well under it.
@@ -42,6 +46,8 @@ LOGGER = logging.getLogger("shipyard.serve")
 TIMER_SLACK_S = 0.00025
 """uvloop's timers fire on whole milliseconds (rounded), so a deadline timer can fire up to half a
 millisecond late: it is set this much early, and a batch this close to its deadline goes now."""
+RECENT_BATCHES = 8
+"""A batch waits for as many samples as the largest of this many batches before it."""
 __all__ = ["LOGGER", "BatchConfig", "Batcher", "Runner"]
 
 
@@ -92,6 +98,7 @@ class Batcher:
         self._queue: collections.deque[_Item] = collections.deque()
         self._stopping = False
         self._company = False  # did the last batch see other requests (several, or some left)?
+        self._recent: collections.deque[int] = collections.deque(maxlen=RECENT_BATCHES)
         self._task: asyncio.Task | None = None
         self._free: asyncio.Semaphore | None = None
         self._wakeup: asyncio.Future | None = None
@@ -181,35 +188,48 @@ class Batcher:
         if first is None:
             return []
         batch, total = [first], first.size
-        waits = self._company or self.config.lone_request_waits
-        deadline = first.enqueued + self.delay_s if waits else 0.0
+        deadline, goal = self._waiting_rule(first)
         while total < self.max_batch:
-            item = await self._next(first.key, self.max_batch - total, deadline)
+            item = await self._next(first.key, self.max_batch - total, deadline, goal - total)
             if item is None:
                 break
             batch.append(item)
             total += item.size
         self._company = len(batch) > 1 or bool(self._queue)
+        self._recent.append(total)
         self.metrics.queue_depth.set(len(self._queue))
         return batch
 
-    async def _next(self, key: tuple | None, room: int, deadline: float | None) -> _Item | None:
-        """The oldest live request that fits; waits until ``deadline`` (forever when None)."""
+    def _waiting_rule(self, first: _Item) -> tuple[float, int]:
+        """(deadline, samples worth waiting for) of the batch ``first`` opens (module text)."""
+        if self.config.lone_request_waits:
+            return first.enqueued + self.delay_s, self.max_batch
+        if not self._company:
+            return 0.0, self.max_batch
+        return time.perf_counter() + self.delay_s, min(self.max_batch, max(self._recent))
+
+    async def _next(
+        self, key: tuple | None, room: int, deadline: float | None, wanted: int | None = None
+    ) -> _Item | None:
+        """The oldest live request that fits; when none is queued, waits for one until
+        ``deadline`` (forever when None), unless the batch already holds the ``wanted`` samples
+        it waits for."""
         while True:
             item = self._take(key, room)
             if item is not None:
                 return item
             if deadline is None and self._stopping:
                 return None
+            wanted = room if wanted is None else min(wanted, room)
             wait = None if deadline is None else deadline - time.perf_counter()
-            if wait is not None and wait <= TIMER_SLACK_S:
+            if wanted <= 0 or (wait is not None and wait <= TIMER_SLACK_S):
                 return None
-            # a batch being filled wakes when the queue could fill it or at the deadline, not on
-            # every arrival: one wake-up per batch instead of one per request
+            # a batch being filled wakes when the queue holds what it waits for or at the
+            # deadline, not on every arrival: one wake-up per batch instead of one per request
             if wait is None:
                 await self._arrival(None)
             else:
-                await self._arrival(wait - TIMER_SLACK_S, room)
+                await self._arrival(wait - TIMER_SLACK_S, wanted)
 
     async def _arrival(self, wait_s: float | None, samples: int = 1) -> None:
         """Until ``samples`` samples are queued (or stop is asked), at most ``wait_s`` seconds."""

@@ -25,6 +25,7 @@ from typing import Any
 
 from shipyard.errors import UsageError
 from shipyard.serve.connections import ConnectionLimits, protocol_class
+from shipyard.serve.heap import serving_collector
 from shipyard.serve.limits import check_options
 from shipyard.serve.metrics import Metrics
 from shipyard.serve.repository import Repository, ServeOptions
@@ -79,11 +80,12 @@ class Server:
         self._on_ready = on_ready
         main = self._serve(handle_signals=threading.current_thread() is threading.main_thread())
         factory = _loop_factory()
-        if factory is None or not hasattr(asyncio, "Runner"):
-            asyncio.run(main)
-            return
-        with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(main)
+        with serving_collector():
+            if factory is None or not hasattr(asyncio, "Runner"):
+                asyncio.run(main)
+                return
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(main)
 
     async def _serve(self, handle_signals: bool) -> None:
         import uvicorn
