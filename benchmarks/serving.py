@@ -281,6 +281,21 @@ def layout_flags(instances: int | None, threads: int | None = None) -> list[str]
     return ["--instances", str(instances), *(["--threads", str(threads)] if threads else [])]
 
 
+def before_flags(env: dict, flags: list[str], first) -> list[str]:
+    """Our layout flags for the older tree when it can measure layouts too, else the first case's
+    layout for every package (one process serves them all)."""
+    usage = subprocess.run(
+        [sys.executable, "-m", "shipyard.cli.main", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    ).stdout
+    if "auto" in usage:
+        return flags
+    return layout_flags(first.instances, first.threads)
+
+
 def served_layout(port: int, model: str):
     """The instances × threads a server runs ``model`` with, from its model config."""
     from shipyard.serve.layout import Layout
@@ -312,13 +327,17 @@ def ours_argv(packages: list[Path], http_port: int, grpc_port: int, flags: list[
     ]
 
 
-def plan_for(case: Case, triton: bool, before: bool) -> list[tuple[str, int]]:
+def plan_for(case: Case, triton: bool, before: bool, round_index: int) -> list[tuple[str, int]]:
+    """The load points of one round; every other round runs the servers in reverse order, since
+    the point that follows another has measured faster here than the one that leads."""
     servers = [
         "ours http",
         *(["before http"] if before else []),
         *(["triton http"] if triton else []),
     ]
     servers += ["flask"] if case.flask else []
+    if round_index % 2:
+        servers.reverse()
     return [(s, c) for c in CLIENTS for s in servers] + [("ours grpc", 32)]
 
 
@@ -358,12 +377,16 @@ def run_all(
         stack.enter_context(process(argv, ports["ours http"], "/v2/health/ready"))
         layouts = {case.label: served_layout(ports["ours http"], case.name) for case in cases}
         print(f"layouts: {layouts}", flush=True)
-        if before_src is not None:  # an older tree may not measure: give it the first layout
-            first = layouts[cases[0].label]
+        if before_src is not None:
             env = {**os.environ, "PYTHONPATH": str(before_src)}
-            old_flags = layout_flags(first.instances, first.threads)
+            old_flags = before_flags(env, flags, layouts[cases[0].label])
             argv = ours_argv(packages, ports["before http"], ports["before grpc"], old_flags)
             stack.enter_context(process(argv, ports["before http"], "/v2/health/ready", env))
+            try:  # an older tree's model config may not report its threads
+                before = [served_layout(ports["before http"], case.name) for case in cases]
+                print(f"layouts before: {before}", flush=True)
+            except KeyError:
+                pass
         if any(case.flask for case in cases):
             flask = [
                 sys.executable,
@@ -378,12 +401,14 @@ def run_all(
         triton = stack.enter_context(triton_server(cases, scratch, layouts))
         if triton is not None:
             ports["triton"] = f"http://{triton.http_url}"
-        for _ in range(rounds):
+        for round_index in range(rounds):
             for case in cases:
                 raw = measure_raw(predictors[case.label], case, spreads[case.label])
                 raw_runs[case.label].append(raw)
                 print(f"{case.label} raw runtime: {raw}", flush=True)
-                for server, clients in plan_for(case, triton is not None, before_src is not None):
+                for server, clients in plan_for(
+                    case, triton is not None, before_src is not None, round_index
+                ):
                     result = run_point(case, server, clients, ports, duration)
                     print(f"{case.label} {server:11s} {result.summary()}", flush=True)
                     results[case.label].setdefault(f"{server} c{clients}", []).append(result)

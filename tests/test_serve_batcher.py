@@ -354,3 +354,26 @@ def test_closed_loop_clients_split_across_two_batches_join_up_again(tmp_path):
 
     run(main())
     assert predictor.session.calls == [1, 15] + [16] * 9
+
+
+def test_closed_loop_clients_keep_every_instance_busy(tmp_path):
+    # Waiting for every client would gather all 32 into one batch at a time, the other instance
+    # idle; each batch waits for its instance's share instead.
+    config = BatchConfig(max_batch_size=32, max_queue_delay_ms=50, timeout_s=10, instances=2)
+    batcher, predictors = make_batcher(tmp_path, config, delay_ms=100)
+    x = {"x": np.ones((1, 4), np.float32)}
+
+    async def client(think_s: float) -> None:
+        for _ in range(8):
+            await batcher.submit(x, 1)
+            await asyncio.sleep(think_s)  # as answers leave one by one: spread over 16 ms
+
+    async def main():
+        batcher.start()
+        await asyncio.gather(*(client(0.001 + i * 0.0005) for i in range(32)))
+        await batcher.stop()
+
+    run(main())
+    calls = [predictor.session.calls for predictor in predictors]
+    # the first batch takes all 32 (a quiet queue does not wait); after it, both instances share
+    assert all(len(c) >= 6 for c in calls) and sum(c.count(32) for c in calls) == 1, calls

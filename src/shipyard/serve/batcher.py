@@ -10,12 +10,14 @@ without waiting.
 A request that finds the queue empty while traffic is light (the previous batch ran a lone request
 and left nothing queued) runs at once: with nobody else around, waiting for company only adds the
 delay to its latency. Once batches hold several requests, a batch waits, at most the delay from
-when it starts to form, until it holds as many samples as the largest of the last few batches:
-the clients a batch just answered come back a moment later, and a batch that went without them
-would leave them to a batch of their own (closed-loop clients then split into two alternating
-batches, 1 + 15 for 16 clients, at half the throughput). ``lone_request_waits=True`` makes every
-batch wait up to the delay from its oldest request for a full batch, as Triton's dynamic batcher
-does.
+when it starts to form, until it holds its instance's share of the largest of the last few
+batches: the clients a batch just answered come back a moment later, and a batch that went
+without them would leave them to a batch of their own (closed-loop clients then split into two
+alternating batches, 1 + 15 for 16 clients, at half the throughput). The share (that number over
+the instances) keeps several instances running batches side by side: waiting for every client
+would run one batch at a time and leave the other instances idle. ``lone_request_waits=True``
+makes every batch wait up to the delay from its oldest request for a full batch, as Triton's
+dynamic batcher does.
 
 With ``latency_target_ms`` the delay tunes itself: it halves whenever a batch's slowest request
 went over the target and grows by a small step while requests finish well under it.
@@ -47,7 +49,7 @@ TIMER_SLACK_S = 0.00025
 """uvloop's timers fire on whole milliseconds (rounded), so a deadline timer can fire up to half a
 millisecond late: it is set this much early, and a batch this close to its deadline goes now."""
 RECENT_BATCHES = 8
-"""A batch waits for as many samples as the largest of this many batches before it."""
+"""A batch waits for its instance's share of the largest of this many batches before it."""
 __all__ = ["LOGGER", "BatchConfig", "Batcher", "Runner"]
 
 
@@ -206,7 +208,8 @@ class Batcher:
             return first.enqueued + self.delay_s, self.max_batch
         if not self._company:
             return 0.0, self.max_batch
-        return time.perf_counter() + self.delay_s, min(self.max_batch, max(self._recent))
+        share = -(-max(self._recent) // len(self._workers))  # the clients split between instances
+        return time.perf_counter() + self.delay_s, min(self.max_batch, share)
 
     async def _next(
         self, key: tuple | None, room: int, deadline: float | None, wanted: int | None = None
