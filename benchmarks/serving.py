@@ -26,6 +26,8 @@ For each package:
   clients; skipped with a note when the environment is missing;
 * MiniLM only: Flask (threaded dev server) + PyTorch `SentenceTransformer.encode`, the common
   baseline, same model, same thread count;
+* `shipyard serve --workers W` (``--workers``, default 2; 0 leaves it out): W serving processes
+  on the same ports, each with one instance on its share of the cores, at 1, 16 and 32 clients;
 * with ``--before-src DIR`` also `shipyard serve` from another source tree (an older commit), to
   measure a change under the same conditions.
 
@@ -327,11 +329,14 @@ def ours_argv(packages: list[Path], http_port: int, grpc_port: int, flags: list[
     ]
 
 
-def plan_for(case: Case, triton: bool, before: bool, round_index: int) -> list[tuple[str, int]]:
+def plan_for(
+    case: Case, triton: bool, before: bool, round_index: int, workers: bool = False
+) -> list[tuple[str, int]]:
     """The load points of one round; every other round runs the servers in reverse order, since
     the point that follows another has measured faster here than the one that leads."""
     servers = [
         "ours http",
+        *(["workers http"] if workers else []),
         *(["before http"] if before else []),
         *(["triton http"] if triton else []),
     ]
@@ -350,6 +355,7 @@ def run_point(case: Case, server: str, clients: int, ports: dict, duration: floa
         "ours http": f"http://127.0.0.1:{ports['ours http']}",
         "ours grpc": f"grpc://127.0.0.1:{ports['ours grpc']}",
         "before http": f"http://127.0.0.1:{ports['before http']}",
+        "workers http": f"http://127.0.0.1:{ports['workers http']}",
     }[server]
     return kserve_load(url, case.name, case.request, clients, duration)
 
@@ -361,13 +367,15 @@ def run_all(
     rounds: int,
     before_src: Path | None,
     flags: list[str],
+    workers: int = 0,
 ) -> tuple[dict[str, dict], dict[str, dict[str, list]], dict]:
     """Alternate raw-runtime timing and every server load point, ``rounds`` times."""
     import shipyard
 
     predictors = {case.label: shipyard.load(case.package) for case in cases}
     spreads = {case.label: spread_sessions(case) for case in cases}
-    ports = {k: free_port() for k in ("ours http", "ours grpc", "before http", "before grpc")}
+    names = ("ours http", "ours grpc", "before http", "before grpc", "workers http", "workers grpc")
+    ports = {k: free_port() for k in names}
     ports["flask"] = free_port()
     packages = [case.package for case in cases]
     raw_runs: dict[str, list] = {case.label: [] for case in cases}
@@ -377,6 +385,10 @@ def run_all(
         stack.enter_context(process(argv, ports["ours http"], "/v2/health/ready"))
         layouts = {case.label: served_layout(ports["ours http"], case.name) for case in cases}
         print(f"layouts: {layouts}", flush=True)
+        if workers:
+            argv = ours_argv(packages, ports["workers http"], ports["workers grpc"], flags)
+            argv += ["--workers", str(workers)]
+            stack.enter_context(process(argv, ports["workers http"], "/v2/health/ready"))
         if before_src is not None:
             env = {**os.environ, "PYTHONPATH": str(before_src)}
             old_flags = before_flags(env, flags, layouts[cases[0].label])
@@ -407,7 +419,7 @@ def run_all(
                 raw_runs[case.label].append(raw)
                 print(f"{case.label} raw runtime: {raw}", flush=True)
                 for server, clients in plan_for(
-                    case, triton is not None, before_src is not None, round_index
+                    case, triton is not None, before_src is not None, round_index, bool(workers)
                 ):
                     result = run_point(case, server, clients, ports, duration)
                     print(f"{case.label} {server:11s} {result.summary()}", flush=True)
@@ -449,7 +461,7 @@ def best_of(results: dict[str, list], server: str) -> float:
     return max(median_of(results[f"{server} c{c}"], "throughput") for c in (16, 32))
 
 
-def case_lines(case: Case, raw: dict, results: dict[str, list]) -> list[str]:
+def case_lines(case: Case, raw: dict, results: dict[str, list], workers: int = 0) -> list[str]:
     """The goals of issue 14, part 4, for one package, as measured."""
     ours = best_of(results, "ours http")
     grpc = median_of(results["ours grpc c32"], "throughput")
@@ -475,6 +487,8 @@ def case_lines(case: Case, raw: dict, results: dict[str, list]) -> list[str]:
             f"ms**, Triton **{p50_triton - package:+.2f} ms** (p50 {p50_triton:.2f} ms); target: "
             "ours below Triton's.",
         ]
+    if "workers http c16" in results:
+        lines += workers_lines(raw, results, workers, package)
     if "before http c16" in results:
         before = best_of(results, "before http")
         p50_before = median_of(results["before http c1"], "50")
@@ -493,6 +507,21 @@ def case_lines(case: Case, raw: dict, results: dict[str, list]) -> list[str]:
     return lines
 
 
+def workers_lines(raw: dict, results: dict[str, list], workers: int, package: float) -> list[str]:
+    """The same goals for ``shipyard serve --workers``."""
+    best = best_of(results, "workers http")
+    p50 = median_of(results["workers http c1"], "50")
+    versus = ""
+    if "triton http c16" in results:
+        versus = f", **{best / best_of(results, 'triton http'):.2f}×** Triton's"
+    return [
+        f"- `shipyard serve --workers {workers}` at 16–32 clients: {best:.1f} samples/s, "
+        f"**{best / raw['best']:.0%}** of the raw runtime's best{versus}, "
+        f"{best / best_of(results, 'ours http'):.2f}× one process; one-client p50 {p50:.2f} ms "
+        f"(overhead {p50 - package:+.2f} ms)."
+    ]
+
+
 def report(
     cases: list[Case],
     raw: dict[str, dict],
@@ -503,6 +532,7 @@ def report(
     before: str | None,
     layouts: dict,
     instances: int | None,
+    workers: int = 0,
 ) -> str:
     from _report import machine_line
 
@@ -533,6 +563,12 @@ def report(
     ]
     if before:
         lines += ["", f"`before http` is `shipyard serve` from {before}, in the same run."]
+    if workers:
+        lines += [
+            "",
+            f"`workers http` is `shipyard serve --workers {workers}`: {workers} processes on the "
+            "same ports (SO_REUSEPORT), each with one instance on its share of the cores.",
+        ]
     for case in cases:
         m = case.manifest
         lines += [
@@ -543,7 +579,7 @@ def report(
             "",
             case_table(raw[case.label], results[case.label]),
             "",
-            *case_lines(case, raw[case.label], results[case.label]),
+            *case_lines(case, raw[case.label], results[case.label], workers),
         ]
     lines += [
         "",
@@ -613,6 +649,12 @@ def main() -> None:
         help="fixed model instances in both servers, each with the cores split between them "
         "(default: what `shipyard serve --instances auto` measures)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="also serve with `shipyard serve --workers N` (default 2; 0: not)",
+    )
     parser.add_argument("--flask-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -628,7 +670,7 @@ def main() -> None:
         fixed = None if args.instances is None else max(1, threads // args.instances)
         flags = layout_flags(args.instances, fixed)
         raw, results, layouts = run_all(
-            cases, threads, args.duration, args.rounds, args.before_src, flags
+            cases, threads, args.duration, args.rounds, args.before_src, flags, args.workers
         )
         before = args.before_label or (str(args.before_src) if args.before_src else None)
         text = report(
@@ -641,6 +683,7 @@ def main() -> None:
             before,
             layouts,
             args.instances,
+            args.workers,
         )
     if not args.no_write:
         from _report import write_section

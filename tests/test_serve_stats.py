@@ -111,3 +111,34 @@ def test_a_batch_reports_triton_s_three_compute_phases():
     by_size = {b["batch_size"]: b for b in entry["batch_stats"]}
     assert by_size[3]["compute_input"]["ns"] > 0 and by_size[3]["compute_infer"]["ns"] >= 2e7
     assert by_size[1]["compute_input"]["ns"] == 0 and by_size[1]["compute_infer"]["count"] == 1
+
+
+def test_shared_statistics_add_up_the_workers_and_survive_a_restart(tmp_path):
+    """Each serving process counts in its own file; any of them reads the sum, with the latest
+    last_inference; a worker started again on its slot counts on from what its predecessor left."""
+    from types import SimpleNamespace
+
+    from shipyard.serve.stats import SharedStats, StatsRegistry
+
+    timing = SimpleNamespace(input_s=0.001, infer_s=0.004, output_s=0.001)
+    first = StatsRegistry(SharedStats(tmp_path, 0), max_batch=8)
+    second = StatsRegistry(SharedStats(tmp_path, 1), max_batch=8)
+    first.for_model("m").observe_batch([0.001] * 3, timing, 5)
+    first.for_model("m").observe_request(0.01, True)
+    second.for_model("m").observe_batch([0.002] * 2, timing, 2)
+    second.for_model("m").observe_request(0.02, False)
+    second.for_model("other").observe_request(0.02, True)
+    for registry in (first, second):
+        entry = registry.totals("m").as_json("m", "1")
+        assert entry["inference_count"] == 7 and entry["execution_count"] == 2
+        assert entry["inference_stats"]["queue"]["count"] == 5
+        assert entry["inference_stats"]["success"] == {"count": 1, "ns": 10_000_000}
+        assert entry["inference_stats"]["fail"] == {"count": 1, "ns": 20_000_000}
+        assert [b["batch_size"] for b in entry["batch_stats"]] == [2, 5]
+        assert entry["last_inference"] == max(
+            int(r.for_model("m").values[2]) for r in (first, second)
+        )
+    restarted = StatsRegistry(SharedStats(tmp_path, 0), max_batch=8)
+    restarted.for_model("m").observe_request(0.01, True)
+    assert restarted.totals("m").as_json("m", "1")["inference_stats"]["success"]["count"] == 2
+    assert restarted.totals("m").inference_count == 7

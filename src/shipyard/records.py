@@ -252,6 +252,18 @@ class Timing:
     dropped_per_block: int = 0
     threads: int = 0
     throughput_calls: int = 0
+    batches_apart: bool | None = None
+    """Whether a batch's outputs equal its samples run alone (``serve.batchaxis``; checked for
+    ``--optimize-for throughput``): a server runs a model that fails request by request, so what
+    it serves is its batch-1 rate. None: not checked."""
+
+    @property
+    def served_throughput(self) -> float:
+        """Samples/s a batching server gets from this candidate: batched throughput if its
+        batches keep samples apart, else one sample per call."""
+        if self.batches_apart is False and self.p50_ms > 0:
+            return 1000.0 / self.p50_ms
+        return self.throughput
 
 
 @dataclass

@@ -112,10 +112,17 @@ def _cells(result: BuildResult, c: Candidate) -> list[str]:
         f"{t.p50_ms:.3f}" if timed else "–",
         f"{t.p99_ms:.3f}" if timed else "–",
         f"{speed:.2f}×" if speed else "–",
-        f"{t.throughput:.0f}" if timed else "–",
+        _throughput(t) if timed else "–",
         f"{t.size_mb:.1f}" if t and t.size_mb else "–",
         _short(c.why_failed),
     ]
+
+
+def _throughput(t) -> str:
+    """Batched samples/s, and what a batching server gets where batches mix samples."""
+    if t.batches_apart is False:
+        return f"{t.throughput:.0f} (unbatched {t.served_throughput:.0f})"
+    return f"{t.throughput:.0f}"
 
 
 def _progress_text(elapsed: float, done: int, total: int) -> str:

@@ -66,6 +66,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "package's)",
     )
     serve.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="serving processes sharing both ports, each with its own models, batcher and limits "
+        "(default 1; more helps small models, whose requests cost more than their batches)",
+    )
+    serve.add_argument(
         "--no-access-log", action="store_true", help="do not print a JSON line per request"
     )
     serve.add_argument(
@@ -184,6 +191,13 @@ def _batch_config(args: argparse.Namespace):
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    if args.ray and args.workers > 1:
+        from shipyard.errors import UsageError
+
+        raise UsageError(
+            f"--workers {args.workers} is for shipyard's own server; with --ray, Ray Serve runs "
+            f"--replicas {args.workers} instead"
+        )
     if args.ray:
         from shipyard.export.ray import RayOptions, serve_with_ray
 
@@ -200,7 +214,7 @@ def run_serve(args: argparse.Namespace) -> int:
             ),
         )
         return 0
-    from shipyard.serve import ServeOptions, Server, ServerConfig
+    from shipyard.serve import ServeOptions, ServerConfig
 
     if not args.no_access_log:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -222,22 +236,46 @@ def run_serve(args: argparse.Namespace) -> int:
             f"authentication",
             file=sys.stderr,
         )
-    server = Server(args.packages, config, options)
-    for model in server.state.repository.all():
-        if model.layout is not None:
-            print(f"model {model.name}: {model.layout.describe()}", flush=True)
-    server.run(on_ready=_print_serving)
+    if args.workers > 1:
+        _serve_workers(args, config, options)
+    else:
+        _serve_one(args, config, options)
     print("stopped", flush=True)
     return 0
 
 
-def _print_serving(server) -> None:
+def _serve_one(args: argparse.Namespace, config, options) -> None:
+    from shipyard.serve import Server
+
+    server = Server(args.packages, config, options)
+    for model in server.state.repository.all():
+        if model.layout is not None:
+            print(f"model {model.name}: {model.layout.describe()}", flush=True)
+
+    def ready(server) -> None:
+        models = sorted(server.state.repository.models)
+        _print_serving(config.host, models, server.http_port, server.grpc_port)
+
+    server.run(on_ready=ready)
+
+
+def _serve_workers(args: argparse.Namespace, config, options) -> None:
+    from shipyard.serve.workers import WorkerPool
+
+    def ready(pool) -> None:
+        for name, layout in sorted(pool.layouts.items()):
+            print(f"model {name}: {layout} in each of {pool.workers} workers", flush=True)
+        print(f"{pool.workers} workers share both ports", flush=True)
+        _print_serving(config.host, pool.models, pool.http_port, pool.grpc_port)
+
+    WorkerPool(args.packages, config, options, args.workers, not args.no_access_log).run(ready)
+
+
+def _print_serving(host: str, models: list[str], http_port: int, grpc_port: int | None) -> None:
     """The line tools wait for: the models and the bound addresses (``--http-port 0`` picks one)."""
-    host = server.config.host
-    grpc = f" and grpc://{host}:{server.grpc_port}" if server.grpc_port is not None else ""
-    models = ", ".join(sorted(server.state.repository.models))
-    print(f"serving {models} on http://{host}:{server.http_port}{grpc}", flush=True)
-    _print_tfserving(server.grpc_port is not None)
+    grpc = f" and grpc://{host}:{grpc_port}" if grpc_port is not None else ""
+    print(f"serving {', '.join(models)} on http://{host}:{http_port}{grpc}", flush=True)
+    _print_tfserving(grpc_port is not None)
 
 
 def _print_tfserving(grpc_on: bool) -> None:

@@ -94,6 +94,7 @@ def time_candidates(
         _named(progress, f"timing at batch {search.throughput_batch}"),
     )
     size = len(next(iter(many.values())))
+    apart = _batches_apart(timed, sessions) if search.optimize_for == "throughput" else {}
     for candidate in timed:
         stats, stats_many = latency[timing_key(candidate)], batched[timing_key(candidate)]
         candidate.timing = replace(
@@ -110,7 +111,16 @@ def time_candidates(
             dropped_per_block=stats.dropped_per_block,
             threads=search.threads,
             throughput_calls=stats_many.calls,
+            batches_apart=apart.get(timing_key(candidate)),
         )
+
+
+def _batches_apart(candidates: list[Candidate], sessions: dict[str, Session]) -> dict[str, bool]:
+    """Which sessions keep a batch's samples apart (the proof ``shipyard serve`` runs at load)."""
+    from shipyard.serve.batchaxis import prove_batch_axis
+
+    keys = {timing_key(c) for c in candidates}
+    return {k: prove_batch_axis(sessions[k].run, sessions[k].signature).batched for k in keys}
 
 
 def _named(progress: StageProgress | None, what: str) -> Progress | None:
@@ -122,12 +132,13 @@ def timing_key(candidate: Candidate) -> str:
 
 
 def choose(candidates: list[Candidate], optimize_for: str) -> Candidate | None:
-    """The passing candidate with the lowest batch-1 p50 (or the highest throughput)."""
+    """The passing candidate with the lowest batch-1 p50, or the highest throughput a batching
+    server gets from it (``Timing.served_throughput``)."""
     passing = [c for c in candidates if c.passed and c.timing and c.timing.calls]
     if not passing:
         return None
     if optimize_for == "throughput":
-        return max(passing, key=lambda c: c.timing.throughput)
+        return max(passing, key=lambda c: c.timing.served_throughput)
     return min(passing, key=lambda c: c.timing.p50_ms)
 
 

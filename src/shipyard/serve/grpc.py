@@ -196,8 +196,10 @@ def _encode_response(
 GRPC_IDLE_MS = 60_000
 
 
-def make_server(state: ServerState, address: str) -> tuple[Any, int]:
-    """A ``grpc.aio`` server bound to ``address`` (``host:port``), not yet started, and its port."""
+def make_server(state: ServerState, address: str, reuse_port: bool = False) -> tuple[Any, int]:
+    """A ``grpc.aio`` server bound to ``address`` (``host:port``), not yet started, and its port;
+    ``reuse_port`` lets other serving processes bind the same port (gRPC's own default would let
+    any process do so silently: a second server on a taken port must fail instead)."""
     limit = state.options.max_request_bytes
     server = grpc.aio.server(
         options=[
@@ -206,6 +208,7 @@ def make_server(state: ServerState, address: str) -> tuple[Any, int]:
             ("grpc.max_concurrent_streams", 100),
             # an idle connection is closed (GOAWAY; clients reconnect by themselves)
             ("grpc.max_connection_idle_ms", GRPC_IDLE_MS),
+            ("grpc.so_reuseport", int(reuse_port)),
         ],
         maximum_concurrent_rpcs=state.options.max_connections,
     )

@@ -1,7 +1,13 @@
-"""Prometheus metrics of one server, in its own registry so several servers can share a process."""
+"""Prometheus metrics of one server, in its own registry so several servers can share a process.
+
+In a serving process of ``shipyard serve --workers N`` (``PROMETHEUS_MULTIPROC_DIR`` set before
+``prometheus_client`` is imported), the values live in that folder's files and ``/metrics`` sums
+every worker's, as prometheus_client's multiprocess mode does for gunicorn.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from prometheus_client import (
@@ -13,7 +19,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-from shipyard.serve.stats import BatchTiming, ModelStats, StatsRegistry
+from shipyard.serve.stats import BatchTiming, ModelStats, SharedStats, StatsRegistry
+
+MULTIPROCESS_FOLDER = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -59,7 +67,7 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, shared: SharedStats | None = None, max_batch: int = 64) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -100,9 +108,15 @@ class Metrics:
             registry=r,
         )
         self._depth = Gauge(
-            "shipyard_queue_depth", "Requests waiting in the batch queue", ["model"], registry=r
+            "shipyard_queue_depth",
+            "Requests waiting in the batch queue",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",  # the workers' queues that are still there, added up
         )
-        self.stats = StatsRegistry()  # Triton's statistics extension, beside the Prometheus view
+        self.stats = StatsRegistry(
+            shared, max_batch
+        )  # Triton's statistics extension, beside the Prometheus view
         self._children: dict[tuple[str, str], tuple[Counter, Histogram, ModelStats]] = {}
 
     def for_model(self, model: str) -> ModelMetrics:
@@ -130,4 +144,11 @@ class Metrics:
             self.failures.labels(model, protocol, str(status)).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        folder = os.environ.get(MULTIPROCESS_FOLDER)
+        if not folder:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker, folder)
+        return generate_latest(every_worker)

@@ -30,6 +30,7 @@ from shipyard.serve.limits import check_options
 from shipyard.serve.metrics import Metrics
 from shipyard.serve.repository import Repository, ServeOptions
 from shipyard.serve.state import ServerState
+from shipyard.serve.stats import SharedStats
 
 
 @dataclass
@@ -41,6 +42,8 @@ class ServerConfig:
     grpc_port: int | None = 8001
     graceful_timeout_s: float = 30.0
     log_level: str = "warning"
+    reuse_port: bool = False
+    """Share both ports with other processes (``SO_REUSEPORT``; ``shipyard serve --workers``)."""
 
 
 class Server:
@@ -51,6 +54,7 @@ class Server:
         folders: list[str | Path],
         config: ServerConfig | None = None,
         options: ServeOptions | None = None,
+        shared: SharedStats | None = None,
     ) -> None:
         if not folders:
             raise UsageError("no packages to serve; expected at least one package directory")
@@ -59,7 +63,7 @@ class Server:
         check_options(
             self.options
         )  # before any package loads: a zero limit would refuse every request
-        self.metrics = Metrics()
+        self.metrics = Metrics(shared, self.options.batch.max_batch_size)
         self.state = ServerState(
             Repository.load(list(folders), self.options, self.metrics), self.metrics, self.options
         )
@@ -116,8 +120,13 @@ class Server:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._loop.add_signal_handler(sig, self.stop)
         watcher = asyncio.create_task(self._mark_started())
+        sockets = None
+        if self.config.reuse_port:
+            from shipyard.serve.ports import shared_port_socket
+
+            sockets = [shared_port_socket(self.config.host, self.config.http_port)]
         try:
-            await self._uvicorn.serve()
+            await self._uvicorn.serve(sockets=sockets)
         finally:
             watcher.cancel()
             self.state.ready = False
@@ -132,7 +141,7 @@ class Server:
         from shipyard.serve.grpc import make_server
 
         server, self.grpc_port = make_server(
-            self.state, f"{self.config.host}:{self.config.grpc_port}"
+            self.state, f"{self.config.host}:{self.config.grpc_port}", self.config.reuse_port
         )
         await server.start()
         return server

@@ -15,9 +15,11 @@ Durations are nanoseconds, as Triton's.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 _PHASES = (
     "success",
@@ -40,61 +42,113 @@ class BatchTiming(Protocol):
     output_s: float
 
 
-@dataclass
 class Duration:
-    """Triton's ``StatisticDuration``: how many, and their total nanoseconds."""
+    """Triton's ``StatisticDuration`` (how many, and their total nanoseconds): a view of two
+    slots of a :class:`ModelStats` counter array."""
 
-    count: int = 0
-    ns: int = 0
+    def __init__(self, values: np.ndarray, at: int) -> None:
+        self._values, self._at = values, at
+
+    @property
+    def count(self) -> int:
+        return int(self._values[self._at])
+
+    @property
+    def ns(self) -> int:
+        return int(self._values[self._at + 1])
 
     def add(self, seconds: float, count: int = 1) -> None:
-        self.count += count
-        self.ns += int(seconds * 1e9) * count
+        self._values[self._at] += count
+        self._values[self._at + 1] += int(seconds * 1e9) * count
+
+    def as_json(self) -> dict[str, int]:
+        return {"count": self.count, "ns": self.ns}
 
 
-@dataclass
+_HEAD = 3  # inference_count, execution_count, last_inference_ms
+_PER_SIZE = 2 * len(_BATCH_PHASES)
+
+
+def counter_slots(max_batch: int) -> int:
+    """How many int64 counters one model's statistics take, for batches of up to ``max_batch``."""
+    return _HEAD + 2 * len(_PHASES) + _PER_SIZE * max(1, max_batch)
+
+
 class ModelStats:
-    """The counters of one model, updated from the event loop (batches and front ends)."""
+    """The counters of one model, updated from the event loop (batches and front ends).
 
-    inference_count: int = 0
-    execution_count: int = 0
-    last_inference_ms: int = 0
-    phases: dict[str, Duration] = field(default_factory=lambda: {p: Duration() for p in _PHASES})
-    batches: dict[int, dict[str, Duration]] = field(
-        default_factory=lambda: defaultdict(lambda: {p: Duration() for p in _BATCH_PHASES})
-    )
+    They live in one int64 array so that serving processes can keep them in shared files
+    (:class:`SharedStats`) and any process can answer for all of them.
+    """
+
+    def __init__(self, values: np.ndarray | None = None, max_batch: int = 64) -> None:
+        self._bind(np.zeros(counter_slots(max_batch), np.int64) if values is None else values)
+
+    def _bind(self, values: np.ndarray) -> None:
+        self.values = values
+        self.phases = {p: Duration(values, _HEAD + 2 * i) for i, p in enumerate(_PHASES)}
+        self._batches_at = _HEAD + 2 * len(_PHASES)
+
+    @property
+    def max_batch(self) -> int:
+        return (len(self.values) - self._batches_at) // _PER_SIZE
+
+    @property
+    def inference_count(self) -> int:
+        return int(self.values[0])
+
+    @property
+    def execution_count(self) -> int:
+        return int(self.values[1])
+
+    def batch_phases(self, samples: int) -> dict[str, Duration]:
+        """The compute phases of batches of ``samples`` samples."""
+        if samples > self.max_batch:
+            self._grow(samples)
+        at = self._batches_at + _PER_SIZE * (samples - 1)
+        return {p: Duration(self.values, at + 2 * i) for i, p in enumerate(_BATCH_PHASES)}
+
+    def _grow(self, samples: int) -> None:
+        if isinstance(self.values, np.memmap):
+            raise ValueError(
+                f"a batch of {samples} samples is over the {self.max_batch} the shared statistics "
+                f"were sized for; expected at most max_batch_size"
+            )
+        grown = np.zeros(self._batches_at + _PER_SIZE * samples, np.int64)
+        grown[: len(self.values)] = self.values
+        self._bind(grown)
 
     def observe_batch(self, queue_s: list[float], timing: BatchTiming, samples: int) -> None:
-        self.inference_count += samples
-        self.execution_count += 1
-        self.last_inference_ms = int(time.time() * 1000)
+        self.values[0] += samples
+        self.values[1] += 1
+        self.values[2] = int(time.time() * 1000)
         for seconds in queue_s:
             self.phases["queue"].add(seconds)
+        of_size = self.batch_phases(samples)
         by_phase = zip(_BATCH_PHASES, (timing.input_s, timing.infer_s, timing.output_s))
         for phase, seconds in by_phase:
             self.phases[phase].add(seconds, len(queue_s))
-            self.batches[samples][phase].add(seconds)
+            of_size[phase].add(seconds)
 
     def observe_request(self, seconds: float, ok: bool) -> None:
         self.phases["success" if ok else "fail"].add(seconds)
 
     def as_json(self, name: str, version: str) -> dict[str, Any]:
         """This model's entry of ``model_stats``, as Triton's HTTP endpoint writes it."""
-        phases = {p: {"count": d.count, "ns": d.ns} for p, d in self.phases.items()}
+        sizes = [
+            s for s in range(1, self.max_batch + 1) if self.batch_phases(s)["compute_infer"].count
+        ]
         batches = [
-            {
-                "batch_size": size,
-                **{p: {"count": d.count, "ns": d.ns} for p, d in phases_of_size.items()},
-            }
-            for size, phases_of_size in sorted(self.batches.items())
+            {"batch_size": s, **{p: d.as_json() for p, d in self.batch_phases(s).items()}}
+            for s in sizes
         ]
         return {
             "name": name,
             "version": version,
-            "last_inference": self.last_inference_ms,
+            "last_inference": int(self.values[2]),
             "inference_count": self.inference_count,
             "execution_count": self.execution_count,
-            "inference_stats": phases,
+            "inference_stats": {p: d.as_json() for p, d in self.phases.items()},
             "response_stats": {},
             "batch_stats": batches,
             "memory_usage": [],
@@ -102,13 +156,57 @@ class ModelStats:
 
 
 class StatsRegistry:
-    """Every model's :class:`ModelStats`, by model name."""
+    """Every model's :class:`ModelStats`, by model name; with ``shared``, kept in the files of
+    several serving processes, and read back as their sum."""
 
-    def __init__(self) -> None:
-        self.models: dict[str, ModelStats] = defaultdict(ModelStats)
+    def __init__(self, shared: SharedStats | None = None, max_batch: int = 64) -> None:
+        self.shared, self.max_batch = shared, max_batch
+        self.models: dict[str, ModelStats] = {}
 
     def for_model(self, name: str) -> ModelStats:
-        return self.models[name]
+        """This process's counters of ``name``, to update."""
+        stats = self.models.get(name)
+        if stats is None:
+            values = None if self.shared is None else self.shared.own(name, self.max_batch)
+            stats = self.models[name] = ModelStats(values, self.max_batch)
+        return stats
+
+    def totals(self, name: str) -> ModelStats:
+        """The counters of ``name`` over every serving process, to read."""
+        if self.shared is None:
+            return self.for_model(name)
+        self.for_model(name)
+        return ModelStats(self.shared.total(name), self.max_batch)
+
+
+@dataclass(frozen=True)
+class SharedStats:
+    """Statistics files of the serving processes in ``folder``: each process writes its own
+    (``slot``), any process sums them all. Every counter is one aligned int64, written by one
+    process only, so a reader never sees half a number (Triton's own counters are no snapshot
+    either)."""
+
+    folder: Path
+    slot: int
+
+    def own(self, model: str, max_batch: int) -> np.ndarray:
+        path = self.folder / f"{_file_key(model)}.{self.slot}.stats"
+        return np.memmap(
+            path, np.int64, "w+" if not path.exists() else "r+", shape=(counter_slots(max_batch),)
+        )
+
+    def total(self, model: str) -> np.ndarray:
+        parts = [
+            np.fromfile(p, np.int64)
+            for p in sorted(self.folder.glob(f"{_file_key(model)}.*.stats"))
+        ]
+        total = np.sum(parts, axis=0)
+        total[2] = max(int(p[2]) for p in parts)  # last_inference: the latest, not a sum
+        return total
+
+
+def _file_key(model: str) -> str:
+    return model.encode().hex()  # any model name, as a file name
 
 
 def stats_json(state: Any, name: str | None, version: str | None) -> dict[str, Any]:
@@ -122,7 +220,7 @@ def stats_json(state: Any, name: str | None, version: str | None) -> dict[str, A
         models = [state.repository.get(name, version)]
     else:
         models = state.repository.all()
-    return {"model_stats": [registry.for_model(m.name).as_json(m.name, m.version) for m in models]}
+    return {"model_stats": [registry.totals(m.name).as_json(m.name, m.version) for m in models]}
 
 
 def stats_proto(state: Any, name: str, version: str) -> Any:

@@ -125,7 +125,12 @@ def _verdict(kind: str) -> str:
 
 
 def _throughput(t) -> str:
-    return f"{rate(t.throughput)} <small>@{t.throughput_batch}</small>" if t.throughput else DASH
+    if not t.throughput:
+        return DASH
+    batched = f"{rate(t.throughput)} <small>@{t.throughput_batch}</small>"
+    if t.batches_apart is False:  # a server runs it request by request
+        return f"{batched}<br><small>unbatched {rate(t.served_throughput)}</small>"
+    return batched
 
 
 def details(c: Candidate) -> str:
