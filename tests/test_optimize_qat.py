@@ -128,7 +128,11 @@ def test_qat_flag_builds_int8_candidates(tmp_path, monkeypatch):
         for c in result.candidates
         if c.precision == "int8" and any(s.name == "qat" for s in c.recipe.steps)
     ]
-    assert qat and qat[0].passed, [c.error or c.why_failed for c in qat]
+    assert qat and qat[0].verification is not None, [c.error or c.why_failed for c in qat]
+    # made and verified; a QAT model below post-training INT8 is dropped by design (seen on an
+    # AVX2-only EPYC: 98.89 < 99.44 after 2 epochs)
+    dropped = qat[0].why_failed.startswith("QAT ended below post-training INT8")
+    assert qat[0].passed or dropped, qat[0].error or qat[0].why_failed
     assert [str(s) for s in qat[0].recipe.steps][1:] == ["reparam(branches=9)", "qat(epochs=2)"]
 
 

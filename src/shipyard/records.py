@@ -253,7 +253,7 @@ class Timing:
     threads: int = 0
     throughput_calls: int = 0
     batches_apart: bool | None = None
-    """Whether a batch's outputs equal its samples run alone (``serve.batchaxis``; checked for
+    """Whether a batch's outputs equal its samples run alone (``verify.batchaxis``; checked for
     ``--optimize-for throughput``): a server runs a model that fails request by request, so what
     it serves is its batch-1 rate. None: not checked."""
 

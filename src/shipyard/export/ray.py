@@ -83,7 +83,7 @@ def _deployment_class(serve: Any, options: RayOptions) -> Any:
                 min(opts.max_batch_size, p.max_batch_size),
             )
             self.max_bytes = opts.max_request_bytes
-            from shipyard.serve.batchaxis import prove_batch_axis
+            from shipyard.verify.batchaxis import prove_batch_axis
 
             self.batched = self.face.batched and prove_batch_axis(p.run, p.signature).batched
 

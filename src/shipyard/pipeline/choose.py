@@ -117,7 +117,7 @@ def time_candidates(
 
 def _batches_apart(candidates: list[Candidate], sessions: dict[str, Session]) -> dict[str, bool]:
     """Which sessions keep a batch's samples apart (the proof ``shipyard serve`` runs at load)."""
-    from shipyard.serve.batchaxis import prove_batch_axis
+    from shipyard.verify.batchaxis import prove_batch_axis
 
     keys = {timing_key(c) for c in candidates}
     return {k: prove_batch_axis(sessions[k].run, sessions[k].signature).batched for k in keys}

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from shipyard.records import Signature
-from shipyard.serve.batchaxis import batching_proof, probe_sample
+from shipyard.verify.batchaxis import batching_proof, probe_sample
 
 IN_FLIGHT = 16
 """Samples in flight across all instances while a layout is timed (16 clients' worth)."""

@@ -14,11 +14,11 @@ import numpy as np
 
 from shipyard.errors import DataError, UsageError
 from shipyard.records import Signature, TensorSpec
-from shipyard.serve.batchaxis import BatchProof, batching_proof
 from shipyard.serve.batcher import LOGGER, BatchConfig, Batcher
 from shipyard.serve.errors import BadRequest, ModelNotFound
 from shipyard.serve.layout import LayoutChoice, measured_instances
 from shipyard.serve.metrics import Metrics
+from shipyard.verify.batchaxis import BatchProof, batching_proof
 
 
 @dataclass
