@@ -33,13 +33,15 @@ def _children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def _server_sockets(port: int, state: str) -> set[str]:
+    """Socket inodes whose local port is ``port`` in TCP ``state`` (``/proc/net/tcp``: 0A
+    listening, 01 established)."""
+    rows = [r.split() for r in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return {r[9] for r in rows if r[1].endswith(f":{port:04X}") and r[3] == state}
+
+
 def _listening_inodes(port: int) -> set[str]:
-    """Socket inodes listening on ``port`` on loopback (``/proc/net/tcp``: state 0A)."""
-    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    local_port = f":{port:04X}"
-    return {
-        r.split()[9] for r in rows if r.split()[1].endswith(local_port) and r.split()[3] == "0A"
-    }
+    return _server_sockets(port, "0A")
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -135,9 +137,7 @@ def test_statistics_and_metrics_count_every_worker_s_requests(pool, digits_packa
 
 def _established(url: str) -> set[str]:
     """Socket inodes of the server side of established connections to ``url``'s port."""
-    port = f":{int(url.rsplit(':', 1)[1]):04X}"
-    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    return {r.split()[9] for r in rows if r.split()[1].endswith(port) and r.split()[3] == "01"}
+    return _server_sockets(int(url.rsplit(":", 1)[1]), "01")
 
 
 def _requests_metric(url: str) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -217,8 +216,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from shipyard.serve import ServeOptions, ServerConfig
 
     if not args.no_access_log:
-        logging.basicConfig(level=logging.WARNING, format="%(message)s")
-        logging.getLogger("shipyard.access").setLevel(logging.INFO)
+        from shipyard.serve.accesslog import print_access_log
+
+        print_access_log()
     options = ServeOptions(
         _batch_config(args),
         int(args.max_request_mb * 1024 * 1024),

@@ -10,6 +10,12 @@ from typing import Any
 LOGGER_NAME = "shipyard.access"
 
 
+def print_access_log() -> None:
+    """Print the access lines on standard error, as ``shipyard serve`` does by default."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger(LOGGER_NAME).setLevel(logging.INFO)
+
+
 def access_log_on() -> bool:
     """Whether access lines are logged (check before gathering a line's fields)."""
     return _logger().isEnabledFor(logging.INFO)

@@ -66,12 +66,13 @@ class Duration:
 
 
 _HEAD = 3  # inference_count, execution_count, last_inference_ms
+_BATCHES_AT = _HEAD + 2 * len(_PHASES)  # then, per batch size from 1, its three phases
 _PER_SIZE = 2 * len(_BATCH_PHASES)
 
 
 def counter_slots(max_batch: int) -> int:
     """How many int64 counters one model's statistics take, for batches of up to ``max_batch``."""
-    return _HEAD + 2 * len(_PHASES) + _PER_SIZE * max(1, max_batch)
+    return _BATCHES_AT + _PER_SIZE * max(1, max_batch)
 
 
 class ModelStats:
@@ -87,11 +88,10 @@ class ModelStats:
     def _bind(self, values: np.ndarray) -> None:
         self.values = values
         self.phases = {p: Duration(values, _HEAD + 2 * i) for i, p in enumerate(_PHASES)}
-        self._batches_at = _HEAD + 2 * len(_PHASES)
 
     @property
     def max_batch(self) -> int:
-        return (len(self.values) - self._batches_at) // _PER_SIZE
+        return (len(self.values) - _BATCHES_AT) // _PER_SIZE
 
     @property
     def inference_count(self) -> int:
@@ -105,7 +105,7 @@ class ModelStats:
         """The compute phases of batches of ``samples`` samples."""
         if samples > self.max_batch:
             self._grow(samples)
-        at = self._batches_at + _PER_SIZE * (samples - 1)
+        at = _BATCHES_AT + _PER_SIZE * (samples - 1)
         return {p: Duration(self.values, at + 2 * i) for i, p in enumerate(_BATCH_PHASES)}
 
     def _grow(self, samples: int) -> None:
@@ -114,7 +114,7 @@ class ModelStats:
                 f"a batch of {samples} samples is over the {self.max_batch} the shared statistics "
                 f"were sized for; expected at most max_batch_size"
             )
-        grown = np.zeros(self._batches_at + _PER_SIZE * samples, np.int64)
+        grown = np.zeros(counter_slots(samples), np.int64)
         grown[: len(self.values)] = self.values
         self._bind(grown)
 
@@ -135,12 +135,11 @@ class ModelStats:
 
     def as_json(self, name: str, version: str) -> dict[str, Any]:
         """This model's entry of ``model_stats``, as Triton's HTTP endpoint writes it."""
-        sizes = [
-            s for s in range(1, self.max_batch + 1) if self.batch_phases(s)["compute_infer"].count
-        ]
+        of_size = {s: self.batch_phases(s) for s in range(1, self.max_batch + 1)}
         batches = [
-            {"batch_size": s, **{p: d.as_json() for p, d in self.batch_phases(s).items()}}
-            for s in sizes
+            {"batch_size": s, **{p: d.as_json() for p, d in phases.items()}}
+            for s, phases in of_size.items()
+            if phases["compute_infer"].count  # only the sizes that ran, as Triton lists them
         ]
         return {
             "name": name,
@@ -175,7 +174,7 @@ class StatsRegistry:
         """The counters of ``name`` over every serving process, to read."""
         if self.shared is None:
             return self.for_model(name)
-        self.for_model(name)
+        self.for_model(name)  # this process's file exists, so there is at least one to add up
         return ModelStats(self.shared.total(name), self.max_batch)
 
 

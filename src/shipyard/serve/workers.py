@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shipyard.errors import UsageError
+from shipyard.serve.accesslog import print_access_log
 from shipyard.serve.batcher import BatchConfig
 from shipyard.serve.metrics import MULTIPROCESS_FOLDER
 from shipyard.serve.ports import shared_port_socket
@@ -265,8 +266,7 @@ def main(argv: list[str]) -> int:
     """One worker: ``python -m shipyard.serve.workers PLAN.json``."""
     plan = WorkerPlan.from_json(Path(argv[0]).read_text())
     if plan.access_log:
-        logging.basicConfig(level=logging.WARNING, format="%(message)s")
-        logging.getLogger("shipyard.access").setLevel(logging.INFO)
+        print_access_log()
     shared = SharedStats(Path(plan.shared_folder) / "stats", plan.slot)
     server = Server(plan.folders, plan.config, plan.options, shared)
     _stop_when_orphaned(server)
