@@ -147,18 +147,24 @@ def test_nncf_qdq_on_onnxruntime_matches_nncf_on_openvino(mobilenet):
     )  # within 3 of 96 crops
 
 
-def test_metric_search_finds_layers_that_win_the_metric_back(mobilenet):
-    import onnx
-
+def test_metric_search_drops_int8_when_near_ties_flip_everywhere(mobilenet):
     from shipyard.backends.onnxruntime.int8 import quantize_static_qdq
-    from shipyard.search.sensitivity import Prober, run_first_output, search
+    from shipyard.search.sensitivity import run_first_output, search
 
     quantized = quantize_static_qdq(
         mobilenet["onnx"], mobilenet["work"] / "search.onnx", mobilenet["calibration"]
     )
     holdout = mobilenet["calibration"].take(np.arange(48))
     reference = run_first_output(mobilenet["onnx"].path, holdout, threads=2)
-    strict = search(quantized.path, reference, holdout, "agreement", max_drop=0.0, threads=2)
+    strict = search(
+        quantized.path,
+        reference,
+        holdout,
+        "agreement",
+        max_drop=0.0,
+        threads=2,
+        float_model=mobilenet["onnx"].path,
+    )
     assert (
         strict.dropped and not strict.keep_fp32
     )  # near-ties everywhere: no half-INT8 model is exact
@@ -167,13 +173,74 @@ def test_metric_search_finds_layers_that_win_the_metric_back(mobilenet):
     assert all(
         c.metric_cost is not None for c in strict.costs
     )  # every probe is the metric, in points
-    lost = strict.reference_score - strict.quantized_score
-    loose = search(quantized.path, reference, holdout, "agreement", max_drop=lost / 2, threads=2)
+
+
+def test_every_layer_reverted_is_the_float_model_again(mobilenet):
+    import onnx
+
+    from shipyard.backends.onnxruntime.int8 import quantize_static_qdq
+    from shipyard.search.qdq_revert import float_initializers, quantized_layers, revert
+    from shipyard.search.sensitivity import run_first_output
+    from shipyard.verify.metrics import row_cosine
+
+    quantized = onnx.load(
+        str(
+            quantize_static_qdq(
+                mobilenet["onnx"], mobilenet["work"] / "revert.onnx", mobilenet["calibration"]
+            ).path
+        )
+    )
+    holdout = mobilenet["calibration"].take(np.arange(48))
+    reference = run_first_output(mobilenet["onnx"].path, holdout, threads=2)
+    names = {layer.name for layer in quantized_layers(quantized)}
+    floats = float_initializers(onnx.load(str(mobilenet["onnx"].path)))
+    own_weights = run_first_output(revert(quantized, names, floats), holdout, threads=2)
+    dequantized = run_first_output(revert(quantized, names), holdout, threads=2)
+    # only the residual Adds and the logits stay quantised; the weights are the float model's
+    assert row_cosine(reference, own_weights).mean() > 0.99
+    assert row_cosine(reference, own_weights).mean() > row_cosine(reference, dequantized).mean()
+
+
+def test_metric_search_finds_layers_that_win_the_metric_back(mobilenet):
+    import onnx
+
+    from shipyard.backends.onnxruntime.int8 import quantize_static_qdq
+    from shipyard.search.qdq_revert import float_initializers
+    from shipyard.search.sensitivity import Prober, run_first_output, search
+
+    quantized = quantize_static_qdq(
+        mobilenet["onnx"], mobilenet["work"] / "search-cosine.onnx", mobilenet["calibration"]
+    )
+    holdout = mobilenet["calibration"].take(np.arange(48))
+    reference = run_first_output(mobilenet["onnx"].path, holdout, threads=2)
+    float_model = mobilenet["onnx"].path
+
+    def searched(max_drop: float):
+        return search(
+            quantized.path,
+            reference,
+            holdout,
+            "cosine",
+            max_drop,
+            threads=2,
+            float_model=float_model,
+        )
+
+    lost = searched(0.0)
+    lost = lost.reference_score - lost.quantized_score
+    assert lost > 0
+    loose = searched(lost / 2)
     assert not loose.dropped and 0 < len(loose.keep_fp32) <= 26, loose
     measured = {c.layer for c in loose.costs if not c.op_type.startswith("block of ")}
     best = max((c for c in loose.costs if c.layer in measured), key=lambda c: c.metric_cost)
     assert best.layer in loose.keep_fp32  # the layer that won most back is kept first
-    prober = Prober(onnx.load(str(quantized.path)), reference, holdout, "agreement")
+    prober = Prober(
+        onnx.load(str(quantized.path)),
+        reference,
+        holdout,
+        "cosine",
+        floats=float_initializers(onnx.load(str(float_model))),
+    )
     assert (
         prober.score(set(loose.keep_fp32)) >= loose.reference_score - lost / 2
     )  # the set really holds

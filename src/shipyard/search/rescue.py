@@ -171,6 +171,7 @@ def _metric_rescue(candidate: Candidate, search: Search) -> list[Candidate]:
         search.options.max_drop,
         deadline,
         search.options.threads,
+        float_model=fp32.path,
     )
     from shipyard.search.layer_names import module_paths
 

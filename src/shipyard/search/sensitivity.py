@@ -3,7 +3,8 @@
 A tensor-error ranking does not predict the metric on real networks (on MobileNetV2, 31 of 52
 layers reverted by error recovered almost nothing), so every probe here is the build's own metric
 on held-out calibration samples, with layers put back in float in the quantised QDQ model
-(``shipyard.quantize.qdq_revert``: no recalibration per probe):
+(``shipyard.search.qdq_revert``: no recalibration per probe; a reverted layer takes the float
+model's own weights, as the mixed-precision model that ships will):
 
 1. **blocks** — the quantised layers in graph order are cut into a few consecutive blocks; each
    block alone is reverted and what it wins back is recorded;
@@ -31,7 +32,7 @@ import numpy as np
 
 from shipyard.dataset import Dataset
 from shipyard.records import LayerCost
-from shipyard.search.qdq_revert import QdqLayer, quantized_layers, revert
+from shipyard.search.qdq_revert import QdqLayer, float_initializers, quantized_layers, revert
 
 BLOCKS = 8
 REFINED_BLOCKS = 2
@@ -62,15 +63,19 @@ class Prober:
         holdout: Dataset,
         metric: str,
         threads: int = 1,
+        floats: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.model, self.reference, self.holdout = model, reference_outputs, holdout
+        self.floats = floats or {}
         self.metric = "agreement" if metric == "accuracy" and holdout.labels is None else metric
         self.threads, self.probes = threads, 0
 
     def score(self, reverted: set[str]) -> float:
         self.probes += 1
         output = run_first_output(
-            revert(self.model, reverted) if reverted else self.model, self.holdout, self.threads
+            revert(self.model, reverted, self.floats) if reverted else self.model,
+            self.holdout,
+            self.threads,
         )
         return float(per_sample(self.metric, self.reference, output, self.holdout.labels).mean())
 
@@ -113,14 +118,17 @@ def search(
     max_drop: float,
     deadline: float | None = None,
     threads: int = 1,
+    float_model: Path | None = None,
 ) -> SearchResult:
     """The layers of the QDQ model at ``quantized`` to keep in FP32 so ``metric`` drops ≤
-    ``max_drop``."""
+    ``max_drop``; reverted layers take their weights from ``float_model``, the model that was
+    quantised."""
     import onnx
 
     started = time.monotonic()
     model = onnx.load(str(quantized))
-    prober = Prober(model, prober_reference, holdout, metric, threads)
+    floats = float_initializers(onnx.load(str(float_model))) if float_model else None
+    prober = Prober(model, prober_reference, holdout, metric, threads, floats)
     layers = quantized_layers(model)
     reference, base = prober.reference_score(), prober.score(set())
     result = SearchResult([], [], 0, 0.0, base, reference)
