@@ -15,7 +15,7 @@ from tiny_packages import linear_package, rows, text_package
 
 import shipyard
 from shipyard.errors import PackageError, UsageError
-from shipyard.package.outdir import check_out_dir
+from shipyard.package.outdir import check_out_dir, is_package
 from shipyard.package.trust import UntrustedPackage, pt2_pickles, seal
 
 
@@ -86,6 +86,18 @@ def test_force_refuses_a_folder_holding_the_builds_input(tmp_path):
         check_out_dir(folder, True, build_inputs(str(model)))
     with pytest.raises(UsageError, match="input"):  # an ancestor of the data
         check_out_dir(tmp_path, True, build_inputs("example:digits", folder / "model"))
+
+
+def test_force_replaces_an_old_package_named_like_the_example_it_was_built_from(
+    tmp_path, monkeypatch
+):
+    from shipyard.package.outdir import build_inputs
+
+    folder = linear_package(tmp_path / "digits")
+    monkeypatch.chdir(tmp_path)  # "digits" is a folder here: example:digits still names no path
+    assert build_inputs("example:digits") == []
+    check_out_dir(Path("digits"), True, build_inputs("example:digits"))
+    assert is_package(folder)
 
 
 def test_force_replaces_an_old_package_readable_by_everyone(tmp_path):

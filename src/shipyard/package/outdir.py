@@ -92,6 +92,8 @@ def build_inputs(model: str, *paths: Path | None) -> list[Path]:
     """The files and folders a build reads: the model's path (any ``hf:``/``file.py:fn`` form) and
     others."""
     found = [Path(p) for p in paths if p is not None]
+    if model.startswith("example:"):  # a built-in name, even where a folder of that name exists
+        return found
     text = (
         model.split(":", 1)[1] if model.startswith(("hf:", "paddle:", "tf:", "caffe:")) else model
     )
