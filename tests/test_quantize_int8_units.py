@@ -108,6 +108,20 @@ def test_reverting_a_layer_computes_it_in_float_but_keeps_the_folded_clip():
 
 
 @pytest.mark.backend("onnxruntime")
+def test_a_reverted_layer_takes_the_float_weights_only_when_they_are_the_same_tensor():
+    from shipyard.search.qdq_revert import revert
+
+    model = _qdq_conv_model()
+    x = np.random.default_rng(3).normal(0, 1, size=(1, 3, 8, 8)).astype(np.float32)
+    steps = np.random.default_rng(0).integers(-127, 128, size=(4, 3, 3, 3)).astype(np.float32)
+    dequantized = _run(revert(model, {"conv"}), x)
+    near = steps * 0.01 + 0.004  # within half a step (0.005) of every dequantised weight
+    assert not np.array_equal(_run(revert(model, {"conv"}, {"w_q": near}), x), dequantized)
+    other = steps * 0.01 + 0.02  # the same name and shape, another tensor: not used
+    np.testing.assert_array_equal(_run(revert(model, {"conv"}, {"w_q": other}), x), dequantized)
+
+
+@pytest.mark.backend("onnxruntime")
 def test_entropy_and_percentile_calibrate_when_the_count_is_not_a_multiple_of_eight(
     small_cnn, tmp_path
 ):

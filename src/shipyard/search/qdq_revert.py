@@ -89,16 +89,29 @@ def _float_initializer(
     tensor: str,
     floats: dict[str, np.ndarray],
 ) -> str:
+    """The float values of a quantised weight or bias: the float model's own where they are the
+    same tensor (within half a quantisation step of the dequantised values), else dequantised."""
     from onnx import numpy_helper
 
     name = f"{tensor}__float"
     made[tensor] = name
-    values = numpy_helper.to_array(initializers[dq.input[0]])
+    values, scale = _dequantized(dq, initializers)
     original = floats.get(dq.input[0].removesuffix("_quantized"))
-    if original is not None and original.shape == values.shape:
-        graph.initializer.append(numpy_helper.from_array(original.astype(np.float32), name))
-        return name
-    values = values.astype(np.float32)
+    if (
+        original is not None
+        and original.shape == values.shape
+        and np.all(np.abs(original - values) <= scale * 0.501 + 1e-6)
+    ):
+        values = original
+    graph.initializer.append(numpy_helper.from_array(values.astype(np.float32), name))
+    return name
+
+
+def _dequantized(dq: Any, initializers: dict) -> tuple[np.ndarray, np.ndarray]:
+    """What a DequantizeLinear of an initializer computes, and its scale (broadcastable)."""
+    from onnx import numpy_helper
+
+    values = numpy_helper.to_array(initializers[dq.input[0]]).astype(np.float32)
     scale = numpy_helper.to_array(initializers[dq.input[1]]).astype(np.float32)
     zero = (
         numpy_helper.to_array(initializers[dq.input[2]]).astype(np.float32)
@@ -110,10 +123,7 @@ def _float_initializer(
         shape = [1] * values.ndim
         shape[axis] = -1
         scale, zero = scale.reshape(shape), zero.reshape(shape)
-    graph.initializer.append(
-        numpy_helper.from_array(((values - zero) * scale).astype(np.float32), name)
-    )
-    return name
+    return (values - zero) * scale, scale
 
 
 def _clipped(graph: Any, q: Any, initializers: dict, made: dict[str, str], quantized: str) -> str:
