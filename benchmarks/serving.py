@@ -31,6 +31,10 @@ For each package:
 * with ``--before-src DIR`` also `shipyard serve` from another source tree (an older commit), to
   measure a change under the same conditions.
 
+For `shipyard serve`'s HTTP points the CPU each part used is read as well (`_cpu.py`): the server's
+event-loop thread, its other threads (model instances, runtime threads) and the load generator, as
+cores kept busy and µs per request — where the time goes.
+
 Server measurements alternate between the servers over ``--rounds`` rounds and medians are
 reported. The client shares the machine's cores with the servers, as perf_analyzer would on one
 box.
@@ -60,9 +64,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the Triton launcher
 
+from _cpu import CpuMeter, CpuShare  # noqa: E402
+
 SENTENCE = "Our quarterly revenue grew by eight percent despite higher shipping costs."
 BATCHES = (1, 4, 8, 16, 32)
 CLIENTS = (1, 16, 32)
+CPU_PARTS = ("loop", "others", "client")
 
 
 @dataclass
@@ -368,8 +375,9 @@ def run_all(
     before_src: Path | None,
     flags: list[str],
     workers: int = 0,
-) -> tuple[dict[str, dict], dict[str, dict[str, list]], dict]:
-    """Alternate raw-runtime timing and every server load point, ``rounds`` times."""
+) -> tuple[dict[str, dict], dict[str, dict[str, list]], dict, dict]:
+    """Alternate raw-runtime timing and every server load point, ``rounds`` times; the CPU shares
+    of `shipyard serve`'s HTTP points by client count."""
     import shipyard
 
     predictors = {case.label: shipyard.load(case.package) for case in cases}
@@ -380,9 +388,12 @@ def run_all(
     packages = [case.package for case in cases]
     raw_runs: dict[str, list] = {case.label: [] for case in cases}
     results: dict[str, dict[str, list]] = {case.label: {} for case in cases}
+    cpu: dict[str, dict[int, list[CpuShare]]] = {case.label: {} for case in cases}
     with ExitStack() as stack:
         argv = ours_argv(packages, ports["ours http"], ports["ours grpc"], flags)
-        stack.enter_context(process(argv, ports["ours http"], "/v2/health/ready"))
+        meter = CpuMeter(
+            stack.enter_context(process(argv, ports["ours http"], "/v2/health/ready")).pid
+        )
         layouts = {case.label: served_layout(ports["ours http"], case.name) for case in cases}
         print(f"layouts: {layouts}", flush=True)
         if workers:
@@ -421,13 +432,16 @@ def run_all(
                 for server, clients in plan_for(
                     case, triton is not None, before_src is not None, round_index, bool(workers)
                 ):
+                    meter.start()
                     result = run_point(case, server, clients, ports, duration)
+                    if server == "ours http":
+                        cpu[case.label].setdefault(clients, []).append(meter.stop())
                     print(f"{case.label} {server:11s} {result.summary()}", flush=True)
                     results[case.label].setdefault(f"{server} c{clients}", []).append(result)
     for predictor in predictors.values():
         predictor.close()
     raw = {label: median_raw(runs) for label, runs in raw_runs.items()}
-    return raw, results, layouts
+    return raw, results, layouts, cpu
 
 
 def median_of(results: list, what: str) -> float:
@@ -533,6 +547,7 @@ def report(
     layouts: dict,
     instances: int | None,
     workers: int = 0,
+    cpu: dict[str, dict[int, list[CpuShare]]] | None = None,
 ) -> str:
     from _report import machine_line
 
@@ -581,6 +596,8 @@ def report(
             "",
             *case_lines(case, raw[case.label], results[case.label], workers),
         ]
+        if cpu and cpu[case.label]:
+            lines += ["", cpu_table(cpu[case.label], results[case.label])]
     lines += [
         "",
         "- The load generator runs on the same 2 cores as the server, so part of every server "
@@ -607,6 +624,26 @@ def report(
             "as 'no measurable loss', not as a speed-up."
         )
     return "\n".join(lines)
+
+
+def cpu_table(shares: dict[int, list[CpuShare]], results: dict[str, list]) -> str:
+    """Where `shipyard serve`'s HTTP points spent the CPU: cores and µs per request, medians."""
+    from _report import markdown_table
+
+    rows = []
+    for clients, runs in sorted(shares.items()):
+        rate = median_of(results[f"ours http c{clients}"], "throughput")
+        parts = [statistics.median(getattr(r, part) for r in runs) for part in CPU_PARTS]
+        rows.append(
+            [
+                str(clients),
+                f"{rate:.1f}",
+                *(f"{cores:.2f} / {cores * 1e6 / rate:.0f}" for cores in parts),
+            ]
+        )
+    return "Where the CPU went, `ours http` (cores busy / µs per request):\n\n" + markdown_table(
+        ["clients", "samples/s", "server event loop", "server instance threads", "client"], rows
+    )
 
 
 def case_note(case: Case) -> str:
@@ -669,7 +706,7 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         fixed = None if args.instances is None else max(1, threads // args.instances)
         flags = layout_flags(args.instances, fixed)
-        raw, results, layouts = run_all(
+        raw, results, layouts, cpu = run_all(
             cases, threads, args.duration, args.rounds, args.before_src, flags, args.workers
         )
         before = args.before_label or (str(args.before_src) if args.before_src else None)
@@ -684,6 +721,7 @@ def main() -> None:
             layouts,
             args.instances,
             args.workers,
+            cpu,
         )
     if not args.no_write:
         from _report import write_section
