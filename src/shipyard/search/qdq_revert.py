@@ -5,9 +5,9 @@ DequantizeLinear. Reverting it rewires each such input: an activation to the flo
 QuantizeLinear took, a weight or bias to the float model's own values where they are given (ONNX
 Runtime names a quantised initializer ``{name}_quantized``), else to its dequantised values — with
 7-bit weights (no VNNI) those alone kept MobileNetV2 8 points below float with every layer
-"reverted". Nothing else moves, so the other
-layers keep exactly the ranges they were calibrated with — a probe of "what does this layer cost"
-is one graph edit and one evaluation, not a new calibration.
+"reverted". Nothing else moves, so the other layers keep exactly the ranges they were calibrated
+with — a probe of "what does this layer cost" is one graph edit and one evaluation, not a new
+calibration.
 """
 
 from __future__ import annotations
