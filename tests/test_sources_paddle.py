@@ -33,7 +33,7 @@ def paddle_model(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_paddle_model_takes_the_whole_road(paddle_model, tmp_path):
     folder, eager = paddle_model
-    data = random_npz(tmp_path / "d.npz", "image", (3, 16, 16))
+    data = random_npz(tmp_path / "d.npz", "image", (3, 16, 16), channel_shift=2.0)
     result = build(
         BuildOptions.create(
             f"paddle:{folder}",
