@@ -153,7 +153,11 @@ def test_a_killed_worker_is_started_again_and_the_other_serves_meanwhile(pool, d
 
     url = f"127.0.0.1:{pool.http_port}"
     first, second = _children(pool.proc.pid)
+    killed = _socket_inodes(first) & _listening_inodes(pool.http_port)
     os.kill(first, signal.SIGKILL)
+    # until the kernel has closed the dead worker's listening socket, it may still be handed
+    # (and reset) a new connection
+    _wait_for(lambda: not killed & _listening_inodes(pool.http_port), what="the socket to close")
     _, feed = _feed(httpclient, digits_package)
     for _ in range(4):  # new connections go to the worker still listening
         client = httpclient.InferenceServerClient(url)
