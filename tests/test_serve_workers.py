@@ -154,6 +154,7 @@ def test_a_killed_worker_is_started_again_and_the_other_serves_meanwhile(pool, d
     url = f"127.0.0.1:{pool.http_port}"
     first, second = _children(pool.proc.pid)
     killed = _socket_inodes(first) & _listening_inodes(pool.http_port)
+    assert killed, "the worker holds no listening socket of the port"
     os.kill(first, signal.SIGKILL)
     # until the kernel has closed the dead worker's listening socket, it may still be handed
     # (and reset) a new connection
