@@ -122,6 +122,16 @@ def test_sigterm_finishes_in_flight_requests_then_exits(served):
     )
 
 
+def test_access_lines_are_printed_while_the_server_runs(served):
+    status, _ = request(served.http_port, "POST", "/v2/models/slow/infer", ROW)
+    deadline = time.time() + 10  # printed every 0.2 s, not only at exit
+    while time.time() < deadline and not any("/v2/models/slow/infer" in e for e in served.err):
+        time.sleep(0.05)
+    assert status == 200 and served.proc.poll() is None
+    entry = next(json.loads(line) for line in served.err if "/v2/models/slow/infer" in line)
+    assert entry["status"] == 200 and entry["method"] == "POST" and entry["bytes_in"] > 0
+
+
 def test_loadtest_verb_reports_throughput_and_percentiles(served, capsys):
     port, grpc_port = served.http_port, served.grpc_port
     for url in (f"http://127.0.0.1:{port}", f"grpc://127.0.0.1:{grpc_port}"):

@@ -143,6 +143,27 @@ def test_access_logs_are_json_lines(server):
     )
 
 
+def test_printed_access_lines_reach_a_pipe_whole_in_writes_a_pipe_keeps_in_one_piece():
+    import os
+
+    from shipyard.serve.accesslog import PIPE_BUF, LinePrinter, _whole_line_chunks
+
+    lines = [
+        json.dumps({"n": n, "path": "/v2/models/m/infer" + "x" * (n % 300)}) for n in range(200)
+    ]  # < 64 KiB: the pipe holds them all
+    chunks = _whole_line_chunks(lines)
+    assert len(chunks) > 1 and all(len(c) <= PIPE_BUF and c.endswith(b"\n") for c in chunks)
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w")
+    printer = LinePrinter(stream)
+    for line in lines:
+        printer.add(line)
+    printer.flush()
+    stream.close()
+    with os.fdopen(read_end, "rb") as pipe:
+        assert pipe.read().decode().splitlines() == lines
+
+
 def test_a_client_timeout_shortens_the_server_timeout(server):
     body = {**ROW, "parameters": {"timeout": 100_000}}  # microseconds, as tritonclient sends it
     status, answer = post(server.http_port, "slow", body)

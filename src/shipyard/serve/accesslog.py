@@ -1,24 +1,97 @@
-"""Structured access logs: one JSON line per request on the ``shipyard.access`` logger."""
+"""Structured access logs: one JSON line per request on the ``shipyard.access`` logger.
+
+``shipyard serve`` prints the lines on standard error through :class:`LinePrinter` instead of the
+logger: a ``logging`` record, its caller lookup and a flushed write per request cost about 20 µs
+of the event loop's time, a fifth of what a small model's request costs in all.
+"""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
+import sys
+import threading
 import time
-from typing import Any
+from typing import Any, TextIO
 
 LOGGER_NAME = "shipyard.access"
+FLUSH_EVERY_S = 0.2
+PIPE_BUF = 4096
+"""Lines go out in writes of at most this many bytes, each of whole lines: POSIX keeps such a
+write to a pipe in one piece, so the lines of several ``--workers`` sharing one stderr never mix."""
+
+
+class LinePrinter:
+    """Lines gathered in memory and written to ``stream`` every ``FLUSH_EVERY_S`` by a daemon
+    thread, and at exit; a process killed outright loses at most that long's lines."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        threading.Thread(target=self._run, name="access-log", daemon=True).start()
+        atexit.register(self.flush)
+
+    def add(self, line: str) -> None:
+        self._lines.append(line)  # one bytecode under the GIL: no lock on the request path
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._lines = self._lines, []
+            if not lines:
+                return
+            try:
+                self._stream.flush()  # what went before through the stream's own buffer
+                fd = self._stream.fileno()
+                for chunk in _whole_line_chunks(lines):
+                    os.write(fd, chunk)
+            except (OSError, ValueError):  # no file descriptor, or stderr closed
+                self._write_text(lines)
+
+    def _write_text(self, lines: list[str]) -> None:
+        try:
+            self._stream.write("".join(line + "\n" for line in lines))
+            self._stream.flush()
+        except (OSError, ValueError):  # stderr closed: nowhere left to log to
+            pass
+
+    def _run(self) -> None:
+        while not self._wake.wait(FLUSH_EVERY_S):
+            self.flush()
+
+
+def _whole_line_chunks(lines: list[str]) -> list[bytes]:
+    chunks, current, size = [], [], 0
+    for line in lines:
+        data = (line + "\n").encode()
+        if current and size + len(data) > PIPE_BUF:
+            chunks.append(b"".join(current))
+            current, size = [], 0
+        current.append(data)
+        size += len(data)
+    if current:
+        chunks.append(b"".join(current))
+    return chunks
+
+
+_printer: LinePrinter | None = None
 
 
 def print_access_log() -> None:
     """Print the access lines on standard error, as ``shipyard serve`` does by default."""
+    global _printer
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger(LOGGER_NAME).setLevel(logging.INFO)
+    if _printer is None:
+        _printer = LinePrinter(sys.stderr)
 
 
 def access_log_on() -> bool:
     """Whether access lines are logged (check before gathering a line's fields)."""
-    return _logger().isEnabledFor(logging.INFO)
+    return _printer is not None or _logger().isEnabledFor(logging.INFO)
 
 
 def _logger() -> logging.Logger:
@@ -29,9 +102,16 @@ def _logger() -> logging.Logger:
 
 def log_access(**fields: Any) -> None:
     """Log one request; fields are e.g. protocol, method, path, model, status, ms, bytes_in."""
+    if _printer is not None:
+        _printer.add(_line(fields))
+        return
     logger = _logger()
     if logger.isEnabledFor(logging.INFO):
-        logger.info(json.dumps({"ts": round(time.time(), 3), **fields}, default=str))
+        logger.info(_line(fields))
+
+
+def _line(fields: dict[str, Any]) -> str:
+    return json.dumps({"ts": round(time.time(), 3), **fields}, default=str)
 
 
 def log_http_access(scope: dict, started: float, **fields: Any) -> None:
