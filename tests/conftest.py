@@ -4,6 +4,8 @@ without a GPU."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import os
 import shutil
 import textwrap
@@ -218,3 +220,34 @@ def minilm_package(tmp_path_factory) -> Path:
         )
     )
     return out
+
+
+class AccessLines(logging.Handler):
+    """The ``shipyard.access`` lines logged while attached, parsed; ``wait(n)`` for n of them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(record.getMessage()))
+
+    def wait(self, count: int, timeout_s: float = 5.0) -> list[dict]:
+        import time
+
+        deadline = time.time() + timeout_s  # a line is written just after its response is sent
+        while len(self.lines) < count and time.time() < deadline:
+            time.sleep(0.01)
+        return self.lines
+
+
+@pytest.fixture
+def access_lines():
+    logger, handler = logging.getLogger("shipyard.access"), AccessLines()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)

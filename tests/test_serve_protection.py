@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -110,31 +109,9 @@ def test_metrics_count_requests_failures_latency_queue_and_batches(server):
         assert needle in text, needle
 
 
-def test_access_logs_are_json_lines(server):
-    class Collect(logging.Handler):
-        def __init__(self):
-            super().__init__(logging.INFO)
-            self.lines = []
-
-        def emit(self, record):
-            self.lines.append(record.getMessage())
-
-    logger, handler = logging.getLogger("shipyard.access"), Collect()
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        post(server.http_port, "flaky")
-        deadline = time.time() + 5  # the line is written just after the response is sent
-        while (
-            not any("/v2/models/flaky/infer" in line for line in handler.lines)
-            and time.time() < deadline
-        ):
-            time.sleep(0.01)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
-    records = [json.loads(line) for line in handler.lines]
-    entry = next(r for r in records if r.get("path") == "/v2/models/flaky/infer")
+def test_access_logs_are_json_lines(server, access_lines):
+    post(server.http_port, "flaky")
+    entry = next(r for r in access_lines.wait(1) if r.get("path") == "/v2/models/flaky/infer")
     assert (
         entry["status"] == 200
         and entry["method"] == "POST"

@@ -59,10 +59,17 @@ def over_the_limit(max_connections: int) -> Any:
     return answer
 
 
-def protocol_class(limits: ConnectionLimits) -> type:
-    """uvicorn's HTTP protocol class with the header deadline and the hard connection cap."""
+def protocol_class(limits: ConnectionLimits, endpoint: Any = None) -> type:
+    """uvicorn's HTTP protocol class with the header deadline and the hard connection cap; with an
+    ``endpoint`` (:class:`~shipyard.serve.http_infer.InferEndpoint`), inference POSTs take the lean
+    path of :mod:`shipyard.serve.http_lean`."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
     from uvicorn.protocols.http.flow_control import service_unavailable
+
+    if AutoHTTPProtocol.__name__ != "HttpToolsProtocol":
+        endpoint = None  # h11 (no httptools installed) parses differently: uvicorn's path only
+    else:
+        from shipyard.serve.http_lean import LeanCycle, lean_params
 
     # After a response uvicorn's keep-alive timer closes a silent connection; when that comes first
     # the header deadline is armed only once a request's first bytes arrive (no timer per request).
@@ -72,6 +79,25 @@ def protocol_class(limits: ConnectionLimits) -> type:
         _deadline: asyncio.TimerHandle | None = None
         _waiting_after: Any = None
         _idle_since = 0.0  # loop time of the connection or of its last response
+
+        def on_headers_complete(self) -> None:
+            params = None if endpoint is None else lean_params(self)
+            if params is None:
+                super().on_headers_complete()
+                return
+            existing, self.cycle = self.cycle, LeanCycle(self, endpoint, params)
+            if existing is None or existing.response_complete:
+                self._start_asgi_task(self.cycle, None)
+            else:  # pipelined behind a request still being answered, as uvicorn queues it
+                self.flow.pause_reading()
+                self.pipeline.appendleft((self.cycle, None))
+
+        def on_body(self, body: bytes) -> None:
+            if endpoint is not None and isinstance(self.cycle, LeanCycle):
+                if not self.cycle.response_complete:
+                    self.cycle.add_body(body)
+                return
+            super().on_body(body)
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             if app is service_unavailable:  # uvicorn's own plain-text answer at the limit
@@ -98,6 +124,10 @@ def protocol_class(limits: ConnectionLimits) -> type:
                 )
 
         def on_message_complete(self) -> None:
+            if endpoint is not None and isinstance(self.cycle, LeanCycle):
+                if not self.cycle.response_complete:
+                    self.cycle.end_body()
+                return
             super().on_message_complete()
             if self.cycle is not None and not self.cycle.more_body:
                 self.cycle.scope[BODY_ARRIVED] = True
@@ -158,6 +188,17 @@ class JoinedWrites:
         else:
             for data in pending:
                 self._transport.write(data)
+
+    def write_response(self, head: bytes, body: bytes) -> None:
+        """A whole response at once, after anything still pending."""
+        self.flush()
+        if self._transport.is_closing():
+            return
+        if len(head) + len(body) <= JOIN_LIMIT:
+            self._transport.write(head + body)
+        else:
+            self._transport.write(head)
+            self._transport.write(body)
 
     def close(self) -> None:
         self.flush()

@@ -65,8 +65,6 @@ class InferEndpoint:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         started = time.perf_counter()
-        headers = request_headers(scope["headers"])
-        params = scope["path_params"]
         logged = access_log_on()
         received = [0]  # body bytes, for the access log
         if logged:
@@ -77,12 +75,13 @@ class InferEndpoint:
                 received[0] += len(message.get("body", b""))
                 return message
 
-        body, raw_headers, status = await self._answer(
-            params, headers, receive, BODY_ARRIVED in scope
+        body, raw_headers, status = await self.respond(
+            scope["path_params"],
+            request_headers(scope["headers"]),
+            receive,
+            BODY_ARRIVED in scope,
+            started,
         )
-        name = params["model"]
-        if name in self.state.repository.models:  # unknown names stay out of the labels
-            self.state.metrics.observe_request(name, "http", time.perf_counter() - started, status)
         try:
             await send({"type": "http.response.start", "status": status, "headers": raw_headers})
             await send({"type": "http.response.body", "body": body})
@@ -91,6 +90,23 @@ class InferEndpoint:
                 log_http_access(
                     scope, started, status=status, bytes_out=len(body), bytes_in=received[0]
                 )
+
+    async def respond(
+        self,
+        params: dict[str, str],
+        headers: dict[str, str],
+        receive: Any,
+        arrived: bool,
+        started: float,
+    ) -> tuple[bytes, list[tuple[bytes, bytes]], int]:
+        """(body, raw headers, status) of the answer to one request, counted in the metrics;
+        ``headers`` are :func:`request_headers`, ``receive`` is ASGI's, ``arrived`` says the
+        whole body is in, ``started`` is the request's ``perf_counter`` time."""
+        body, raw_headers, status = await self._answer(params, headers, receive, arrived)
+        name = params["model"]
+        if name in self.state.repository.models:  # unknown names stay out of the labels
+            self.state.metrics.observe_request(name, "http", time.perf_counter() - started, status)
+        return body, raw_headers, status
 
     async def _answer(
         self, params: dict[str, str], headers: dict[str, str], receive: Any, arrived: bool

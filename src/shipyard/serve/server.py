@@ -100,15 +100,16 @@ class Server:
         self.state.repository.start()
         grpc_server = await self._start_grpc()
         limits = ConnectionLimits(self.options.max_connections, self.options.header_timeout_s)
+        app = make_app(self.state)
         config = uvicorn.Config(
-            make_app(self.state),
+            app,
             host=self.config.host,
             port=self.config.http_port,
             log_level=self.config.log_level,
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=self.config.graceful_timeout_s,
-            http=protocol_class(limits),
+            http=protocol_class(limits, app.endpoint),
             limit_concurrency=self.options.max_connections,
             timeout_keep_alive=limits.keep_alive_s,
             # no "server: uvicorn": it names the software and is one more header line for every
