@@ -209,3 +209,25 @@ def test_a_body_in_pieces_is_read_as_it_arrives(server):
         wire.close()
     assert answer.startswith(b"HTTP/1.1 200 OK")
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["outputs"][0]["data"] == [10.0]
+
+
+def test_an_endpoint_that_raises_gets_a_500_and_the_connection_goes_on(server, monkeypatch):
+    original = InferEndpoint.respond
+
+    async def broken(self, params, *args):
+        if params["model"] == "slow":
+            raise RuntimeError("a bug")
+        return await original(self, params, *args)
+
+    monkeypatch.setattr(InferEndpoint, "respond", broken)
+    wire = Wire(server.http_port)
+    try:
+        wire.send(post("/v2/models/slow/infer"))
+        failed = wire.response()
+        wire.send(post("/v2/models/fake/infer"))
+        answered = wire.response()
+    finally:
+        wire.close()
+    assert failed.startswith(b"HTTP/1.1 500 ")
+    assert "a bug" in json.loads(failed.partition(b"\r\n\r\n")[2])["error"]
+    assert answered.startswith(b"HTTP/1.1 200 OK")

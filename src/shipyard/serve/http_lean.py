@@ -23,7 +23,8 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from shipyard.serve.accesslog import access_log_on, log_http_access
-from shipyard.serve.http_infer import match_infer_path, request_headers
+from shipyard.serve.errors import ServeError
+from shipyard.serve.http_infer import error_body, match_infer_path, request_headers
 
 HIGH_WATER = 64 * 1024
 """Body bytes buffered before the connection stops reading until the endpoint takes them (as
@@ -107,9 +108,13 @@ class LeanCycle:
         """Answer the request (``app`` is uvicorn's and goes unused: the endpoint answers)."""
         started = time.perf_counter()
         headers = request_headers(self.raw_headers)
-        body, raw_headers, status = await self.endpoint.respond(
-            self.params, headers, self.receive, not self.more_body, started
-        )
+        try:
+            body, raw_headers, status = await self.endpoint.respond(
+                self.params, headers, self.receive, not self.more_body, started
+            )
+        except Exception as exc:  # noqa: BLE001 - as uvicorn's cycle answers an app that raised
+            failure = ServeError(f"internal error: {type(exc).__name__}: {exc}")
+            (body, raw_headers), status = error_body(failure), 500
         if self.disconnected:
             return
         self._write(status, raw_headers, body)
