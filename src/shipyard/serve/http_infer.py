@@ -1,8 +1,10 @@
 """The KServe v2 inference endpoint as a raw ASGI app, in front of the Starlette app.
 
-``POST /v2/models/{m}[/versions/{v}]/infer`` is the hot path: :class:`InferFirst` sends it straight
-to :class:`InferEndpoint`, past Starlette's routing, request objects and middleware, and every
-other request (and any other method on that path) to the Starlette app. The endpoint keeps the
+``POST /v2/models/{m}[/versions/{v}]/infer`` is the hot path: the connection protocol usually
+answers it without ASGI (:mod:`shipyard.serve.http_lean`, through :meth:`InferEndpoint.respond`);
+what reaches the app, :class:`InferFirst` sends straight to :class:`InferEndpoint`, past
+Starlette's routing, request objects and middleware, and every other request (and any other
+method on that path) to the Starlette app. The endpoint keeps the
 semantics the Starlette route had: the body limits of :mod:`shipyard.serve.limits`, the
 ``{"error": ...}`` JSON bodies with the status of their :mod:`shipyard.serve.errors` class, the
 metrics, the Triton statistics and the access log line.
