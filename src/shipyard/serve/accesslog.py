@@ -32,7 +32,6 @@ class LinePrinter:
         self._stream = stream
         self._lines: list[str] = []
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         threading.Thread(target=self._run, name="access-log", daemon=True).start()
         atexit.register(self.flush)
 
@@ -47,10 +46,15 @@ class LinePrinter:
             try:
                 self._stream.flush()  # what went before through the stream's own buffer
                 fd = self._stream.fileno()
-                for chunk in _whole_line_chunks(lines):
-                    os.write(fd, chunk)
-            except (OSError, ValueError):  # no file descriptor, or stderr closed
+            except (OSError, ValueError):  # no file descriptor (a test's capture), or closed
                 self._write_text(lines)
+                return
+            try:
+                for chunk in _whole_line_chunks(lines):
+                    while chunk:
+                        chunk = chunk[os.write(fd, chunk) :]
+            except OSError:  # stderr went away: nowhere left to log to
+                pass
 
     def _write_text(self, lines: list[str]) -> None:
         try:
@@ -60,7 +64,8 @@ class LinePrinter:
             pass
 
     def _run(self) -> None:
-        while not self._wake.wait(FLUSH_EVERY_S):
+        while True:
+            time.sleep(FLUSH_EVERY_S)
             self.flush()
 
 
