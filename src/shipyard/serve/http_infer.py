@@ -149,7 +149,7 @@ class InferEndpoint:
                 NotReady("the server is shutting down; retry on another instance")
             ), 503
         except Exception as exc:  # noqa: BLE001 - never let one request take the server down
-            return *error_body(ServeError(f"internal error: {type(exc).__name__}: {exc}")), 500
+            return *internal_error_body(exc), 500
 
 
 _WANTED = {b"content-length", b"content-encoding", kserve.HEADER_LENGTH.encode()}
@@ -159,6 +159,11 @@ def request_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """The request headers the endpoint reads, by lower-case name (the server lower-cases names;
     the last of repeated headers wins, as in a dict of all of them)."""
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k in _WANTED}
+
+
+def internal_error_body(exc: Exception) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The 500 answer's ``{"error": ...}`` for an exception no error class describes."""
+    return error_body(ServeError(f"internal error: {type(exc).__name__}: {exc}"))
 
 
 def error_body(exc: ServeError) -> tuple[bytes, list[tuple[bytes, bytes]]]:

@@ -20,15 +20,11 @@ import asyncio
 import time
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from shipyard.serve.accesslog import access_log_on, log_http_access
-from shipyard.serve.errors import ServeError
-from shipyard.serve.http_infer import error_body, match_infer_path, request_headers
-
-HIGH_WATER = 64 * 1024
-"""Body bytes buffered before the connection stops reading until the endpoint takes them (as
-uvicorn's ``HIGH_WATER_LIMIT``)."""
+from shipyard.serve.http_infer import internal_error_body, match_infer_path, request_headers
 
 
 def lean_params(protocol: Any) -> dict[str, str] | None:
@@ -84,7 +80,7 @@ class LeanCycle:
         self.chunks.append(data)
         self.buffered += len(data)
         self.received += len(data)
-        if self.buffered > HIGH_WATER:
+        if self.buffered > HIGH_WATER_LIMIT:  # stop reading until the endpoint takes them
             self.protocol.flow.pause_reading()
         self.message_event.set()
 
@@ -113,8 +109,7 @@ class LeanCycle:
                 self.params, headers, self.receive, not self.more_body, started
             )
         except Exception as exc:  # noqa: BLE001 - as uvicorn's cycle answers an app that raised
-            failure = ServeError(f"internal error: {type(exc).__name__}: {exc}")
-            (body, raw_headers), status = error_body(failure), 500
+            (body, raw_headers), status = internal_error_body(exc), 500
         if self.disconnected:
             return
         self._write(status, raw_headers, body)
