@@ -119,8 +119,11 @@ def log_access(**fields: Any) -> None:
         logger.info(_line(fields))
 
 
+_ENCODER = json.JSONEncoder(default=str)  # json.dumps(default=...) builds one per call
+
+
 def _line(fields: dict[str, Any]) -> str:
-    return json.dumps({"ts": round(time.time(), 3), **fields}, default=str)
+    return _ENCODER.encode({"ts": round(time.time(), 3), **fields})
 
 
 def log_http_access(scope: dict, started: float, **fields: Any) -> None:

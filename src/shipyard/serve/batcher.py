@@ -35,7 +35,7 @@ import asyncio
 import collections
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -69,13 +69,13 @@ class BatchConfig:
     """Wait the delay for company even when traffic is light (see the module text)."""
 
 
-@dataclass(eq=False)  # identity: deque.remove must never compare the arrays inside
+@dataclass(eq=False, slots=True)  # identity: deque.remove must never compare the arrays inside
 class _Item:
     inputs: dict[str, np.ndarray]
     size: int
     key: tuple
     future: asyncio.Future
-    enqueued: float = field(default_factory=time.perf_counter)
+    enqueued: float
 
 
 class Batcher:
@@ -134,7 +134,7 @@ class Batcher:
                 f"retry later or serve it with more instances or a longer queue"
             )
         key = _shape_key(inputs, self.max_batch > 1)
-        item = _Item(inputs, size, key, self._loop.create_future())
+        item = _Item(inputs, size, key, self._loop.create_future(), time.perf_counter())
         self._queue.append(item)
         self._queued += size
         self.metrics.queue_depth.set(len(self._queue))

@@ -80,9 +80,18 @@ def protocol_class(limits: ConnectionLimits, endpoint: Any = None) -> type:
         _waiting_after: Any = None
         _idle_since = 0.0  # loop time of the connection or of its last response
 
+        def on_message_begin(self) -> None:
+            if endpoint is None:
+                super().on_message_begin()
+                return
+            self.url, self.expect_100_continue, self.headers = b"", False, []
+            self.scope = None  # the lean path needs no ASGI scope: built only for uvicorn's
+
         def on_headers_complete(self) -> None:
             params = None if endpoint is None else lean_params(self)
             if params is None:
+                if self.scope is None:
+                    self._begin_scope()
                 super().on_headers_complete()
                 return
             existing, self.cycle = self.cycle, LeanCycle(self, endpoint, params)
@@ -91,6 +100,13 @@ def protocol_class(limits: ConnectionLimits, endpoint: Any = None) -> type:
             else:  # pipelined behind a request still being answered, as uvicorn queues it
                 self.flow.pause_reading()
                 self.pipeline.appendleft((self.cycle, None))
+
+        def _begin_scope(self) -> None:
+            """uvicorn's scope of the request whose URL and headers are parsed."""
+            url, expect, headers = self.url, self.expect_100_continue, self.headers
+            super().on_message_begin()
+            self.url, self.expect_100_continue, self.headers = url, expect, headers
+            self.scope["headers"] = headers
 
         def on_body(self, body: bytes) -> None:
             if endpoint is not None and isinstance(self.cycle, LeanCycle):

@@ -9,7 +9,6 @@ for Prometheus. Every failure is a JSON body ``{"error": "..."}`` with the statu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import zlib
 from collections.abc import Awaitable, Callable
@@ -180,8 +179,11 @@ async def receive_body(
     else:
         holding_chunks = holding
     try:
-        async with _deadline(None if arrived else deadline_s):
+        if arrived or deadline_s is None:
             body = await _receive_chunks(receive, limit, holding_chunks)
+        else:
+            async with _deadline(deadline_s):
+                body = await _receive_chunks(receive, limit, holding_chunks)
     except TimeoutError:
         raise BodyTimeout(
             f"request body took over {deadline_s:g} s to arrive; expected the whole body "
@@ -196,11 +198,8 @@ async def receive_body(
     return data
 
 
-def _deadline(seconds: float | None) -> Any:
-    """``asyncio.timeout`` (no task per request) where Python has it, else a task with a timeout;
-    nothing at all without ``seconds``."""
-    if seconds is None:
-        return contextlib.nullcontext()
+def _deadline(seconds: float) -> Any:
+    """``asyncio.timeout`` (no task per request) where Python has it, else a task with a timeout."""
     if hasattr(asyncio, "timeout"):
         return asyncio.timeout(seconds)
     return _TaskDeadline(seconds)

@@ -152,7 +152,13 @@ class InferEndpoint:
             return *internal_error_body(exc), 500
 
 
-_WANTED = {b"content-length", b"content-encoding", kserve.HEADER_LENGTH.encode()}
+FORWARDED_FOR = "x-forwarded-for"
+_WANTED = {
+    b"content-length",
+    b"content-encoding",
+    kserve.HEADER_LENGTH.encode(),
+    FORWARDED_FOR.encode(),  # the lean path's access log asks the proxy middleware only then
+}
 
 
 def request_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:

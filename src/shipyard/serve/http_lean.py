@@ -24,7 +24,12 @@ from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from shipyard.serve.accesslog import access_log_on, log_http_access
-from shipyard.serve.http_infer import internal_error_body, match_infer_path, request_headers
+from shipyard.serve.http_infer import (
+    FORWARDED_FOR,
+    internal_error_body,
+    match_infer_path,
+    request_headers,
+)
 
 
 def lean_params(protocol: Any) -> dict[str, str] | None:
@@ -118,7 +123,10 @@ class LeanCycle:
             self.protocol.transport.close()
         self.protocol.on_response_complete()
         if access_log_on():
-            scope = {"method": "POST", "path": self.path, "client": await self._client()}
+            client = self.protocol.client
+            if FORWARDED_FOR in headers and self.protocol.config.proxy_headers:
+                client = await self._forwarded_client()
+            scope = {"method": "POST", "path": self.path, "client": client}
             log_http_access(
                 scope, started, status=status, bytes_out=len(body), bytes_in=self.received
             )
@@ -132,14 +140,10 @@ class LeanCycle:
         lines.append(b"\r\n")
         self.protocol.transport.write_response(b"".join(lines), body)
 
-    async def _client(self) -> Any:
+    async def _forwarded_client(self) -> Any:
         """The client's address as the proxy-headers middleware would give it to the ASGI app."""
-        client = self.protocol.client
         config = self.protocol.config
-        if not config.proxy_headers or not any(
-            name == b"x-forwarded-for" for name, _ in self.raw_headers
-        ):
-            return client
+        client = self.protocol.client
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
         async def nothing(scope: dict, receive: Any, send: Any) -> None:

@@ -106,12 +106,13 @@ class ModelFace:
     def batch_size(self, inputs: dict[str, np.ndarray]) -> int:
         if not self.batched:
             return 1
-        sizes = {name: a.shape[0] for name, a in inputs.items()}
-        if len(set(sizes.values())) != 1:
+        arrays = iter(inputs.values())
+        size = next(arrays).shape[0]
+        if any(a.shape[0] != size for a in arrays):
+            sizes = {name: a.shape[0] for name, a in inputs.items()}
             raise BadRequest(
                 f"inputs have different batch sizes {sizes}; expected one batch size for all"
             )
-        size = next(iter(sizes.values()))
         if not 1 <= size <= self.max_batch:
             raise BadRequest(
                 f"batch size {size} is outside what model {self.name!r} accepts; expected "
@@ -233,6 +234,10 @@ class Repository:
                     f"expected one package per name and version"
                 )
             versions[model.version] = model
+        self._latest = {
+            name: versions[max(versions, key=_version_key)]
+            for name, versions in self.models.items()
+        }
 
     @classmethod
     def load(cls, folders: list[str | Path], options: ServeOptions, metrics: Metrics) -> Repository:
@@ -240,13 +245,13 @@ class Repository:
         return cls([load_model(folder, options, metrics) for folder in folders])
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
+        if not version and name in self._latest:
+            return self._latest[name]
         if name not in self.models:
             raise ModelNotFound(
                 f"model {name!r} is not served here; expected one of {sorted(self.models)}"
             )
         versions = self.models[name]
-        if not version:
-            return versions[max(versions, key=_version_key)]
         if version not in versions:
             raise ModelNotFound(
                 f"model {name!r} has no version {version!r}; expected one of "

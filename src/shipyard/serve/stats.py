@@ -61,6 +61,11 @@ class Duration:
         self._values[self._at] += count
         self._values[self._at + 1] += int(seconds * 1e9) * count
 
+    def add_each(self, seconds: list[float]) -> None:
+        """Several durations at once, as many ``add(s)``."""
+        self._values[self._at] += len(seconds)
+        self._values[self._at + 1] += sum(int(s * 1e9) for s in seconds)
+
     def as_json(self) -> dict[str, int]:
         return {"count": self.count, "ns": self.ns}
 
@@ -122,8 +127,7 @@ class ModelStats:
         self.values[0] += samples
         self.values[1] += 1
         self.values[2] = int(time.time() * 1000)
-        for seconds in queue_s:
-            self.phases["queue"].add(seconds)
+        self.phases["queue"].add_each(queue_s)
         of_size = self.batch_phases(samples)
         by_phase = zip(_BATCH_PHASES, (timing.input_s, timing.infer_s, timing.output_s))
         for phase, seconds in by_phase:
