@@ -145,6 +145,23 @@ def test_what_no_native_backend_runs_gets_the_python_backend(tmp_path):
 
 
 @pytest.mark.backend("onnxruntime")
+@pytest.mark.backend("onnxruntime")
+def test_a_package_whose_batch_rows_are_not_its_samples_is_exported_unbatched(tmp_path, caplog):
+    """Triton's dynamic batcher would join such a model's requests and hand each client rows that
+    depend on the others': the export proves the batch axis as ``shipyard serve`` does."""
+    from tiny_packages import linear_package
+
+    repo = tmp_path / "repo"
+    for name, mixing in (("apart", False), ("mixing", True)):
+        package = linear_package(tmp_path / name, name, mixing=mixing)
+        export_triton(package, repo, TritonOptions(max_batch_size=8))
+    apart, mixing = parse_config(repo / "apart"), parse_config(repo / "mixing")
+    assert apart.max_batch_size == 8 and apart.HasField("dynamic_batching")
+    assert mixing.max_batch_size == 8 and not mixing.HasField("dynamic_batching")
+    assert "model 'mixing': Triton runs each request alone: output 'y': row 0" in caplog.text
+
+
+@pytest.mark.backend("onnxruntime")
 def test_python_backend_is_chosen_on_request_and_a_reexport_replaces_the_version(
     digits_package, tmp_path
 ):

@@ -59,9 +59,19 @@ def image_package(tmp_path_factory):
     return root / "classifier"
 
 
+BATCHING_ANYWAY = "dynamic_batching { max_queue_delay_microseconds: 200000 }\n"
+"""What a repository exported where the package could not be loaded (and so not proven) holds."""
+
+
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory, digits_package, minilm_package, image_package):
+    from tiny_packages import linear_package
+
     repo = tmp_path_factory.mktemp("triton") / "repo"
+    mixing = linear_package(tmp_path_factory.mktemp("mixing") / "mixing", "mixing", mixing=True)
+    assert main(["export", "triton", str(mixing), "--out", str(repo), "--python-backend"]) == 0
+    with (repo / "mixing" / "config.pbtxt").open("a") as config:
+        config.write(BATCHING_ANYWAY)
     assert (
         main(
             [
@@ -126,6 +136,28 @@ def infer(module, client, model, name, array, datatype, binary=True):
     else:
         tensor.set_data_from_numpy(array)
     return client.infer(model, [tensor])
+
+
+def test_requests_triton_batches_get_their_own_answers_from_a_model_that_mixes_rows(triton):
+    """The model adds the batch's sum to every row; Triton joins concurrent requests (the config
+    says so), and ``model.py``, whose proof at load failed, runs each one alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tritonclient.http as th
+
+    xs = [np.full((1, 3), i, np.float32) for i in range(8)]
+
+    def ask(x):
+        client = th.InferenceServerClient(triton.http_url)
+        return infer(th, client, "mixing", "x", x, "FP32").as_numpy("y")
+
+    with ThreadPoolExecutor(len(xs)) as pool:
+        answers = list(pool.map(ask, xs))
+    for x, y in zip(xs, answers):
+        np.testing.assert_allclose(y, 3 * x + 1)  # 2x + 1 + the sum of a batch of one
+    stats = th.InferenceServerClient(triton.http_url).get_inference_statistics("mixing")
+    (model,) = stats["model_stats"]
+    assert model["execution_count"] < model["inference_count"]  # Triton did join requests
 
 
 def test_every_exported_model_is_ready_on_triton(triton):

@@ -132,6 +132,9 @@ def test_sixteen_clients_of_a_model_without_a_batch_axis_each_get_their_own_answ
         answers = list(pool.map(ask, range(64)))
     for x, y in answers:
         np.testing.assert_allclose(y, (2 * x + 1).reshape(-1), rtol=1e-6)
+    configs = th.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+    assert "dynamic_batching" not in configs.get_model_config("flat")  # as the Triton export says
+    assert "dynamic_batching" in configs.get_model_config("linear")
 
 
 def test_a_model_whose_outputs_keep_samples_apart_is_batched(server):

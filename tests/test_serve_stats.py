@@ -86,8 +86,8 @@ def test_a_batch_reports_triton_s_three_compute_phases():
     per batch size, as Triton reports them; a lone request is neither joined nor split."""
     import time
 
+    from shipyard.batching import run_batch
     from shipyard.serve.stats import ModelStats
-    from shipyard.serve.worker import run_batch
 
     def slow_model(inputs):
         time.sleep(0.02)

@@ -50,9 +50,10 @@ def _manifest(
     }
 
 
-def linear_onnx(path: Path, features: int = 3, flatten: bool = False) -> None:
+def linear_onnx(path: Path, features: int = 3, flatten: bool = False, mixing: bool = False) -> None:
     """y = 2x + 1 per sample ([batch, features]); ``flatten`` adds ``Reshape(y, [-1])``: no batch
-    axis."""
+    axis; ``mixing`` adds the sum of the batch's x to every row: each row depends on the other
+    samples (as a BatchNorm left in training mode does)."""
     from onnx import TensorProto, helper
 
     nodes = [
@@ -64,6 +65,13 @@ def linear_onnx(path: Path, features: int = 3, flatten: bool = False) -> None:
         helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
     ]
     out_shape: list = ["batch", features]
+    if mixing:
+        nodes[1] = helper.make_node("Add", ["m", "one"], ["lone"])
+        nodes += [
+            helper.make_node("ReduceSum", ["x", "batch_axis"], ["total"], keepdims=1),
+            helper.make_node("Add", ["lone", "total"], ["z"]),
+        ]
+        init.append(helper.make_tensor("batch_axis", TensorProto.INT64, [1], [0]))
     if flatten:
         nodes.append(helper.make_node("Reshape", ["z", "flat"], ["y"]))
         init.append(helper.make_tensor("flat", TensorProto.INT64, [1], [-1]))
@@ -80,11 +88,13 @@ def linear_onnx(path: Path, features: int = 3, flatten: bool = False) -> None:
     _save(graph, path)
 
 
-def linear_package(folder: Path, name: str = "linear", flatten: bool = False) -> Path:
+def linear_package(
+    folder: Path, name: str = "linear", flatten: bool = False, mixing: bool = False
+) -> Path:
     """An ONNX Runtime package of :func:`linear_onnx`; with ``flatten`` its output has no batch
-    axis,
-    though its signature claims one (as an ONNX ``Reshape(x, [-1])`` does)."""
-    linear_onnx(folder / "model" / "model.onnx", flatten=flatten)
+    axis, though its signature claims one (as an ONNX ``Reshape(x, [-1])`` does); with ``mixing``
+    its rows depend on the batch's other samples."""
+    linear_onnx(folder / "model" / "model.onnx", flatten=flatten, mixing=mixing)
     outputs = [_spec("y", "float32", ["batch"] if flatten else ["batch", 3])]
     seal(
         folder,

@@ -109,6 +109,11 @@ class Signature:
     def output_names(self) -> list[str]:
         return [s.name for s in self.outputs]
 
+    @property
+    def batched(self) -> bool:
+        """Every input and output has a batch axis first (a batch of requests can be one call)."""
+        return all(spec.batched for spec in self.inputs + self.outputs)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "inputs": [s.to_json() for s in self.inputs],

@@ -44,6 +44,9 @@ class TritonOptions:
     trust_code: bool = False
     """Consent to export a package that carries code (custom-op Python, pickles, compiled libraries)
     for Triton's Python backend to load (see ``shipyard.package.trust``)."""
+    dynamic_batching: bool = True
+    """False: Triton runs every request alone (a model whose batch's rows are not its samples'
+    own answers, :mod:`shipyard.verify.batchaxis`); requests keep their batch axis."""
 
 
 def model_text(
@@ -60,7 +63,7 @@ def model_text(
     ``shipyard export triton`` writes it as ``config.pbtxt``; ``shipyard serve`` answers it (parsed
     by :func:`parse_config`) to ``get_model_config``, so both describe a model the same way.
     """
-    batched = all(spec.batched for spec in signature.inputs + signature.outputs)
+    batched = signature.batched
     lines = [f'name: "{name}"', f'backend: "{backend}"']
     lines += [f'platform: "{platform}"'] if platform else []
     lines += list(engine or []) + [f"max_batch_size: {options.max_batch_size if batched else 0}"]
@@ -68,7 +71,7 @@ def model_text(
         _tensors("input", signature.inputs, batched),
         _tensors("output", signature.outputs, batched),
     ]
-    if batched:
+    if batched and options.dynamic_batching:
         lines.append(
             f"dynamic_batching {{ max_queue_delay_microseconds: {options.max_queue_delay_us} }}"
         )

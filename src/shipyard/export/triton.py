@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 from dataclasses import replace
@@ -34,6 +35,9 @@ from typing import Any
 from shipyard.errors import PackageError, UsageError
 from shipyard.records import Signature
 from shipyard.triton_config import TritonOptions, check_schema, model_text, parameter, parse_config
+from shipyard.verify.batchaxis import BatchProof
+
+LOGGER = logging.getLogger("shipyard.export")
 
 __all__ = ["TritonOptions", "export_triton", "native_format", "parse_config"]
 
@@ -68,19 +72,19 @@ def export_triton(
     threads = options.threads or int(manifest.get("threads", 1))
     fmt = manifest.get("artifact_format")
     native = native_format(manifest) and not options.python_backend
-    if native:  # Triton's backend runs the model itself: the model's own tensors
-        text = config_text(
-            name,
-            fmt,
-            Signature.from_json(manifest.get("model_signature") or manifest),
-            options,
-            threads,
-        )
-    else:  # shipyard.load runs it: the package's public tensors (BYTES text or images)
+    if not native:
         from shipyard.package.trust import require_consent
 
         require_consent(folder, manifest, options.trust_code)
-        text = python_config_text(name, Signature.from_json(manifest), options)
+    signature = Signature.from_json((native and manifest.get("model_signature")) or manifest)
+    proof = batch_proof(folder, options) if signature.batched else None
+    if proof is not None and not proof.batched:
+        LOGGER.warning("model %r: Triton runs each request alone: %s", name, proof.reason)
+        options = replace(options, dynamic_batching=False)
+    if native:  # Triton's backend runs the model itself: the model's own tensors
+        text = config_text(name, fmt, signature, options, threads)
+    else:  # shipyard.load runs it: the package's public tensors (BYTES text or images)
+        text = python_config_text(name, signature, options)
     check_schema(text)
     model_dir = Path(out) / name
     if folder.resolve() in model_dir.resolve().parents:
@@ -155,6 +159,31 @@ def _copy_package(folder: Path, target: Path) -> None:
         elif path.is_file():
             (target / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target / relative)
+
+
+def batch_proof(folder: Path, options: TritonOptions) -> BatchProof | None:
+    """Whether Triton may join the package's requests into one batch: the two-sample proof
+    ``shipyard serve`` runs (:mod:`shipyard.verify.batchaxis`) on the package loaded here; None
+    when it cannot load here (its runtime is not installed), so the config batches as asked."""
+    from shipyard.predictor import load
+    from shipyard.verify.batchaxis import batching_proof
+
+    try:
+        predictor = load(folder, 1, options.trust_code)
+    except Exception as exc:  # noqa: BLE001 - the export stays possible where the runtime is not
+        LOGGER.warning(
+            "could not load %s here to prove Triton may batch it (%s: %s); its config batches",
+            folder,
+            type(exc).__name__,
+            exc,
+        )
+        return None
+    try:
+        return batching_proof(
+            predictor, True, min(options.max_batch_size, predictor.max_batch_size)
+        )
+    finally:
+        predictor.close()
 
 
 def measured_options(folder: Path, options: TritonOptions) -> tuple[TritonOptions, Any]:

@@ -6,8 +6,11 @@ many threads — it reads at run time from ``shipyard.json`` beside it, and the 
 loaded by ``shipyard.load``, which validates its manifest.
 
 Triton hands ``execute`` every request of a dynamic batch; they are joined along the batch axis
-and run as one call, and split back per request. When the joined call fails, each request is run
-alone, so only a bad request gets an error.
+and run as one call, and split back per request (:func:`shipyard.batching.run_batch`, as
+``shipyard serve`` runs a batch). When the joined call fails, or its outputs have not one row per
+sample, each request is run alone, so only a bad request gets an error and no request gets
+another's rows. A package whose batch's rows are not its samples' own answers (the two-sample
+proof of :mod:`shipyard.verify.batchaxis`, run at ``initialize``) runs request by request.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from shipyard.batching import run_batch, run_one
 
 SETTINGS = "shipyard.json"
 
@@ -44,7 +49,12 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.inputs = [tensor["name"] for tensor in config["input"]]
         self.outputs = [tensor["name"] for tensor in config["output"]]
-        self.batched = int(config.get("max_batch_size", 0)) > 0
+        self.batched = int(config.get("max_batch_size", 0)) > 1 and self._proven()
+
+    def _proven(self) -> bool:
+        from shipyard.verify.batchaxis import prove_batch_axis
+
+        return prove_batch_axis(self.predictor.run, self.predictor.signature).batched
 
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils
@@ -53,29 +63,12 @@ class TritonPythonModel:
             {name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs}
             for r in requests
         ]
-        results: list[Any]
-        try:
-            results = (
-                self._run_joined(feeds)
-                if self.batched and len(feeds) > 1
-                else [self._run(f) for f in feeds]
-            )
-        except Exception:  # noqa: BLE001 - retried one request at a time below
-            results = [self._run(feed) for feed in feeds]
+        if self.batched:
+            sizes = [len(feed[self.inputs[0]]) for feed in feeds]
+            results = run_batch(self.predictor.run, feeds, sizes).results
+        else:
+            results = [run_one(self.predictor.run, feed) for feed in feeds]
         return [self._response(result, pb_utils) for result in results]
-
-    def _run_joined(self, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        joined = {name: np.concatenate([feed[name] for feed in feeds]) for name in self.inputs}
-        outputs = self.predictor.run(joined)
-        bounds = np.cumsum([len(feed[self.inputs[0]]) for feed in feeds])[:-1]
-        parts = {name: np.split(outputs[name], bounds) for name in self.outputs}
-        return [{name: parts[name][i] for name in self.outputs} for i in range(len(feeds))]
-
-    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | Exception:
-        try:
-            return self.predictor.run(feed)
-        except Exception as exc:  # noqa: BLE001 - becomes this request's error response
-            return exc
 
     def _response(self, result: dict[str, np.ndarray] | Exception, pb_utils: Any) -> Any:
         if isinstance(result, Exception):

@@ -39,10 +39,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shipyard.batching import BatchOutcome, Runner
 from shipyard.errors import DataError
 from shipyard.serve.errors import BadRequest, NotReady, Overloaded, RequestTimeout, ServeError
 from shipyard.serve.metrics import ModelMetrics
-from shipyard.serve.worker import BatchOutcome, InstanceWorker, Runner
+from shipyard.serve.worker import InstanceWorker
 
 LOGGER = logging.getLogger("shipyard.serve")
 TIMER_SLACK_S = 0.00025

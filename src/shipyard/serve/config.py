@@ -33,6 +33,7 @@ def model_config(model: ServedModel) -> Any:
         max_batch_size=model.max_batch,
         max_queue_delay_us=round(model.batcher.delay_s * 1e6),
         instances=len(model.predictors),
+        dynamic_batching=model.proof.batched,
     )
     threads = [parameter("threads", model.threads)]
     return parse_config(
