@@ -159,6 +159,8 @@ def test_a_package_whose_batch_rows_are_not_its_samples_is_exported_unbatched(tm
     assert apart.max_batch_size == 8 and apart.HasField("dynamic_batching")
     assert mixing.max_batch_size == 8 and not mixing.HasField("dynamic_batching")
     assert "model 'mixing': Triton runs each request alone: output 'y': row 0" in caplog.text
+    rows = (repo / "README.md").read_text().splitlines()
+    assert [("dynamic_batching" in row) for row in rows if row.startswith("| `")] == [False, True]
 
 
 @pytest.mark.backend("onnxruntime")

@@ -25,6 +25,16 @@ _NEEDS = {
 _BACKEND = re.compile(r'^backend: "([^"]+)"', re.MULTILINE)
 
 
+def _alone(config: str) -> str:
+    """A note for a model that takes batches but whose requests Triton must not join."""
+    if "max_batch_size: 0" in config or "dynamic_batching" in config:
+        return ""
+    return (
+        "; no `dynamic_batching`: its batched rows are not its samples' own answers (the "
+        "export's batch probe), so Triton runs each request alone"
+    )
+
+
 def _runtime(model: Path) -> str:
     """Which runtime the Python backend's packages of ``model`` run on, from their manifests."""
     backends = set()
@@ -45,6 +55,7 @@ def write_readme(repo: Path) -> Path:
         match = _BACKEND.search(config.read_text())
         backend = match.group(1) if match else "?"
         needs = _NEEDS.get(backend, "a Triton backend of that name") + _runtime(config.parent)
+        needs += _alone(config.read_text())
         rows.append(f"| `{config.parent.name}` | `{backend}` | {needs} |")
     text = "\n".join(
         [
