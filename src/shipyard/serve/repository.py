@@ -107,7 +107,7 @@ class ModelFace:
         if not self.batched:
             return 1
         arrays = iter(inputs.values())
-        size = next(arrays).shape[0]
+        size = next(arrays).shape[0] if inputs else 0
         if any(a.shape[0] != size for a in arrays):
             sizes = {name: a.shape[0] for name, a in inputs.items()}
             raise BadRequest(
