@@ -382,3 +382,26 @@ def test_closed_loop_clients_keep_every_instance_busy(tmp_path):
     calls = [predictor.session.calls for predictor in predictors]
     # the first batch takes all 32 (a quiet queue does not wait); after it, both instances share
     assert all(len(c) >= 6 for c in calls) and sum(c.count(32) for c in calls) == 1, calls
+
+
+def test_clients_answered_together_split_between_idle_instances(tmp_path):
+    # 16 clients that all resubmit in the same loop turn: one batch taking the whole queue
+    # would run all 16 on one instance while the other sits idle, round after round.
+    config = BatchConfig(max_batch_size=32, max_queue_delay_ms=50, timeout_s=10, instances=2)
+    batcher, predictors = make_batcher(tmp_path, config, delay_ms=50)
+    x = {"x": np.ones((1, 4), np.float32)}
+
+    async def client() -> None:
+        for _ in range(6):
+            await batcher.submit(x, 1)
+
+    async def main():
+        batcher.start()
+        await asyncio.gather(*(client() for _ in range(16)))
+        await batcher.stop()
+
+    run(main())
+    calls = [predictor.session.calls for predictor in predictors]
+    assert sum(map(sum, calls)) == 96 and all(len(c) >= 4 for c in calls), calls
+    # the first batch takes all 16 (a quiet queue does not wait); every later one takes half
+    assert sorted(sum(calls, []))[-2:] == [8, 16], calls

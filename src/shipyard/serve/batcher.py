@@ -15,9 +15,13 @@ batches: the clients a batch just answered come back a moment later, and a batch
 without them would leave them to a batch of their own (closed-loop clients then split into two
 alternating batches, 1 + 15 for 16 clients, at half the throughput). The share (that number over
 the instances) keeps several instances running batches side by side: waiting for every client
-would run one batch at a time and leave the other instances idle. ``lone_request_waits=True``
-makes every batch wait up to the delay from its oldest request for a full batch, as Triton's
-dynamic batcher does.
+would run one batch at a time and leave the other instances idle. For the same reason a batch
+formed while other instances are idle takes only its share of the queue: clients answered together
+come back together, and a batch taking all of them would leave the other instances idle round after
+round (2 × 1-thread MiniLM ran 16 clients one batch at a time, at half its throughput). A recent
+batch counts its clients as the samples it took, those left queued and those in running batches.
+``lone_request_waits=True`` makes every batch wait up to the delay from its oldest request for a
+full batch, as Triton's dynamic batcher does.
 
 With ``latency_target_ms`` the delay tunes itself: it halves whenever a batch's slowest request
 went over the target and grows by a small step while requests finish well under it.
@@ -107,6 +111,7 @@ class Batcher:
         self._wakeup: asyncio.Future | None = None
         self._wake_at = 0  # queued samples that make the waiting collector worth waking
         self._queued = 0  # samples queued (requests that left unseen count until taken)
+        self._running = 0  # samples in the batches the instances run
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -192,14 +197,15 @@ class Batcher:
             return []
         batch, total = [first], first.size
         deadline, goal = self._waiting_rule(first)
-        while total < self.max_batch:
-            item = await self._next(first.key, self.max_batch - total, deadline, goal - total)
+        room = self._room(first, goal)
+        while total < room:
+            item = await self._next(first.key, room - total, deadline, goal - total)
             if item is None:
                 break
             batch.append(item)
             total += item.size
         self._company = len(batch) > 1 or bool(self._queue)
-        self._recent.append(total)
+        self._recent.append(total + self._queued + self._running)
         self.metrics.queue_depth.set(len(self._queue))
         return batch
 
@@ -211,6 +217,16 @@ class Batcher:
             return 0.0, self.max_batch
         share = -(-max(self._recent) // len(self._workers))  # the clients split between instances
         return time.perf_counter() + self.delay_s, min(self.max_batch, share)
+
+    def _room(self, first: _Item, goal: int) -> int:
+        """Samples the batch may take: with other instances idle, its share of the queue (never
+        less than it waits for), so that clients answered together do not all join one batch
+        and leave the other instances idle."""
+        idle = len(self._idle)
+        if idle < 2 or self.config.lone_request_waits:
+            return self.max_batch
+        share = -(-(self._queued + first.size) // idle)
+        return min(self.max_batch, max(share, goal))
 
     async def _next(
         self, key: tuple | None, room: int, deadline: float | None, wanted: int | None = None
@@ -263,11 +279,14 @@ class Batcher:
 
     def _run(self, batch: list[_Item], worker: InstanceWorker) -> None:
         started = time.perf_counter()
+        samples = sum(i.size for i in batch)
+        self._running += samples
 
         def done(outcome: BatchOutcome) -> None:
             try:
                 self._finish(batch, outcome, started)
             finally:
+                self._running -= samples
                 self._idle.append(worker)
                 self._free.release()
 
