@@ -1,6 +1,6 @@
-"""``shipyard loadtest``'s one-thread HTTP driver: answers read in pieces, servers that close the
-connection after each answer, errors counted by status, and its bounds, against real servers on
-127.0.0.1 (the standard library's HTTP server and a real `shipyard serve`)."""
+"""``shipyard loadtest``'s one-thread HTTP driver: answers read in pieces, and servers that close
+the connection after each answer, with their errors counted by status (the standard library's HTTP
+server on 127.0.0.1); against `shipyard serve`: tests/test_serve_loadtest_protocols.py."""
 
 from __future__ import annotations
 
@@ -8,12 +8,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
 import pytest
-from serve_process import start_serve
 
-from shipyard.backends.fake import write_fake_package
-from shipyard.serve.loadtest import LoadSpec, run_loadtest
 from shipyard.serve.loadtest_http import AnswerReader, Tally, drive_http, raw_request
 
 
@@ -78,30 +74,3 @@ def test_a_server_that_closes_after_each_answer_is_reconnected_and_its_errors_co
     drive_http("127.0.0.1", one_shot_server, wire, 4, tally)
     assert tally.counted == 60 and _OneShot.served >= 60
     assert set(tally.errors) == {"500"} and 15 <= tally.errors["500"] <= 25
-
-
-@pytest.fixture
-def fast_fake(tmp_path):
-    folder = write_fake_package(tmp_path / "fast", "fast")
-    served = start_serve([folder], "--instances", "1", "--no-access-log")
-    try:
-        yield served
-    finally:
-        served.stop()
-
-
-def test_loadtest_answers_a_real_server_and_counts_unknown_models_by_status(fast_fake):
-    url = f"http://127.0.0.1:{fast_fake.http_port}"
-    good = run_loadtest(LoadSpec(url, "fast", concurrency=8, duration_s=1, warmup_s=0.2))
-    assert good.requests > 50 and not good.errors and len(good.latencies_ms) == good.requests
-    x = {"x": np.ones((1, 4), np.float32)}
-    wrong = run_loadtest(LoadSpec(url, "nope", concurrency=2, duration_s=0.5, warmup_s=0, inputs=x))
-    assert wrong.requests == 0 and set(wrong.errors) == {"404"} and wrong.errors["404"] > 5
-
-
-def test_loadtest_stops_at_its_request_count(fast_fake):
-    url = f"http://127.0.0.1:{fast_fake.http_port}"
-    result = run_loadtest(
-        LoadSpec(url, "fast", concurrency=4, duration_s=30, max_requests=25, warmup_s=0)
-    )
-    assert result.requests == 25 and result.seconds < 10

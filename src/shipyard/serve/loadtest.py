@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from shipyard.errors import UsageError
+from shipyard.serve.loadtest_http import Tally
 
 MAX_DURATION_S = 600.0
 MAX_CONCURRENCY = 256
@@ -112,13 +113,15 @@ def run_loadtest(spec: LoadSpec) -> LoadResult:
         fetch = _http_metadata if protocol == "http" else _grpc_metadata
         inputs = _make_inputs(fetch(host, port, spec.model), spec)
     if protocol == "http":
-        return _http_closed_loop(host, port, inputs, spec)
+        from shipyard.serve.loadtest_http import drive_http, raw_request
 
-    def make_worker() -> Callable[[], Any]:
-        call = _grpc_caller(host, port, spec.model)
-        return lambda: call(inputs)
+        body, headers = encode_binary_request(inputs)
+        wire = raw_request(host, port, f"/v2/models/{spec.model}/infer", body, headers)
+        return _driven(lambda tally: drive_http(host, port, wire, spec.concurrency, tally), spec)
+    from shipyard.serve.loadtest_grpc import drive_grpc, grpc_request
 
-    return closed_loop(make_worker, spec)
+    wire = grpc_request(spec.model, inputs)
+    return _driven(lambda tally: drive_grpc(f"{host}:{port}", wire, spec.concurrency, tally), spec)
 
 
 def closed_loop(make_worker: Callable[[], Callable[[], Any]], spec: LoadSpec) -> LoadResult:
@@ -183,17 +186,11 @@ def closed_loop(make_worker: Callable[[], Callable[[], Any]], spec: LoadSpec) ->
     )
 
 
-def _http_closed_loop(
-    host: str, port: int, inputs: dict[str, np.ndarray], spec: LoadSpec
-) -> LoadResult:
-    """The KServe v2 binary request on every connection, all driven from this thread."""
-    from shipyard.serve.loadtest_http import Tally, drive_http, raw_request
-
-    body, headers = encode_binary_request(inputs)
-    wire = raw_request(host, port, f"/v2/models/{spec.model}/infer", body, headers)
+def _driven(drive: Callable[[Tally], None], spec: LoadSpec) -> LoadResult:
+    """What ``drive(tally)`` measured: it runs every client until the tally's stop time."""
     measure_from = time.perf_counter() + spec.warmup_s
     tally = Tally(measure_from, measure_from + spec.duration_s, spec.max_requests)
-    drive_http(host, port, wire, spec.concurrency, tally)
+    drive(tally)
     seconds = min(time.perf_counter(), tally.stop_at) - measure_from
     return LoadResult(
         len(tally.latencies_ms),
@@ -301,22 +298,6 @@ def _grpc_metadata(host: str, port: int, model: str) -> dict[str, Any]:
     import tritonclient.grpc as tg
 
     return tg.InferenceServerClient(f"{host}:{port}").get_model_metadata(model, as_json=True)
-
-
-def _grpc_caller(host: str, port: int, model: str) -> Callable[[dict[str, np.ndarray]], Any]:
-    import tritonclient.grpc as tg
-
-    client = tg.InferenceServerClient(f"{host}:{port}")
-
-    def call(inputs: dict[str, np.ndarray]) -> Any:
-        tensors = []
-        for name, array in inputs.items():
-            tensor = tg.InferInput(name, list(array.shape), th_datatype(array))
-            tensor.set_data_from_numpy(array)
-            tensors.append(tensor)
-        return client.infer(model, tensors, client_timeout=120)
-
-    return call
 
 
 def th_datatype(array: np.ndarray) -> str:
