@@ -62,3 +62,18 @@ def test_loadtest_stops_at_its_request_count(fast_fake, protocol):
     spec = LoadSpec(url, "fast", concurrency=4, duration_s=30, max_requests=25, warmup_s=0)
     result = run_loadtest(spec)
     assert result.requests == 25 and result.seconds < 10
+
+
+def test_grpc_calls_still_in_flight_at_the_end_give_up_after_the_grace(tmp_path, monkeypatch):
+    import shipyard.serve.loadtest_grpc as driver
+
+    monkeypatch.setattr(driver, "ANSWER_GRACE_S", 0.3)
+    folder = write_fake_package(tmp_path / "slow", "slow", delay_ms=3000)
+    served = start_serve([folder], "--instances", "1", "--no-access-log")
+    try:
+        url = url_of(served, "grpc")
+        spec = LoadSpec(url, "slow", concurrency=2, duration_s=0.5, warmup_s=0)
+        result = run_loadtest(spec)
+    finally:
+        served.stop()
+    assert result.requests == 0 and result.errors == {"DEADLINE_EXCEEDED": 2}

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import numpy as np
 
-from shipyard.serve.loadtest_http import Tally
+from shipyard.serve.loadtest_http import ANSWER_GRACE_S, Tally
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 CALL_TIMEOUT_S = 120.0
+"""A call's deadline, and at most :data:`ANSWER_GRACE_S` past the run's end, as over HTTP."""
 
 
 def grpc_request(model: str, inputs: dict[str, np.ndarray]) -> bytes:
@@ -52,13 +54,13 @@ async def _drive(target: str, wire: bytes, concurrency: int, tally: Tally) -> No
         await asyncio.gather(*(channel.close() for channel in channels))
 
 
-async def _client(channel, wire: bytes, tally: Tally) -> None:
+async def _client(channel: Any, wire: bytes, tally: Tally) -> None:
     import grpc
 
     infer = channel.unary_unary(INFER_METHOD)  # no (de)serializers: bytes in, bytes out
     while (began := time.perf_counter()) < tally.stop_at and not tally.full:
         try:
-            await infer(wire, timeout=CALL_TIMEOUT_S)
+            await infer(wire, timeout=min(CALL_TIMEOUT_S, tally.stop_at - began + ANSWER_GRACE_S))
             failed = None
         except grpc.aio.AioRpcError as exc:
             failed = exc.code().name
