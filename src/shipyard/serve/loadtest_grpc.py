@@ -13,9 +13,13 @@ import asyncio
 import time
 from typing import Any
 
+import grpc
 import numpy as np
+from tritonclient.grpc import service_pb2 as pb
 
+from shipyard.serve.loadtest import th_datatype
 from shipyard.serve.loadtest_http import ANSWER_GRACE_S, Tally
+from shipyard.serve.tensors import to_raw
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 CALL_TIMEOUT_S = 120.0
@@ -24,11 +28,6 @@ CALL_TIMEOUT_S = 120.0
 
 def grpc_request(model: str, inputs: dict[str, np.ndarray]) -> bytes:
     """A serialized KServe v2 ``ModelInferRequest`` carrying ``inputs`` as raw contents."""
-    from tritonclient.grpc import service_pb2 as pb
-
-    from shipyard.serve.loadtest import th_datatype
-    from shipyard.serve.tensors import to_raw
-
     request = pb.ModelInferRequest(model_name=model)
     for name, array in inputs.items():
         datatype = th_datatype(array)
@@ -44,8 +43,6 @@ def drive_grpc(target: str, wire: bytes, concurrency: int, tally: Tally) -> None
 
 
 async def _drive(target: str, wire: bytes, concurrency: int, tally: Tally) -> None:
-    import grpc
-
     options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", -1)]
     channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(concurrency)]
     try:
@@ -55,8 +52,6 @@ async def _drive(target: str, wire: bytes, concurrency: int, tally: Tally) -> No
 
 
 async def _client(channel: Any, wire: bytes, tally: Tally) -> None:
-    import grpc
-
     infer = channel.unary_unary(INFER_METHOD)  # no (de)serializers: bytes in, bytes out
     while (began := time.perf_counter()) < tally.stop_at and not tally.full:
         try:
